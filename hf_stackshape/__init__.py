@@ -1,0 +1,89 @@
+"""hf_stackshape: Stackelberg reward shaping for inference-time alignment with Hugging Face Transformers.
+
+Implements Wang, Lin, Kong, Li, Jiang, Tambe, "Reward Shaping for (Inference-Time) Alignment: A
+Stackelberg Game Perspective" (arXiv 2602.02572, ICML 2026) on top of two decoding-time alignment
+methods: ARGS (Khanov et al., 2024) and Controlled Decoding, CD (Mudgal et al., 2023).
+
+The pipeline, module by module:
+
+1. ``shaping``      - pure math: the optimal threshold ``m*(x)`` and the reward transforms (SRS, baselines);
+2. ``rewards``      - reward adapters (HF reward models, Python callables);
+3. ``calibration``  - :class:`ThresholdCalibrator`, ``m*(x)`` per prompt from base-policy samples;
+4. ``guidance``     - :class:`ARGSLogitsProcessor`, :class:`CDLogitsProcessor` for ``model.generate``;
+5. ``qhead``        - :class:`QHeadModel` and :class:`QHeadTrainer` (value / Q heads on shaped rewards);
+6. ``evaluation``   - metrics (``evaluate`` modules), judges, sweeps and plots.
+
+Heavy submodules are imported on first use, so ``import hf_stackshape`` stays fast.
+"""
+
+import importlib
+from typing import TYPE_CHECKING
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    # shaping core
+    "solve_threshold": "shaping",
+    "bisect_threshold": "shaping",
+    "threshold_objective": "shaping",
+    "ThresholdSafeguards": "shaping",
+    "ARGS_SAFEGUARDS": "shaping",
+    "CD_SAFEGUARDS": "shaping",
+    "RewardTransform": "shaping",
+    "get_transform": "shaping",
+    "TRANSFORMS": "shaping",
+    # reward adapters
+    "RewardFunction": "rewards",
+    "HFRewardModel": "rewards",
+    "CallableReward": "rewards",
+    # embedded defaults
+    "load_smollm2": "defaults",
+    "load_minilm": "defaults",
+    # calibration
+    "ThresholdCalibrator": "calibration",
+    # guidance
+    "ARGSLogitsProcessor": "guidance.args",
+    "CDLogitsProcessor": "guidance.cd",
+    # Q-heads
+    "QHeadConfig": "qhead.configuration_qhead",
+    "QHeadModel": "qhead.modeling_qhead",
+    "QHeadTrainerConfig": "qhead.trainer",
+    "QHeadTrainer": "qhead.trainer",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        module = importlib.import_module(f".{_EXPORTS[name]}", __name__)
+        value = getattr(module, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'hf_stackshape' has no attribute {name!r}")
+
+
+def __dir__():
+    return __all__
+
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .calibration import ThresholdCalibrator
+    from .defaults import load_minilm, load_smollm2
+    from .guidance.args import ARGSLogitsProcessor
+    from .guidance.cd import CDLogitsProcessor
+    from .qhead.configuration_qhead import QHeadConfig
+    from .qhead.modeling_qhead import QHeadModel
+    from .qhead.trainer import QHeadTrainer, QHeadTrainerConfig
+    from .rewards import CallableReward, HFRewardModel, RewardFunction
+    from .shaping import (
+        ARGS_SAFEGUARDS,
+        CD_SAFEGUARDS,
+        TRANSFORMS,
+        RewardTransform,
+        ThresholdSafeguards,
+        bisect_threshold,
+        get_transform,
+        solve_threshold,
+        threshold_objective,
+    )

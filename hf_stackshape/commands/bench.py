@@ -1,0 +1,62 @@
+"""``stackshape bench NAME [--json] [options]``: speed ratios measured side by side in one run.
+
+Each benchmark is a module ``hf_stackshape.benchmarks.<name>`` with a dataclass ``BenchArgs``, a
+``DESCRIPTION`` and ``run(args) -> dict``; the dict holds the timings, the ratios, and each ratio's
+target under ``targets``. Timings are never pass/fail: the ratios are printed for a person (or CI
+log) to read.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from typing import List
+
+BENCHMARKS = {
+    "threshold": "exact threshold solver vs a per-prompt scalar bisection loop (10,000 prompts x 16)",
+    "calibrate": "ThresholdCalibrator vs plain generate sampling on SmolLM2 (8 prompts x 8 samples)",
+    "args": "ARGSLogitsProcessor vs plain greedy and vs a naive ARGS on SmolLM2 (64 tokens)",
+    "cd": "CDLogitsProcessor (q head on shared states; value head, k=10) vs plain greedy",
+}
+
+
+def _usage() -> str:
+    lines = [f"  {name.ljust(10)} {text}" for name, text in BENCHMARKS.items()]
+    return "usage: stackshape bench NAME [--json] [options]\n\nbenchmarks:\n" + "\n".join(lines)
+
+
+def main(argv: List[str]) -> int:
+    from transformers import HfArgumentParser
+
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
+        return 0
+    name, rest = argv[0], list(argv[1:])
+    if name not in BENCHMARKS:
+        raise ValueError(f"unknown benchmark {name!r}; choose one of {', '.join(BENCHMARKS)}")
+    as_json = "--json" in rest
+    rest = [a for a in rest if a != "--json"]
+    module = importlib.import_module(f"hf_stackshape.benchmarks.{name}")
+    parser = HfArgumentParser(module.BenchArgs, prog=f"stackshape bench {name}", description=module.DESCRIPTION)
+    (args,) = parser.parse_args_into_dataclasses(args=rest)
+    result = module.run(args)
+    result = {"benchmark": name, **result}
+    if as_json:
+        print(json.dumps(result, sort_keys=False))
+    else:
+        print(format_result(result))
+    return 0
+
+
+def format_result(result: dict) -> str:
+    targets = result.get("targets", {})
+    lines = [f"benchmark: {result['benchmark']}"]
+    for key, value in result.items():
+        if key in ("benchmark", "targets"):
+            continue
+        text = f"{value:.4g}" if isinstance(value, float) else str(value)
+        if key in targets:
+            text += f"   (target {targets[key]})"
+        lines.append(f"  {key}: {text}")
+    return "\n".join(lines)

@@ -1,0 +1,289 @@
+"""Reward adapters: one interface, "score these (prompt, response) pairs", for any utility ``r_U``.
+
+* :class:`HFRewardModel` wraps a Hugging Face ``AutoModelForSequenceClassification`` reward model with
+  a single output logit (Skywork-Reward, ArmoRM-style heads, or one you trained with TRL's
+  ``RewardTrainer``): chat-template formatting, batching, padding, truncation that keeps the end of
+  the response, dtype and device placement.
+* :class:`CallableReward` wraps any Python function on strings (a sentiment lexicon, a regex, a
+  unit test runner...), for users whose utility is not a neural reward model.
+
+Both return a float32 CPU tensor of shape ``(n,)``, one reward per pair.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Callable, List, Optional, Sequence, Union
+
+import torch
+from tqdm.auto import tqdm
+from transformers.utils import logging
+
+logger = logging.get_logger(__name__)
+
+__all__ = ["RewardFunction", "HFRewardModel", "CallableReward", "as_reward_function"]
+
+
+class RewardFunction:
+    """Base class: ``score(prompts, responses) -> Tensor[n]`` (float32, CPU). Calling it scores too."""
+
+    def score(self, prompts: Sequence[str], responses: Sequence[str]) -> torch.Tensor:  # pragma: no cover
+        raise NotImplementedError
+
+    def __call__(self, prompts: Sequence[str], responses: Sequence[str]) -> torch.Tensor:
+        return self.score(prompts, responses)
+
+    @staticmethod
+    def _check_pairs(prompts, responses):
+        if isinstance(prompts, str) or isinstance(responses, str):
+            raise ValueError("Pass lists of prompts and responses (wrap a single pair as [prompt], [response]).")
+        if len(prompts) != len(responses):
+            raise ValueError(f"Got {len(prompts)} prompts but {len(responses)} responses; they must pair up.")
+        return list(prompts), list(responses)
+
+    @staticmethod
+    def _check_finite(rewards: torch.Tensor, source: str) -> torch.Tensor:
+        if not torch.isfinite(rewards).all():
+            bad = rewards[~torch.isfinite(rewards)][0].item()
+            raise ValueError(f"{source} returned a non-finite reward ({bad}); rewards must be finite numbers.")
+        return rewards
+
+    @property
+    def name_or_path(self) -> str:
+        return type(self).__name__
+
+
+class CallableReward(RewardFunction):
+    """A reward from any Python callable.
+
+    Args:
+        fn (`Callable`):
+            Either ``fn(prompt: str, response: str) -> float`` or ``fn(response: str) -> float``
+            (detected from its signature), or, with ``batched=True``,
+            ``fn(prompts: list[str], responses: list[str]) -> Sequence[float]``.
+        batched (`bool`, *optional*, defaults to `False`): whether ``fn`` takes whole lists.
+        name (`str`, *optional*): a name recorded in results and model cards.
+
+    Examples:
+
+    ```python
+    >>> from hf_stackshape import CallableReward
+    >>> length = CallableReward(lambda response: len(response.split()))
+    >>> length(["Hi"], ["one two three"]).tolist()
+    [3.0]
+    ```
+    """
+
+    def __init__(self, fn: Callable, batched: bool = False, name: Optional[str] = None):
+        if not callable(fn):
+            raise ValueError(f"`fn` must be callable, got {type(fn).__name__}.")
+        self.fn = fn
+        self.batched = bool(batched)
+        self._name = name or getattr(fn, "__name__", type(fn).__name__)
+        self._takes_prompt = True
+        if not batched:
+            try:
+                params = [
+                    p
+                    for p in inspect.signature(fn).parameters.values()
+                    if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
+                ]
+                self._takes_prompt = len(params) >= 2
+            except (TypeError, ValueError):
+                self._takes_prompt = True
+
+    @property
+    def name_or_path(self) -> str:
+        return self._name
+
+    def score(self, prompts: Sequence[str], responses: Sequence[str]) -> torch.Tensor:
+        prompts, responses = self._check_pairs(prompts, responses)
+        if self.batched:
+            values = list(self.fn(prompts, responses))
+            if len(values) != len(prompts):
+                raise ValueError(f"Batched reward returned {len(values)} values for {len(prompts)} pairs.")
+        elif self._takes_prompt:
+            values = [self.fn(p, r) for p, r in zip(prompts, responses)]
+        else:
+            values = [self.fn(r) for r in responses]
+        try:
+            out = torch.tensor([float(v) for v in values], dtype=torch.float32)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"The reward callable {self._name!r} must return numbers: {err}") from None
+        return self._check_finite(out, f"The reward callable {self._name!r}")
+
+
+class HFRewardModel(RewardFunction):
+    """A Hugging Face sequence-classification reward model with one output logit.
+
+    Args:
+        model (`PreTrainedModel`): an ``AutoModelForSequenceClassification`` with ``num_labels == 1``.
+        tokenizer (`PreTrainedTokenizerBase`): its tokenizer.
+        template (`str` or `Callable`, *optional*):
+            How a pair becomes text. Default: the tokenizer's chat template (a user turn with the prompt,
+            an assistant turn with the response) when it has one, else ``"{prompt}\\n{response}"``.
+            A string is formatted with ``prompt`` and ``response``; a callable gets ``(prompt, response)``.
+        use_chat_template (`bool`, *optional*): force (``True``) or forbid (``False``) the chat template.
+        batch_size (`int`, *optional*, defaults to 16): pairs per forward pass.
+        max_length (`int`, *optional*):
+            Token budget per pair; longer inputs are truncated **from the left**, so the end of the
+            response (what the reward is about) is always scored. Default: the model's context size.
+        device (`str` or `torch.device`, *optional*): where to run (default: the model's device).
+        show_progress (`bool`, *optional*, defaults to `False`): tqdm bar over batches.
+
+    Examples:
+
+    ```python
+    >>> rm = HFRewardModel.from_pretrained("Skywork/Skywork-Reward-V2-Qwen3-0.6B", dtype=torch.bfloat16)  # doctest: +SKIP
+    >>> rm.score(["How do I bake bread?"], ["Mix flour, water, yeast and salt..."])  # doctest: +SKIP
+    ```
+    """
+
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        template: Optional[Union[str, Callable[[str, str], str]]] = None,
+        use_chat_template: Optional[bool] = None,
+        batch_size: int = 16,
+        max_length: Optional[int] = None,
+        device: Optional[Union[str, torch.device]] = None,
+        show_progress: bool = False,
+    ):
+        num_labels = getattr(model.config, "num_labels", None)
+        if num_labels != 1:
+            raise ValueError(
+                f"A reward model must have exactly one output (num_labels=1), got num_labels={num_labels}. "
+                "Load it with AutoModelForSequenceClassification.from_pretrained(..., num_labels=1) or pick a "
+                "reward model checkpoint."
+            )
+        if int(batch_size) < 1:
+            raise ValueError(f"`batch_size` must be >= 1, got {batch_size!r}.")
+        self.model = model
+        self.tokenizer = tokenizer
+        self.batch_size = int(batch_size)
+        self.show_progress = show_progress
+        if device is not None:
+            self.model.to(device)
+        self.model.eval()
+        if tokenizer.pad_token_id is None:
+            if tokenizer.eos_token_id is None:
+                raise ValueError("The reward tokenizer has neither a pad nor an eos token; set tokenizer.pad_token.")
+            tokenizer.pad_token = tokenizer.eos_token
+        if getattr(model.config, "pad_token_id", None) is None:
+            # Sequence-classification heads find the last real token through pad_token_id.
+            model.config.pad_token_id = tokenizer.pad_token_id
+        has_template = bool(getattr(tokenizer, "chat_template", None))
+        if use_chat_template and not has_template:
+            raise ValueError("use_chat_template=True but the reward tokenizer has no chat template; pass template=.")
+        self.use_chat_template = has_template if use_chat_template is None else bool(use_chat_template)
+        if template is not None:
+            self.use_chat_template = False
+        self.template = template if template is not None else "{prompt}\n{response}"
+        if isinstance(self.template, str) and ("{response}" not in self.template):
+            raise ValueError(f"`template` must contain '{{response}}', got {self.template!r}.")
+        context = getattr(model.config, "max_position_embeddings", None) or 2048
+        tok_max = getattr(tokenizer, "model_max_length", None)
+        if tok_max and tok_max < 1_000_000:
+            context = min(context, tok_max)
+        self.max_length = int(max_length) if max_length is not None else int(context)
+        if self.max_length < 2:
+            raise ValueError(f"`max_length` must be >= 2, got {self.max_length}.")
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        pretrained_model_name_or_path: str,
+        dtype: Optional[torch.dtype] = None,
+        device: Optional[Union[str, torch.device]] = None,
+        tokenizer=None,
+        model_kwargs: Optional[dict] = None,
+        **kwargs,
+    ) -> "HFRewardModel":
+        """Load a reward model (and its tokenizer) by Hub id or local folder; a peft adapter folder works too."""
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        model_kwargs = dict(model_kwargs or {})
+        if dtype is not None:
+            model_kwargs["dtype"] = dtype
+        model = AutoModelForSequenceClassification.from_pretrained(pretrained_model_name_or_path, **model_kwargs)
+        if tokenizer is None:
+            tokenizer = AutoTokenizer.from_pretrained(pretrained_model_name_or_path)
+        return cls(model, tokenizer, device=device, **kwargs)
+
+    @property
+    def name_or_path(self) -> str:
+        return getattr(self.model.config, "_name_or_path", None) or type(self.model).__name__
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def format(self, prompt: str, response: str) -> str:
+        """The text the reward model reads for one pair."""
+        if self.use_chat_template:
+            messages = [{"role": "user", "content": prompt}, {"role": "assistant", "content": response}]
+            return self.tokenizer.apply_chat_template(messages, tokenize=False)
+        if callable(self.template):
+            return self.template(prompt, response)
+        return self.template.format(prompt=prompt, response=response)
+
+    def encode(self, prompts: Sequence[str], responses: Sequence[str]):
+        """Tokenise pairs: left padding, left truncation to ``max_length`` (the response end survives)."""
+        texts = [self.format(p, r) for p, r in zip(prompts, responses)]
+        tok = self.tokenizer
+        old_side, old_trunc = tok.padding_side, getattr(tok, "truncation_side", "right")
+        tok.padding_side, tok.truncation_side = "left", "left"
+        try:
+            # Chat templates already hold the special tokens; avoid a second BOS.
+            batch = tok(
+                texts,
+                padding=True,
+                truncation=True,
+                max_length=self.max_length,
+                return_tensors="pt",
+                add_special_tokens=not self.use_chat_template,
+            )
+        finally:
+            tok.padding_side, tok.truncation_side = old_side, old_trunc
+        return batch
+
+    @torch.no_grad()
+    def score_ids(self, input_ids: torch.Tensor, attention_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Rewards of already tokenised sequences (left padded), float32 on CPU."""
+        device = self.device
+        input_ids = input_ids.to(device)
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        attention_mask = attention_mask.to(device)
+        position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids)
+        return out.logits[:, 0].float().cpu()
+
+    def score(self, prompts: Sequence[str], responses: Sequence[str]) -> torch.Tensor:
+        prompts, responses = self._check_pairs(prompts, responses)
+        if not prompts:
+            return torch.zeros(0, dtype=torch.float32)
+        # Sort by length so each batch pads little; restore the order at the end.
+        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]) + len(responses[i]))
+        out = torch.empty(len(prompts), dtype=torch.float32)
+        starts = range(0, len(order), self.batch_size)
+        for start in tqdm(starts, desc="reward", disable=not self.show_progress, leave=False):
+            idx = order[start : start + self.batch_size]
+            batch = self.encode([prompts[i] for i in idx], [responses[i] for i in idx])
+            out[idx] = self.score_ids(batch["input_ids"], batch["attention_mask"])
+        return self._check_finite(out, f"The reward model {self.name_or_path!r}")
+
+
+def as_reward_function(obj) -> RewardFunction:
+    """Accept a :class:`RewardFunction`, a ``(model, tokenizer)`` pair, or a Python callable."""
+    if isinstance(obj, RewardFunction):
+        return obj
+    if isinstance(obj, tuple) and len(obj) == 2 and hasattr(obj[0], "config"):
+        return HFRewardModel(obj[0], obj[1])
+    if callable(obj) and not hasattr(obj, "config"):
+        return CallableReward(obj)
+    raise ValueError(
+        f"Cannot use {type(obj).__name__} as a reward: pass an HFRewardModel, a (model, tokenizer) pair or a "
+        "callable fn(prompt, response) -> float."
+    )

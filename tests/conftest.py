@@ -1,0 +1,83 @@
+"""Shared fixtures: tiny randomly initialised models built in the test (as transformers' own tests do),
+with the real SmolLM2 tokenizer, and the bundled real SmolLM2 for the few tests marked ``slow``."""
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest
+import torch
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture(scope="session")
+def smol_folder():
+    from hf_stackshape.defaults import smollm2_path
+
+    return smollm2_path()
+
+
+@pytest.fixture(scope="session")
+def tokenizer(smol_folder):
+    """The real SmolLM2 tokenizer (left padding, chat template), shared by the tiny models."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(smol_folder, padding_side="left")
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def tiny_llama_config(vocab_size, seed_hidden=32, **kwargs):
+    from transformers import LlamaConfig
+
+    defaults = dict(
+        vocab_size=vocab_size,
+        hidden_size=seed_hidden,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        tie_word_embeddings=True,
+    )
+    defaults.update(kwargs)
+    return LlamaConfig(**defaults)
+
+
+@pytest.fixture
+def tiny_lm(tokenizer):
+    """A tiny random LlamaForCausalLM over the SmolLM2 vocabulary (seeded, float32, eval mode)."""
+    from transformers import LlamaForCausalLM
+
+    torch.manual_seed(0)
+    cfg = tiny_llama_config(
+        len(tokenizer),
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+    )
+    model = LlamaForCausalLM(cfg).eval()
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    return model
+
+
+@pytest.fixture
+def tiny_rm_model(tokenizer):
+    """A tiny random LlamaForSequenceClassification reward model (num_labels=1), same tokenizer."""
+    from transformers import LlamaForSequenceClassification
+
+    torch.manual_seed(1)
+    cfg = tiny_llama_config(len(tokenizer), num_labels=1, pad_token_id=tokenizer.pad_token_id)
+    return LlamaForSequenceClassification(cfg).eval()
+
+
+@pytest.fixture(scope="session")
+def smollm2():
+    """The bundled real SmolLM2-135M-Instruct (model, tokenizer); only for tests marked slow."""
+    from hf_stackshape.defaults import load_smollm2
+
+    return load_smollm2()
