@@ -21,7 +21,7 @@ from transformers.utils import logging
 
 logger = logging.get_logger(__name__)
 
-__all__ = ["RewardFunction", "HFRewardModel", "CallableReward", "as_reward_function"]
+__all__ = ["RewardFunction", "HFRewardModel", "CallableReward", "as_reward_function", "load_reward", "REWARD_SPECS"]
 
 
 class RewardFunction:
@@ -99,7 +99,14 @@ class CallableReward(RewardFunction):
     def score(self, prompts: Sequence[str], responses: Sequence[str]) -> torch.Tensor:
         prompts, responses = self._check_pairs(prompts, responses)
         if self.batched:
-            values = list(self.fn(prompts, responses))
+            result = self.fn(prompts, responses)
+            try:
+                values = list(result)
+            except TypeError:
+                raise ValueError(
+                    f"The batched reward callable {self._name!r} must return a sequence of numbers, one per pair; "
+                    f"got {type(result).__name__}."
+                ) from None
             if len(values) != len(prompts):
                 raise ValueError(f"Batched reward returned {len(values)} values for {len(prompts)} pairs.")
         elif self._takes_prompt:
@@ -287,3 +294,63 @@ def as_reward_function(obj) -> RewardFunction:
         f"Cannot use {type(obj).__name__} as a reward: pass an HFRewardModel, a (model, tokenizer) pair or a "
         "callable fn(prompt, response) -> float."
     )
+
+
+
+_VADER = None
+
+
+def _vader_compound(response: str) -> float:
+    """VADER sentiment of the response: the ``compound`` score in [-1, 1]."""
+    global _VADER
+    if _VADER is None:
+        from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+        _VADER = SentimentIntensityAnalyzer()
+    return _VADER.polarity_scores(response)["compound"]
+
+
+def _word_count(response: str) -> float:
+    """Number of whitespace words of the response."""
+    return float(len(response.split()))
+
+
+#: Built-in reward names accepted by :func:`load_reward` (and ``--reward`` options of the CLI).
+REWARD_SPECS = {
+    "vader": "VADER compound sentiment of the response, in [-1, 1] (no model, offline)",
+    "length": "number of whitespace words of the response",
+}
+
+
+def load_reward(spec, **kwargs) -> RewardFunction:
+    """A reward from a short spec, so configs and the command line can name one.
+
+    Args:
+        spec (`str` or reward):
+            ``"vader"`` (VADER sentiment of the response) or ``"length"`` (word count), as
+            :class:`CallableReward`; ``"package.module:function"`` for a Python callable ``fn(prompt,
+            response)`` or ``fn(response)``; otherwise a local folder / Hub id of a sequence-classification
+            reward model (:meth:`HFRewardModel.from_pretrained`, which receives ``kwargs``). A non-string
+            (a :class:`RewardFunction`, a callable, a ``(model, tokenizer)`` pair) goes through
+            :func:`as_reward_function`.
+    """
+    if not isinstance(spec, str):
+        return as_reward_function(spec)
+    name = spec.strip()
+    if not name:
+        raise ValueError(f"Reward spec must be 'vader', 'length', 'module:function' or a reward model path / Hub id, got {spec!r}.")
+    if name.lower() == "vader":
+        return CallableReward(_vader_compound, name="vader")
+    if name.lower() == "length":
+        return CallableReward(_word_count, name="length")
+    head = name.split(":", 1)[0]
+    if ":" in name and len(head) > 1 and "/" not in head and "\\" not in head and not head.startswith("."):
+        import importlib
+
+        module_name, attr = name.split(":", 1)
+        try:
+            fn = getattr(importlib.import_module(module_name), attr)
+        except (ImportError, AttributeError) as err:
+            raise ValueError(f"Cannot import the reward {name!r} ({err}); use 'package.module:function'.") from None
+        return as_reward_function(fn)
+    return HFRewardModel.from_pretrained(name, **kwargs)

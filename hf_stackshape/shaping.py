@@ -292,8 +292,11 @@ def solve_threshold(
         b_eff = torch.minimum(b_eff, guards.bound_clip * (hi - lo))
     gamma = shaping_gamma(b_eff, beta, guards).unsqueeze(-1)
 
+    # The root is shift-equivariant (m*(u + c) = m*(u) + c): work with u - max u <= 0, so the cumulative
+    # sums below stay on the scale of the rewards' range, not of their magnitude.
+    shifted = u - hi.unsqueeze(-1)
     # Sort descending; masked samples (p = 0) go last and never count as "above".
-    key = torch.where(mask, u, torch.full_like(u, -math.inf))
+    key = torch.where(mask, shifted, torch.full_like(u, -math.inf))
     s, order = torch.sort(key, dim=-1, descending=True)
     ps = torch.gather(p, -1, order)
     valid = torch.gather(mask, -1, order)
@@ -301,17 +304,20 @@ def solve_threshold(
 
     # With the top j samples above m: F_j(m) = A_j - m C_j, where
     # C_j = 1 + (gamma - 1) * sum_{i<j} p_i and A_j = E_p[u] + (gamma - 1) * sum_{i<j} p_i s_i.
+    # Both are divided by gamma (same roots, same signs) so that a huge gamma = exp(B / beta) cannot
+    # overflow: c_j = 1/gamma + (1 - 1/gamma) * sum_{i<j} p_i, likewise a_j.
     zero = torch.zeros_like(s[..., :1])
     cp = torch.cat([zero, torch.cumsum(ps, dim=-1)], dim=-1)  # (..., N + 1)
     cq = torch.cat([zero, torch.cumsum(ps * s, dim=-1)], dim=-1)
     mean = cq[..., -1:]
-    c = 1.0 + (gamma - 1.0) * cp
-    a = mean + (gamma - 1.0) * cq
+    inv = 1.0 / gamma
+    c = inv + (1.0 - inv) * cp
+    a = inv * mean + (1.0 - inv) * cq
     # F at each sorted reward s_j (continuity makes ties harmless): F(s_j) = A_j - s_j C_j.
     f_at = a[..., :-1] - s * c[..., :-1]
     # The root is above exactly the samples with F(s_j) < 0 (F decreasing): that count picks the segment.
     j_star = ((f_at < 0) & valid).sum(dim=-1, keepdim=True)
-    m = (torch.gather(a, -1, j_star) / torch.gather(c, -1, j_star)).squeeze(-1)
+    m = (torch.gather(a, -1, j_star) / torch.gather(c, -1, j_star)).squeeze(-1) + hi
     # Rounding can push m a hair outside its segment; the true root always lies in [min u, max u].
     m = torch.minimum(torch.maximum(m, lo), hi)
     return m.to(out_dtype)

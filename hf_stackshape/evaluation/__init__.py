@@ -1,0 +1,89 @@
+"""Evaluation of aligned generations, as in Wang et al. (2026), section 5 (after ARGS, Khanov et al. 2024).
+
+* Metrics, shipped as `evaluate` modules inside the package and loadable offline with
+  :func:`load_metric`: ``average_reward``, ``diversity``, ``coherence``, ``win_tie``.
+* Judges for the win-tie rate: :class:`RewardModelJudge` (a gold reward) and :class:`LLMJudge` (any
+  OpenAI-compatible endpoint, the paper's pairwise protocol).
+* The same metrics as plain functions (:mod:`.scores`) over the pure math of :mod:`.text_stats`.
+
+Examples:
+
+```python
+>>> from hf_stackshape.evaluation import load_metric
+>>> load_metric("diversity").compute(predictions=["a b c d", "a b a b a b"])["diversity"]  # doctest: +SKIP
+```
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+__all__ = [
+    "METRICS",
+    "metric_path",
+    "load_metric",
+    "Judgement",
+    "JudgementList",
+    "Judge",
+    "JudgeError",
+    "RewardModelJudge",
+    "LLMJudge",
+    "parse_scores",
+    "load_judge",
+    "SentenceEmbedder",
+    "reward_scores",
+    "diversity_scores",
+    "coherence_scores",
+    "win_tie_scores",
+]
+
+#: The packaged `evaluate` modules (folders under ``hf_stackshape/evaluation/metrics/``).
+METRICS = ("average_reward", "diversity", "coherence", "win_tie")
+
+_LAZY = {
+    "Judgement": "judges",
+    "JudgementList": "judges",
+    "Judge": "judges",
+    "JudgeError": "judges",
+    "RewardModelJudge": "judges",
+    "LLMJudge": "judges",
+    "parse_scores": "judges",
+    "load_judge": "judges",
+    "SentenceEmbedder": "embeddings",
+    "reward_scores": "scores",
+    "diversity_scores": "scores",
+    "coherence_scores": "scores",
+    "win_tie_scores": "scores",
+}
+
+
+def metric_path(name: str) -> Path:
+    """The folder of a packaged metric (what ``evaluate.load`` takes), e.g. ``metric_path("diversity")``."""
+    if name not in METRICS:
+        raise ValueError(f"Unknown metric {name!r}; the packaged metrics are {', '.join(METRICS)}.")
+    folder = Path(__file__).resolve().parent / "metrics" / name
+    if not (folder / f"{name}.py").is_file():
+        raise FileNotFoundError(f"The metric script {folder / (name + '.py')} is missing; reinstall hf_stackshape.")
+    return folder
+
+
+def load_metric(name: str, **kwargs):
+    """Load a packaged metric with ``evaluate.load`` from its local folder: no Hub access, works offline.
+
+    Args:
+        name (`str`): one of :data:`METRICS`.
+        kwargs: forwarded to ``evaluate.load`` (``config_name="vader"`` picks the reward of
+            ``average_reward`` or the judge of ``win_tie``; ``experiment_id``, ``keep_in_memory``...).
+    """
+    import evaluate
+
+    return evaluate.load(str(metric_path(name)), **kwargs)
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,301 @@
+"""Train the demo reward model bundled in ``hf_stackshape/data/demo_rm`` (about 15-25 min on 2 CPU cores).
+
+Recipe (the proxy reward of the Stackelberg reward shaping demo, Wang et al. 2026, arXiv 2602.02572):
+
+1. Sample ``--samples_per_prompt`` answers of the real SmolLM2-135M-Instruct to each bundled *train*
+   prompt (chat template, temperature sampling, batched ``generate``). Answers are cached in a JSONL
+   file written atomically after every batch, so an interrupted run resumes where it stopped.
+2. Label them with VADER's compound sentiment (the independent gold judge) and form preference pairs
+   within each prompt: chosen = the more positive answer; pairs closer than ``--min_margin`` are dropped.
+3. Hold out the pairs of ``--eval_fraction`` of the prompts; fine-tune a LoRA on SmolLM2 as an
+   ``AutoModelForSequenceClassification`` (one logit, score head saved via ``modules_to_save``) with
+   TRL's ``RewardTrainer``. Pairs are conversational (``[user, assistant]`` messages), so TRL applies the
+   same chat template as :class:`hf_stackshape.rewards.HFRewardModel` at scoring time (checked below).
+4. Report held-out pairwise accuracy and the Spearman correlation between reward and VADER on held-out
+   answers, scored through :func:`hf_stackshape.demo_assets.load_demo_reward_model`, and save the
+   adapter (a few MB) plus ``training_info.json`` with those numbers.
+
+Run: ``python examples/train_demo_reward_model.py [--samples_per_prompt 4 --num_train_epochs 2 ...]``
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import random
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import torch
+from tqdm.auto import tqdm
+from transformers import HfArgumentParser
+
+from hf_stackshape.defaults import cache_root, load_smollm2, smollm2_path
+from hf_stackshape.demo_assets import DEMO_RM_PATH, demo_prompt_records, load_demo_reward_model, vader_reward
+from hf_stackshape.io import atomic_write_json, atomic_write_jsonl, read_jsonl
+
+BASE_MODEL_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
+
+
+@dataclass
+class DemoRMArguments:
+    """Sizes of the demo reward model run."""
+
+    samples_per_prompt: int = field(default=3, metadata={"help": "Answers sampled per train prompt (2-4)."})
+    max_prompts: Optional[int] = field(default=None, metadata={"help": "Use only the first N train prompts."})
+    max_new_tokens: int = field(default=40, metadata={"help": "Tokens per sampled answer."})
+    temperature: float = field(default=0.95, metadata={"help": "Sampling temperature."})
+    generation_batch_size: int = field(default=16, metadata={"help": "Prompts per generate call."})
+    min_margin: float = field(default=0.1, metadata={"help": "Drop pairs whose VADER compound differ by less."})
+    eval_fraction: float = field(default=0.15, metadata={"help": "Fraction of prompts whose pairs are held out."})
+    max_train_pairs: Optional[int] = field(
+        default=None, metadata={"help": "Keep only the N training pairs with the largest VADER margins."}
+    )
+    lora_r: int = field(default=8, metadata={"help": "LoRA rank (attention projections)."})
+    lora_last_layers: Optional[int] = field(
+        default=None,
+        metadata={"help": "LoRA only on the last N decoder layers (backward stops there: much cheaper on CPU)."},
+    )
+    lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha."})
+    num_train_epochs: float = field(default=2.0, metadata={"help": "Reward-model training epochs."})
+    learning_rate: float = field(default=3e-4, metadata={"help": "Learning rate."})
+    train_batch_size: int = field(default=8, metadata={"help": "Pairs per optimisation step."})
+    seed: int = field(default=0, metadata={"help": "Seed for sampling, the split and training."})
+    samples_path: Optional[str] = field(
+        default=None, metadata={"help": "Answer cache (default: <hf_stackshape cache>/demo_rm/samples.jsonl)."}
+    )
+    output_dir: str = field(default=str(DEMO_RM_PATH), metadata={"help": "Where the adapter is saved."})
+    num_threads: int = field(default=2, metadata={"help": "torch CPU threads."})
+    sample_only: bool = field(default=False, metadata={"help": "Stop after sampling (fill the answer cache)."})
+
+
+def sample_answers(args: DemoRMArguments, records: List[Dict[str, str]], path: Path) -> Dict[str, List[str]]:
+    """``{prompt id: [answers]}``; resumes from ``path`` and rewrites it atomically after each batch."""
+    cache = {row["id"]: row for row in read_jsonl(path)} if path.is_file() else {}
+    key = {"max_new_tokens": args.max_new_tokens, "temperature": args.temperature}
+    todo = [
+        r
+        for r in records
+        if r["id"] not in cache
+        or cache[r["id"]]["prompt"] != r["prompt"]
+        or cache[r["id"]]["settings"] != key
+        or len(cache[r["id"]]["answers"]) < args.samples_per_prompt
+    ]
+    if todo:
+        model, tokenizer = load_smollm2()
+        torch.manual_seed(args.seed)
+        batches = range(0, len(todo), args.generation_batch_size)
+        for start in tqdm(batches, desc="sampling SmolLM2 answers"):
+            batch = todo[start : start + args.generation_batch_size]
+            texts = [
+                tokenizer.apply_chat_template(
+                    [{"role": "user", "content": r["prompt"]}], tokenize=False, add_generation_prompt=True
+                )
+                for r in batch
+            ]
+            enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+            with torch.no_grad():
+                out = model.generate(
+                    **enc,
+                    do_sample=True,
+                    temperature=args.temperature,
+                    top_p=1.0,
+                    top_k=0,
+                    max_new_tokens=args.max_new_tokens,
+                    num_return_sequences=args.samples_per_prompt,
+                    pad_token_id=tokenizer.pad_token_id,
+                )
+            answers = tokenizer.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
+            for i, r in enumerate(batch):
+                chunk = answers[i * args.samples_per_prompt : (i + 1) * args.samples_per_prompt]
+                cache[r["id"]] = {"id": r["id"], "prompt": r["prompt"], "settings": key, "answers": [a.strip() for a in chunk]}
+            atomic_write_jsonl(path, list(cache.values()))
+    return {r["id"]: cache[r["id"]]["answers"][: args.samples_per_prompt] for r in records}
+
+
+def make_pairs(prompt: str, answers: List[str], scores: List[float], min_margin: float) -> List[dict]:
+    """Conversational preference pairs (TRL implicit-prompt format), chosen = more positive VADER."""
+    pairs = []
+    for i, j in itertools.combinations(range(len(answers)), 2):
+        if abs(scores[i] - scores[j]) < min_margin or answers[i] == answers[j]:
+            continue
+        hi, lo = (i, j) if scores[i] > scores[j] else (j, i)
+        pairs.append(
+            {
+                "margin_vader": scores[hi] - scores[lo],
+                "chosen": [{"role": "user", "content": prompt}, {"role": "assistant", "content": answers[hi]}],
+                "rejected": [{"role": "user", "content": prompt}, {"role": "assistant", "content": answers[lo]}],
+            }
+        )
+    return pairs
+
+
+def check_layout(tokenizer, pair: dict) -> None:
+    """The reward model must read at scoring time exactly the tokens TRL trained it on."""
+    from trl.data_utils import _tokenize
+
+    from hf_stackshape.rewards import HFRewardModel
+
+    trained = _tokenize(tokenizer, pair["chosen"])["input_ids"]
+
+    class _Cfg:  # HFRewardModel only needs the config of a one-logit model to format/encode
+        num_labels, pad_token_id, max_position_embeddings = 1, tokenizer.pad_token_id, 8192
+
+    class _Stub(torch.nn.Module):
+        config = _Cfg()
+
+    rm = HFRewardModel(_Stub(), tokenizer)
+    scored = rm.encode([pair["chosen"][0]["content"]], [pair["chosen"][1]["content"]])["input_ids"][0].tolist()
+    if scored != list(trained):
+        raise RuntimeError("HFRewardModel and TRL's RewardTrainer tokenise a pair differently; fix the formatting.")
+
+
+def spearman(x: List[float], y: List[float]) -> float:
+    from scipy.stats import spearmanr
+
+    return float(spearmanr(x, y).statistic)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    (args,) = HfArgumentParser(DemoRMArguments).parse_args_into_dataclasses(args=argv)
+    torch.set_num_threads(args.num_threads)
+    t0 = time.time()
+    records = demo_prompt_records("train")[: args.max_prompts]
+    samples_path = Path(args.samples_path) if args.samples_path else cache_root() / "demo_rm" / "samples.jsonl"
+    answers = sample_answers(args, records, samples_path)
+    t_sample = time.time() - t0
+    if args.sample_only:
+        print(f"sampled answers for {len(answers)} prompts in {t_sample:.0f} s -> {samples_path}")
+        return 0
+
+    gold = vader_reward()
+    rng = random.Random(args.seed)
+    ids = [r["id"] for r in records]
+    rng.shuffle(ids)
+    n_eval = max(1, round(args.eval_fraction * len(ids)))
+    eval_ids = set(ids[:n_eval])
+    train_pairs, eval_pairs, eval_answers = [], [], []
+    for r in records:
+        outs = answers[r["id"]]
+        scores = gold([r["prompt"]] * len(outs), outs).tolist()
+        pairs = make_pairs(r["prompt"], outs, scores, args.min_margin)
+        if r["id"] in eval_ids:
+            eval_pairs += pairs
+            eval_answers += [(r["prompt"], a, s) for a, s in zip(outs, scores)]
+        else:
+            train_pairs += pairs
+    if args.max_train_pairs is not None and len(train_pairs) > args.max_train_pairs:
+        train_pairs = sorted(train_pairs, key=lambda p: -p["margin_vader"])[: args.max_train_pairs]
+        rng.shuffle(train_pairs)
+    print(f"pairs: {len(train_pairs)} train, {len(eval_pairs)} held out ({len(eval_ids)} prompts)")
+
+    from datasets import Dataset
+    from peft import LoraConfig
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from trl import RewardConfig, RewardTrainer
+
+    base_path = smollm2_path()
+    tokenizer = AutoTokenizer.from_pretrained(base_path)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    check_layout(tokenizer, train_pairs[0])
+    model = AutoModelForSequenceClassification.from_pretrained(
+        base_path, num_labels=1, dtype=torch.float32, pad_token_id=tokenizer.pad_token_id
+    )
+    n_layers = model.config.num_hidden_layers
+    layers = None
+    if args.lora_last_layers is not None:
+        if not 1 <= args.lora_last_layers <= n_layers:
+            raise ValueError(f"--lora_last_layers must be in [1, {n_layers}], got {args.lora_last_layers}.")
+        layers = list(range(n_layers - args.lora_last_layers, n_layers))
+    peft_config = LoraConfig(
+        task_type="SEQ_CLS",
+        r=args.lora_r,
+        lora_alpha=args.lora_alpha,
+        lora_dropout=0.05,
+        target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
+        layers_to_transform=layers,
+        modules_to_save=["score"],
+    )
+    work = Path(tempfile.mkdtemp(prefix="demo_rm_"))
+    config = RewardConfig(
+        output_dir=str(work / "trainer"),
+        num_train_epochs=args.num_train_epochs,
+        per_device_train_batch_size=args.train_batch_size,
+        learning_rate=args.learning_rate,
+        lr_scheduler_type="cosine",
+        warmup_steps=0.05,
+        logging_steps=10,
+        save_strategy="no",
+        eval_strategy="no",
+        report_to=[],
+        max_length=256,
+        seed=args.seed,
+        use_cpu=True,
+        dataloader_num_workers=0,
+        gradient_checkpointing=False,  # LoRA on a 135M model fits easily; recomputation only costs CPU time
+    )
+    trainer = RewardTrainer(
+        model=model,
+        args=config,
+        train_dataset=Dataset.from_list([{k: p[k] for k in ("chosen", "rejected")} for p in train_pairs]),
+        processing_class=tokenizer,
+        peft_config=peft_config,
+    )
+    trainer.train()
+    t_train = time.time() - t0 - t_sample
+
+    # Save to a temporary sibling first; the bundled folder is replaced only by a complete adapter.
+    out_dir = Path(args.output_dir)
+    staging = work / "adapter"
+    trainer.model.save_pretrained(staging)
+    cfg_path = staging / "adapter_config.json"
+    adapter_cfg = json.loads(cfg_path.read_text())
+    adapter_cfg["base_model_name_or_path"] = BASE_MODEL_ID  # portable; loaders use smollm2_path()
+    atomic_write_json(cfg_path, adapter_cfg)
+
+    # Scored through the public loader, exactly as the demo will use it; each answer once.
+    rm = load_demo_reward_model(staging, batch_size=16)
+    ans_scores = rm.score([a[0] for a in eval_answers], [a[1] for a in eval_answers]).tolist()
+    by_pair = {(a[0], a[1]): s for a, s in zip(eval_answers, ans_scores)}
+
+    def reward_of(messages):
+        return by_pair[(messages[0]["content"], messages[1]["content"])]
+
+    wins = [reward_of(p["chosen"]) > reward_of(p["rejected"]) for p in eval_pairs]
+    accuracy = sum(wins) / len(wins) if wins else float("nan")
+    rho = spearman(ans_scores, [a[2] for a in eval_answers])
+    info = {
+        "base_model": BASE_MODEL_ID,
+        "gold_judge": "VADER compound (vaderSentiment)",
+        "train_prompts": len(records) - len(eval_ids),
+        "heldout_prompts": len(eval_ids),
+        "train_pairs": len(train_pairs),
+        "heldout_pairs": len(eval_pairs),
+        "heldout_pairwise_accuracy": round(accuracy, 4),
+        "heldout_spearman_vs_vader": round(rho, 4),
+        "heldout_answers": len(eval_answers),
+        "sampling_seconds": round(t_sample, 1),
+        "training_seconds": round(t_train, 1),
+        "total_seconds": round(time.time() - t0, 1),
+        "args": {k: v for k, v in asdict(args).items() if k not in ("samples_path", "output_dir")},
+    }
+    atomic_write_json(staging / "training_info.json", info)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name in ("adapter_config.json", "adapter_model.safetensors", "training_info.json"):
+        os.replace(staging / name, out_dir / name)
+    shutil.rmtree(work, ignore_errors=True)
+    size = (out_dir / "adapter_model.safetensors").stat().st_size
+    print(json.dumps(info, indent=2))
+    print(f"adapter saved to {out_dir} ({size / 1e6:.2f} MB)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

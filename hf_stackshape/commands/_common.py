@@ -1,0 +1,50 @@
+"""Argument helpers shared by the ``stackshape`` subcommands (model loading, dtypes, reward specs)."""
+
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import torch
+
+
+def dtype_from_name(name: str) -> torch.dtype:
+    value = getattr(torch, str(name), None)
+    if not isinstance(value, torch.dtype) or not value.is_floating_point:
+        raise ValueError(f"Unknown --dtype {name!r}; use float32, bfloat16 or float16.")
+    return value
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def load_base_model(name: Optional[str], dtype: str = "float32", device: Optional[str] = None) -> Tuple[object, object]:
+    """The base policy: a Hub id / local folder, or the embedded SmolLM2 when ``name`` is None or 'smollm2'."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch_dtype = dtype_from_name(dtype)
+    device = device or default_device()
+    if name is None or str(name).lower() in ("smollm2", "default"):
+        from ..defaults import load_smollm2
+
+        model, tokenizer = load_smollm2(dtype=torch_dtype, device=device)
+        return model, tokenizer
+    model = AutoModelForCausalLM.from_pretrained(name, dtype=torch_dtype).to(device).eval()
+    tokenizer = AutoTokenizer.from_pretrained(name, padding_side="left")
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model, tokenizer
+
+
+def load_reward_spec(spec: str, dtype: str = "float32", device: Optional[str] = None, batch_size: int = 16):
+    """A reward from the command line: 'vader', 'length', 'demo' (the bundled demo RM), 'module:fn', or an RM id."""
+    from ..rewards import load_reward
+
+    text = str(spec).strip()
+    if text.lower() == "demo":
+        from ..demo_assets import load_demo_reward_model
+
+        return load_demo_reward_model(device=device or default_device())
+    if text.lower() in ("vader", "length") or (":" in text and "/" not in text.split(":", 1)[0]):
+        return load_reward(text)
+    return load_reward(text, dtype=dtype_from_name(dtype), device=device or default_device(), batch_size=batch_size)

@@ -1,0 +1,149 @@
+"""Sentence embeddings for the coherence metric (Wang et al. 2026, section 5; ARGS, Khanov et al. 2024).
+
+The papers embed prompt and response with SimCSE and report their cosine similarity. Any sentence
+embedder works; offline, the default is the bundled all-MiniLM-L6-v2 (``hf_stackshape.defaults``),
+run through plain ``transformers`` with the pooling sentence-transformers applies to that model:
+mean over the real tokens, then L2 normalisation, inputs truncated to 256 tokens.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import List, Optional, Sequence, Union
+
+import torch
+from tqdm.auto import tqdm
+from transformers.utils import logging
+
+from .text_stats import cosine_similarity, mean_pool
+
+logger = logging.get_logger(__name__)
+
+__all__ = ["SentenceEmbedder"]
+
+DEFAULT_EMBEDDER = "all-MiniLM-L6-v2 (bundled)"
+
+
+class SentenceEmbedder:
+    """Turn texts into sentence embeddings, in batches.
+
+    Args:
+        model (`str`, `tuple` or object, *optional*):
+            ``None`` (default): the bundled all-MiniLM-L6-v2, offline. A string: any sentence-transformers
+            model id or local folder (needs the ``sentence-transformers`` package). A
+            ``(model, tokenizer)`` pair of ``transformers`` objects: mean pooling + normalisation. Any
+            object with an ``encode(list_of_texts)`` method (e.g. a ``SentenceTransformer``).
+        batch_size (`int`, *optional*, defaults to 32): texts per forward pass.
+        max_length (`int`, *optional*): token budget per text for ``transformers`` models (default: the
+            model's ``sentence_bert_config.json`` value when present, else 256).
+        device (`str` or `torch.device`, *optional*): where to run (default: CPU).
+        show_progress (`bool`, *optional*, defaults to `False`): tqdm bar over batches.
+
+    Examples:
+
+    ```python
+    >>> embedder = SentenceEmbedder()  # bundled all-MiniLM-L6-v2
+    >>> embedder.similarity(["How do I bake bread?"], ["Mix flour, water and yeast, then bake."])  # doctest: +SKIP
+    tensor([0.58...])
+    ```
+    """
+
+    def __init__(
+        self,
+        model=None,
+        batch_size: int = 32,
+        max_length: Optional[int] = None,
+        device: Optional[Union[str, torch.device]] = None,
+        show_progress: bool = False,
+    ):
+        if int(batch_size) < 1:
+            raise ValueError(f"`batch_size` must be >= 1, got {batch_size!r}.")
+        self.batch_size = int(batch_size)
+        self.show_progress = show_progress
+        self.device = torch.device(device) if device is not None else torch.device("cpu")
+        self._encoder = None
+        self.model = self.tokenizer = None
+        if model is None:
+            from hf_stackshape.defaults import load_minilm, minilm_path
+
+            self.model, self.tokenizer = load_minilm(device=self.device)
+            self.name_or_path = DEFAULT_EMBEDDER
+            folder = minilm_path()
+        elif isinstance(model, (str, Path)):
+            try:
+                from sentence_transformers import SentenceTransformer
+            except ImportError:
+                raise ImportError(
+                    f"Embedding with {str(model)!r} needs sentence-transformers: pip install sentence-transformers "
+                    "(or pass model=None for the bundled all-MiniLM-L6-v2)."
+                ) from None
+            self._encoder = SentenceTransformer(str(model), device=str(self.device))
+            self.name_or_path = str(model)
+            folder = None
+        elif isinstance(model, tuple) and len(model) == 2:
+            self.model, self.tokenizer = model
+            self.model.to(self.device).eval()
+            self.name_or_path = getattr(self.model.config, "_name_or_path", type(self.model).__name__)
+            folder = Path(self.name_or_path) if Path(str(self.name_or_path)).is_dir() else None
+        elif hasattr(model, "encode"):
+            self._encoder = model
+            self.name_or_path = getattr(model, "name_or_path", type(model).__name__)
+            folder = None
+        else:
+            raise ValueError(
+                f"Cannot embed with {type(model).__name__}: pass None (bundled MiniLM), a sentence-transformers "
+                "model id or folder, a (model, tokenizer) pair, or an object with .encode(texts)."
+            )
+        self.max_length = int(max_length) if max_length is not None else self._configured_length(folder)
+
+    @staticmethod
+    def _configured_length(folder: Optional[Path]) -> int:
+        if folder is not None and (Path(folder) / "sentence_bert_config.json").is_file():
+            config = json.loads((Path(folder) / "sentence_bert_config.json").read_text())
+            if config.get("max_seq_length"):
+                return int(config["max_seq_length"])
+        return 256
+
+    @torch.no_grad()
+    def encode(self, texts: Sequence[str]) -> torch.Tensor:
+        """Unit-norm embeddings ``[len(texts), dim]`` (float32, CPU)."""
+        if isinstance(texts, str):
+            raise ValueError("Pass a list of texts (wrap a single text as [text]).")
+        texts = list(texts)
+        if not texts:
+            return torch.zeros(0, 0)
+        if self._encoder is not None:
+            out = self._encoder.encode(texts, batch_size=self.batch_size, convert_to_tensor=True)
+            out = torch.as_tensor(out).float().cpu()
+            return torch.nn.functional.normalize(out, dim=-1)
+        # Length-sorted batches pad little; the original order is restored at the end.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        chunks: List[torch.Tensor] = []
+        starts = range(0, len(order), self.batch_size)
+        for start in tqdm(starts, desc="embed", disable=not self.show_progress, leave=False):
+            idx = order[start : start + self.batch_size]
+            batch = self.tokenizer(
+                [texts[i] for i in idx],
+                padding=True,
+                truncation=True,
+                max_length=self.max_length,
+                return_tensors="pt",
+            ).to(self.device)
+            hidden = self.model(**batch).last_hidden_state
+            pooled = mean_pool(hidden, batch["attention_mask"])
+            chunks.append(torch.nn.functional.normalize(pooled.float(), dim=-1).cpu())
+        stacked = torch.cat(chunks)
+        out = torch.empty_like(stacked)
+        out[torch.tensor(order)] = stacked
+        return out
+
+    def similarity(self, texts_a: Sequence[str], texts_b: Sequence[str]) -> torch.Tensor:
+        """Cosine similarity of each pair ``(texts_a[i], texts_b[i])``, float64 ``[n]``."""
+        if len(texts_a) != len(texts_b):
+            raise ValueError(f"Got {len(texts_a)} and {len(texts_b)} texts; they must pair up.")
+        if len(texts_a) == 0:
+            return torch.zeros(0, dtype=torch.float64)
+        embeddings = self.encode(list(texts_a) + list(texts_b))
+        n = len(texts_a)
+        return cosine_similarity(embeddings[:n], embeddings[n:])

@@ -1,0 +1,61 @@
+"""Coherence of responses: cosine similarity of prompt and response sentence embeddings (Wang et al. 2026,
+section 5; SimCSE in the papers), an `evaluate` metric.
+
+Offline default: the bundled all-MiniLM-L6-v2 with mean pooling and L2 normalisation (what
+sentence-transformers does for that model); any sentence-transformers model id or folder otherwise.
+"""
+
+import datasets
+import evaluate
+
+from hf_stackshape.evaluation.embeddings import SentenceEmbedder
+from hf_stackshape.evaluation.scores import coherence_scores
+
+_CITATION = """\
+@inproceedings{gao2021simcse,
+  title={SimCSE: Simple Contrastive Learning of Sentence Embeddings},
+  author={Gao, Tianyu and Yao, Xingcheng and Chen, Danqi},
+  booktitle={EMNLP}, year={2021}
+}
+"""
+
+_DESCRIPTION = "Mean cosine similarity of the sentence embeddings of each prompt and its response."
+
+_KWARGS_DESCRIPTION = """
+Args:
+    predictions (`list[str]`): the responses.
+    prompts (`list[str]`): the prompt of each response.
+    model (optional): None (bundled all-MiniLM-L6-v2), a sentence-transformers model id or folder, a
+        (model, tokenizer) pair, or a `SentenceEmbedder`. Default: the config name when one is given.
+    batch_size (`int`, defaults to 32), device (optional).
+Returns:
+    coherence (`float`), coherence_std (`float`), coherences (`list[float]`).
+Examples:
+    >>> load_metric("coherence").compute(predictions=["Bake it at 220 C."], prompts=["How do I bake bread?"])
+"""
+
+
+@evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
+class Coherence(evaluate.Metric):
+    def _info(self):
+        return evaluate.MetricInfo(
+            description=_DESCRIPTION,
+            citation=_CITATION,
+            inputs_description=_KWARGS_DESCRIPTION,
+            features=datasets.Features({"predictions": datasets.Value("string"), "prompts": datasets.Value("string")}),
+            reference_urls=["https://arxiv.org/abs/2602.02572"],
+        )
+
+    def _compute(self, predictions, prompts, model=None, batch_size=32, device=None):
+        if model is None and self.config_name not in (None, "default"):
+            model = self.config_name
+        if isinstance(model, SentenceEmbedder):
+            embedder = model
+        else:
+            # Loading the embedder costs seconds: keep it for the next compute() with the same settings.
+            key = (model if isinstance(model, str) or model is None else id(model), batch_size, str(device))
+            if getattr(self, "_embedder_key", None) != key:
+                self._embedder = SentenceEmbedder(model, batch_size=batch_size, device=device)
+                self._embedder_key = key
+            embedder = self._embedder
+        return coherence_scores(prompts, predictions, embedder)

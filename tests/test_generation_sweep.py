@@ -1,0 +1,149 @@
+"""Method parsing, batched guided generation, sweeps with plots, and the generate/sweep CLI on tiny models."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from hf_stackshape.generation import format_prompts, generate_responses, parse_method
+from hf_stackshape.rewards import CallableReward, HFRewardModel
+from hf_stackshape.sweep import SweepConfig, format_table, plot_sweep, run_sweep
+
+PROMPTS = ["Say something nice.", "What is the capital of France? Answer briefly please.", "Hi"]
+
+
+def test_parse_method_names():
+    assert parse_method("srs-args").decoder == "args" and parse_method("srs-args").transform == "srs"
+    assert parse_method("args").transform == "raw" and parse_method("vanilla-cd").transform == "raw"
+    assert parse_method("base").decoder is None
+    assert parse_method("soft-cd").transform == "srs"
+    assert parse_method("minmax-args").label == "minmax-args"
+    for bad in ("srs", "foo-args", "srs-ppo", ""):
+        with pytest.raises(ValueError, match="Unknown method"):
+            parse_method(bad)
+
+
+def test_generate_responses_matches_manual_generate(tiny_lm, tokenizer, tiny_rm_model):
+    """The batched helper gives, row by row, what a plain single-prompt generate with the processor gives."""
+    from transformers import LogitsProcessorList
+
+    from hf_stackshape import ARGSLogitsProcessor
+
+    rm = HFRewardModel(tiny_rm_model, tokenizer)
+    got = generate_responses(tiny_lm, tokenizer, PROMPTS, method="srs-args", reward=rm, weight=2.0, k=4,
+                             max_new_tokens=5, batch_size=2, show_progress=False)
+    texts = format_prompts(tokenizer, PROMPTS)
+    for prompt, text, response in zip(PROMPTS, texts, got):
+        enc = tokenizer([text], return_tensors="pt", add_special_tokens=False)
+        proc = ARGSLogitsProcessor(rm, tokenizer=tokenizer, k=4, weight=2.0, transform="srs")
+        proc.set_prompt(enc, prompts=[prompt])
+        out = tiny_lm.generate(**enc, logits_processor=LogitsProcessorList([proc]), max_new_tokens=5,
+                               do_sample=False, pad_token_id=tokenizer.pad_token_id)
+        expected = tokenizer.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+        assert response == expected
+
+
+def test_generate_responses_errors(tiny_lm, tokenizer):
+    with pytest.raises(ValueError, match="needs a reward model"):
+        generate_responses(tiny_lm, tokenizer, PROMPTS, method="args", show_progress=False)
+    with pytest.raises(ValueError, match="Q-head"):
+        generate_responses(tiny_lm, tokenizer, PROMPTS, method="srs-cd", show_progress=False)
+    with pytest.raises(ValueError, match="batch_size"):
+        generate_responses(tiny_lm, tokenizer, PROMPTS, batch_size=0, show_progress=False)
+
+
+def _length_reward(response):
+    return float(len(response.split()))
+
+
+def test_sweep_table_plot_and_resume(tiny_lm, tokenizer, tmp_path, monkeypatch):
+    reward = CallableReward(_length_reward, name="length")
+    gold = CallableReward(lambda r: float(r.count("e")), name="e-count")
+    config = SweepConfig(methods=["args", "srs-args"], weights=[0.5, 2.0], k=3, max_new_tokens=4, batch_size=3)
+    table = run_sweep(tiny_lm, tokenizer, PROMPTS, reward, config, tmp_path, gold_reward=gold, show_progress=False)
+    # base + 2 methods x 2 weights
+    assert [r["method"] for r in table] == ["base", "vanilla-args", "vanilla-args", "srs-args", "srs-args"]
+    for row in table:
+        assert 0.0 <= row["diversity"] <= 1.0 and -1.0 <= row["coherence"] <= 1.0
+        if row["method"] != "base":
+            assert 0.0 <= row["win_tie_vs_base"] <= 1.0
+    assert "win_tie_vs_vanilla" in table[3]
+    # reward column recomputed from the stored generations
+    stored = [json.loads(l) for l in (tmp_path / "generations" / "srs-args_w2.jsonl").read_text().splitlines()]
+    expected = sum(_length_reward(r["response"]) for r in stored) / len(stored)
+    assert table[4]["reward"] == pytest.approx(expected)
+    csv_text = (tmp_path / "results.csv").read_text()
+    assert csv_text.splitlines()[0].startswith("method,decoder,weight,diversity,coherence,reward,gold_reward")
+    png = plot_sweep(table, tmp_path / "fig.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    assert "srs-args" in format_table(table)
+
+    # A rerun reuses every finished cell: generation must not be called again.
+    import hf_stackshape.sweep as sweep_module
+
+    def boom(*args, **kwargs):
+        raise AssertionError("a finished cell was regenerated")
+
+    monkeypatch.setattr(sweep_module, "generate_responses", boom)
+    again = run_sweep(tiny_lm, tokenizer, PROMPTS, reward, config, tmp_path, gold_reward=gold, show_progress=False)
+    assert [r["reward"] for r in again] == [r["reward"] for r in table]
+
+
+def test_sweep_config_validation():
+    with pytest.raises(ValueError, match="Unknown method"):
+        SweepConfig(methods=["nope"])
+    with pytest.raises(ValueError, match="weight"):
+        SweepConfig(weights=[-1.0])
+
+
+@pytest.fixture
+def saved_tiny_models(tiny_lm, tiny_rm_model, tokenizer, tmp_path):
+    lm_dir, rm_dir = tmp_path / "lm", tmp_path / "rm"
+    tiny_lm.save_pretrained(lm_dir)
+    tokenizer.save_pretrained(lm_dir)
+    tiny_rm_model.save_pretrained(rm_dir)
+    tokenizer.save_pretrained(rm_dir)
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in PROMPTS))
+    return lm_dir, rm_dir, prompts
+
+
+def _cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "hf_stackshape.cli", *map(str, args)], capture_output=True,
+                          text=True, cwd=cwd, timeout=300)
+
+
+def test_cli_generate_end_to_end_and_resume(saved_tiny_models, tmp_path):
+    lm_dir, rm_dir, prompts = saved_tiny_models
+    out = tmp_path / "gen.jsonl"
+    common = ["generate", "--model", lm_dir, "--reward_model", rm_dir, "--prompts", prompts, "--method", "srs-args",
+              "--k", "3", "--max_new_tokens", "4", "--batch_size", "2", "--output_file", out]
+    # Simulate an interrupted run: only the first prompt answered, plus a torn line.
+    first = _cli(*common, "--limit", "1")
+    assert first.returncode == 0, first.stderr
+    with open(out, "a") as handle:
+        handle.write('{"id": 1, "prom')
+    done = _cli(*common)
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(l) for l in out.read_text().splitlines()]
+    assert [r["prompt"] for r in rows] == PROMPTS and all(r["method"] == "srs-args" for r in rows)
+    assert [r["id"] for r in rows] == [0, 1, 2]
+
+
+def test_cli_bad_inputs_one_line(saved_tiny_models, tmp_path):
+    lm_dir, rm_dir, prompts = saved_tiny_models
+    cases = [
+        (["generate", "--prompts", tmp_path / "missing.jsonl"], "not found"),
+        (["generate", "--prompts", prompts, "--column", "question"], "question"),
+        (["generate", "--prompts", prompts, "--method", "magic-args"], "Unknown method"),
+        (["sweep", "--prompts", prompts, "--methods", "srs-cd"], "Q-head"),
+        (["frobnicate"], "unknown command"),
+    ]
+    for argv, needle in cases:
+        result = _cli(*argv)
+        assert result.returncode == 2, (argv, result.stdout, result.stderr)
+        lines = [l for l in result.stderr.strip().splitlines() if l.strip()]
+        assert len(lines) == 1 and needle.lower() in lines[0].lower(), (argv, result.stderr)
+        assert "Traceback" not in result.stderr

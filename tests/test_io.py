@@ -1,0 +1,91 @@
+"""hf_stackshape.io: atomic writes, JSONL, and prompt loading from files and datasets."""
+
+import hashlib
+import json
+import os
+
+import pytest
+from datasets import Dataset, DatasetDict
+
+from hf_stackshape import io as shio
+
+
+def test_atomic_writes_round_trip_and_leave_no_temp_files(tmp_path):
+    shio.atomic_write_text(tmp_path / "sub" / "a.txt", "héllo")
+    assert (tmp_path / "sub" / "a.txt").read_text(encoding="utf-8") == "héllo"
+    shio.atomic_write_json(tmp_path / "b.json", {"x": [1, 2.5], "s": "é"})
+    assert shio.read_json(tmp_path / "b.json") == {"x": [1, 2.5], "s": "é"}
+    rows = [{"a": 1, "b": "ü"}, {"a": 2, "b": [0.1, -3e-9]}]
+    digest = shio.atomic_write_jsonl(tmp_path / "c.jsonl", rows)
+    assert digest == hashlib.sha256((tmp_path / "c.jsonl").read_bytes()).hexdigest()
+    assert shio.read_jsonl(tmp_path / "c.jsonl") == rows
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.json", "c.jsonl", "sub"]
+
+
+def test_failed_write_keeps_the_old_file(tmp_path, monkeypatch):
+    target = tmp_path / "keep.json"
+    shio.atomic_write_json(target, {"v": 1})
+
+    def boom(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(shio.os, "replace", boom)
+    with pytest.raises(OSError, match="disk full"):
+        shio.atomic_write_json(target, {"v": 2})
+    monkeypatch.undo()
+    assert shio.read_json(target) == {"v": 1}
+    assert os.listdir(tmp_path) == ["keep.json"]
+
+
+def test_read_jsonl_errors_name_the_line(tmp_path):
+    bad_json = tmp_path / "bad.jsonl"
+    bad_json.write_text('{"prompt": "a"}\n\n{"prompt": \n')
+    with pytest.raises(ValueError, match="line 3 is not valid JSON"):
+        shio.read_jsonl(bad_json)
+    bad_utf8 = tmp_path / "bad_utf8.jsonl"
+    bad_utf8.write_bytes(b'{"prompt": "a"}\n{"prompt": "b"}\n{"prompt": "\xff\xfe"}\n')
+    with pytest.raises(ValueError, match=r"line 3 is not valid UTF-8 \(byte 0xff\)"):
+        shio.load_prompts(bad_utf8)
+
+
+def test_load_prompts_from_files(tmp_path):
+    (tmp_path / "p.jsonl").write_text('{"prompt": "a", "id": 1}\n"b"\n\n{"prompt": "a"}\n')
+    assert shio.load_prompts(tmp_path / "p.jsonl") == ["a", "b", "a"]
+    assert shio.load_prompts(tmp_path / "p.jsonl", limit=2) == ["a", "b"]
+    (tmp_path / "q.jsonl").write_text('{"question": "x"}\n{"question": "y, z"}\n')
+    assert shio.load_prompts(tmp_path / "q.jsonl", column="question") == ["x", "y, z"]
+    with pytest.raises(ValueError, match=r"record 1 has no string field 'prompt' \(fields: \['question'\]\)"):
+        shio.load_prompts(tmp_path / "q.jsonl")
+    (tmp_path / "p.csv").write_text('id,text\n1,"hello, world"\n2,"two\nlines"\n', encoding="utf-8")
+    assert shio.load_prompts(tmp_path / "p.csv", column="text") == ["hello, world", "two\nlines"]
+    with pytest.raises(ValueError, match=r"no column 'prompt'; the header has \['id', 'text'\]"):
+        shio.load_prompts(tmp_path / "p.csv")
+    (tmp_path / "p.json").write_text(json.dumps([{"prompt": "j1"}, "j2"]))
+    assert shio.load_prompts(tmp_path / "p.json") == ["j1", "j2"]
+    (tmp_path / "p.txt").write_text("t1\n\n t2\n")
+    assert shio.load_prompts(tmp_path / "p.txt") == ["t1", " t2"]
+    (tmp_path / "p.parquet").write_text("x")
+    with pytest.raises(ValueError, match="unsupported prompt file type"):
+        shio.load_prompts(tmp_path / "p.parquet")
+    with pytest.raises(FileNotFoundError, match="missing.jsonl"):
+        shio.load_prompts(tmp_path / "missing.jsonl")
+    with pytest.raises(ValueError, match="exactly one prompt source"):
+        shio.load_prompts()
+    with pytest.raises(ValueError, match="exactly one prompt source"):
+        shio.load_prompts(tmp_path / "p.txt", dataset="x")
+
+
+def test_load_prompts_from_datasets(tmp_path):
+    ds = Dataset.from_dict({"text": ["d1", "d2", "d3"], "n": [1, 2, 3]})
+    ds.save_to_disk(str(tmp_path / "saved"))
+    assert shio.load_prompts(dataset=str(tmp_path / "saved"), column="text", limit=2) == ["d1", "d2"]
+    DatasetDict({"test": ds}).save_to_disk(str(tmp_path / "dict"))
+    assert shio.load_prompts(dataset=str(tmp_path / "dict"), split="test", column="text") == ["d1", "d2", "d3"]
+    # A folder of data files goes through datasets.load_dataset, like a Hub id.
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "raw" / "train.jsonl").write_text('{"prompt": "r1"}\n{"prompt": "r2"}\n')
+    assert shio.load_prompts(dataset=str(tmp_path / "raw"), split="train") == ["r1", "r2"]
+    with pytest.raises(ValueError, match=r"no column 'prompt'; its columns are \['text', 'n'\]"):
+        shio.load_prompts(dataset=str(tmp_path / "saved"))
+    with pytest.raises(ValueError, match="row 0 is a int"):
+        shio.prompts_from_dataset(ds, "n")

@@ -1,0 +1,271 @@
+"""QHeadModel save/load/share and QHeadTrainer on shaped rewards (SRS-CD)."""
+
+import json
+import os
+import random
+import subprocess
+import sys
+
+import pytest
+import torch
+from conftest import tiny_llama_config
+from datasets import Dataset
+from transformers import HfArgumentParser, LlamaForCausalLM
+
+from hf_stackshape import QHeadConfig, QHeadModel, QHeadTrainer, QHeadTrainerConfig, get_transform
+from hf_stackshape.qhead.trainer import shape_rollouts
+
+
+@pytest.fixture
+def backbone_dir(tmp_path, tiny_lm):
+    path = tmp_path / "backbone"
+    tiny_lm.save_pretrained(path)
+    return str(path)
+
+
+def _perturb(qhead, seed=0):
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for p in qhead.head.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    return qhead
+
+
+def good_bad_dataset(n_prompts, n_responses, seed, words=8):
+    """A learnable synthetic task: reward = fraction of the word ' good' in the response."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n_prompts):
+        responses, rewards = [], []
+        for _ in range(n_responses):
+            p_good = rng.random()
+            ws = [" good" if rng.random() < p_good else " bad" for _ in range(words)]
+            responses.append("".join(ws))
+            rewards.append(sum(w == " good" for w in ws) / words)
+        rows.append(
+            {"prompt": f"Question {i}:", "responses": responses, "rewards": rewards, "threshold": sum(rewards) / len(rewards)}
+        )
+    return Dataset.from_list(rows)
+
+
+def _args(tmp_path, **kw):
+    defaults = dict(
+        output_dir=str(tmp_path / "out"),
+        per_device_train_batch_size=8,
+        per_device_eval_batch_size=16,
+        learning_rate=1e-3,
+        num_train_epochs=8,
+        logging_steps=2,
+        save_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+        transform="srs",
+        bound=1.0,
+        alpha=5.0,
+        beta=0.5,
+        safeguards="none",
+        seed=0,
+    )
+    defaults.update(kw)
+    return QHeadTrainerConfig(**defaults)
+
+
+# ------------------------------------------------------------------------------------------------ model
+
+
+@pytest.mark.parametrize("head_type", ["value", "q"])
+def test_save_load_round_trip(tmp_path, tiny_lm, backbone_dir, head_type):
+    qhead = _perturb(
+        QHeadModel.from_backbone(
+            backbone_dir, head_type=head_type, head_hidden_size=16, rank=4, reward_model_name_or_path="my/rm"
+        )
+    )
+    ids = torch.randint(0, 1000, (2, 6))
+    expected = qhead(ids).value
+    qhead.save_pretrained(tmp_path / "head")
+    files = sorted(os.listdir(tmp_path / "head"))
+    assert files == ["README.md", "config.json", "model.safetensors"]
+    from safetensors.torch import load_file
+
+    keys = set(load_file(tmp_path / "head" / "model.safetensors"))
+    assert keys and all(k.startswith("head.") for k in keys)  # the frozen backbone is not saved
+    loaded = QHeadModel.from_pretrained(tmp_path / "head")  # backbone re-attached from its local path
+    assert torch.equal(loaded(ids).value, expected)
+    shared = QHeadModel.from_pretrained(tmp_path / "head", backbone=tiny_lm)
+    assert shared.backbone is tiny_lm
+    assert torch.equal(shared(ids).value, expected)
+
+
+def test_from_pretrained_in_fresh_process(tmp_path, backbone_dir):
+    qhead = _perturb(QHeadModel.from_backbone(backbone_dir, head_type="q", rank=4))
+    ids = torch.tensor([[5, 6, 7, 8, 9]])
+    expected = qhead(ids).value[0, -1, :5].tolist()
+    qhead.save_pretrained(tmp_path / "head")
+    code = (
+        "import json, sys, torch; from hf_stackshape import QHeadModel; "
+        f"m = QHeadModel.from_pretrained({str(tmp_path / 'head')!r}); "
+        "print(json.dumps(m(torch.tensor([[5, 6, 7, 8, 9]])).value[0, -1, :5].tolist()))"
+    )
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == pytest.approx(expected, abs=1e-6)
+
+
+def test_lora_adapter_saved_and_restored(tmp_path, tiny_lm):
+    from peft import LoraConfig, get_peft_model
+
+    peft_lm = get_peft_model(tiny_lm, LoraConfig(r=2, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    qhead = _perturb(QHeadModel.from_backbone(peft_lm, head_type="value", head_hidden_size=8))
+    assert qhead.config.has_adapter and not qhead.is_frozen_backbone
+    ids = torch.randint(0, 1000, (1, 5))
+    expected = qhead(ids).value
+    qhead.save_pretrained(tmp_path / "head")
+    assert os.path.isfile(tmp_path / "head" / "adapter" / "adapter_config.json")
+    torch.manual_seed(0)
+    fresh_base = LlamaForCausalLM(tiny_lm.config).eval()
+    fresh_base.load_state_dict(peft_lm.get_base_model().state_dict(), strict=False)  # base weights, no LoRA
+    loaded = QHeadModel.from_pretrained(tmp_path / "head", backbone=fresh_base)
+    assert torch.allclose(loaded(ids).value, expected, atol=1e-6)
+
+
+def test_model_card_names_base_rm_transform(tmp_path, tiny_lm, tokenizer):
+    qhead = QHeadModel.from_backbone(tiny_lm, head_type="q", rank=4, backbone_name_or_path="org/backbone-lm")
+    args = _args(
+        tmp_path, transform="srs", bound=15.0, alpha=1.0, beta=0.667, safeguards="cd", num_train_epochs=1,
+        reward_model_name_or_path="org/reward-model", base_model_name_or_path="org/base-lm",
+    )
+    trainer = QHeadTrainer(qhead, args, train_dataset=good_bad_dataset(2, 2, 0), processing_class=tokenizer)
+    trainer.save_model(str(tmp_path / "saved"))
+    card = open(tmp_path / "saved" / "README.md").read()
+    for needle in ("org/base-lm", "org/reward-model", "org/backbone-lm", "`srs`", "bound=`15.0`", "alpha=`1.0`",
+                   "beta=`0.667`", "exponent_cap", "fudge"):
+        assert needle in card, needle
+    config = QHeadConfig.from_pretrained(tmp_path / "saved")
+    assert config.shaping["name"] == "srs" and config.shaping["beta"] == pytest.approx(0.667)
+    assert config.reward_model_name_or_path == "org/reward-model"
+
+
+def test_load_errors(tmp_path, tiny_lm):
+    qhead = QHeadModel.from_backbone(tiny_lm, head_type="value", head_hidden_size=8)
+    qhead.config.backbone_name_or_path = None
+    qhead.save_pretrained(tmp_path / "nobackbone")
+    with pytest.raises(ValueError, match="backbone"):
+        QHeadModel.from_pretrained(tmp_path / "nobackbone")
+    qhead.config.backbone_name_or_path = str(tmp_path / "does-not-exist")
+    qhead.save_pretrained(tmp_path / "badbackbone")
+    with pytest.raises(ValueError, match="does-not-exist"):
+        QHeadModel.from_pretrained(tmp_path / "badbackbone")
+    small = LlamaForCausalLM(tiny_llama_config(100))
+    with pytest.raises(ValueError, match="hidden_size|vocab_size"):
+        QHeadModel.from_pretrained(tmp_path / "nobackbone", backbone=LlamaForCausalLM(tiny_llama_config(100, seed_hidden=16)))
+    q = QHeadModel.from_backbone(tiny_lm, head_type="q", rank=2)
+    q.save_pretrained(tmp_path / "q")
+    with pytest.raises(ValueError, match="vocab_size"):
+        QHeadModel.from_pretrained(tmp_path / "q", backbone=small)
+
+
+# ------------------------------------------------------------------------------------------------ data
+
+
+def test_shaped_targets_use_stored_threshold_and_flat_schema():
+    ds = Dataset.from_list(
+        [
+            {"prompt": "a", "responses": ["x", "y", "z"], "rewards": [0.0, 1.0, 2.0], "threshold": 1.5},
+            {"prompt": "b", "responses": ["u", "v"], "rewards": [3.0, -1.0], "threshold": 0.0},
+        ]
+    )
+    srs = get_transform("srs", bound=2.0, alpha=3.0, beta=1.0, safeguards="none")
+    out = shape_rollouts(ds, srs)
+    expected = [2.0 * torch.sigmoid(torch.tensor(3.0 * (u - m))).item() for u, m in
+                [(0.0, 1.5), (1.0, 1.5), (2.0, 1.5), (3.0, 0.0), (-1.0, 0.0)]]
+    assert out["target"] == pytest.approx(expected, rel=1e-6)
+    assert out["response"] == ["x", "y", "z", "u", "v"]
+    flat = Dataset.from_dict(
+        {"prompt": out["prompt"], "response": out["response"], "reward": [0.0, 1.0, 2.0, 3.0, -1.0],
+         "threshold": [1.5, 1.5, 1.5, 0.0, 0.0]}
+    )
+    assert shape_rollouts(flat, srs)["target"] == pytest.approx(expected, rel=1e-6)
+    no_thr = ds.remove_columns("threshold")  # then m*(x) is solved over the rollouts
+    assert shape_rollouts(no_thr, srs)["target"] != pytest.approx(expected, rel=1e-6)
+    raw = shape_rollouts(ds, get_transform("raw"))["target"]
+    assert raw == [0.0, 1.0, 2.0, 3.0, -1.0]
+
+
+def test_missing_columns_are_named(tmp_path, tiny_lm, tokenizer):
+    qhead = QHeadModel.from_backbone(tiny_lm, head_type="value", head_hidden_size=8)
+    bad = Dataset.from_dict({"prompt": ["a"], "responses": [["b"]]})
+    with pytest.raises(ValueError, match=r"\['rewards'\].*\['response', 'reward'\]"):
+        QHeadTrainer(qhead, _args(tmp_path), train_dataset=bad, processing_class=tokenizer)
+    with pytest.raises(ValueError, match="loss_type"):
+        _args(tmp_path, loss_type="mse")
+
+
+def test_config_parses_with_hf_argument_parser(tmp_path):
+    (args,) = HfArgumentParser(QHeadTrainerConfig).parse_args_into_dataclasses(
+        ["--output_dir", str(tmp_path), "--transform", "hard", "--loss_type", "fudge+consistency", "--bound", "3",
+         "--precompute_hidden_states", "false", "--report_to", "none"]
+    )
+    assert args.transform == "hard" and args.loss_type == "fudge+consistency" and args.bound == 3.0
+    assert args.precompute_hidden_states is False and args.label_names == ["target"]
+
+
+# ------------------------------------------------------------------------------------------------ training
+
+
+def _train(tmp_path, backbone, tokenizer, head_type, **kw):
+    torch.manual_seed(0)
+    qhead = QHeadModel.from_backbone(backbone, head_type=head_type, head_hidden_size=32, rank=8)
+    args = _args(tmp_path, eval_strategy="epoch", **kw)
+    trainer = QHeadTrainer(
+        qhead, args, train_dataset=good_bad_dataset(12, 6, seed=0), eval_dataset=good_bad_dataset(5, 6, seed=1),
+        processing_class=tokenizer,
+    )
+    trainer.train()
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    evals = [h["eval_loss"] for h in trainer.state.log_history if "eval_loss" in h]
+    return qhead, losses, evals
+
+
+def _held_out_spearman(qhead, tokenizer, args):
+    from scipy.stats import spearmanr
+
+    records = shape_rollouts(good_bad_dataset(5, 6, seed=2), args.shaping_transform())
+    preds = []
+    with torch.no_grad():
+        for prompt, response in zip(records["prompt"], records["response"]):
+            ids = tokenizer(prompt + response, add_special_tokens=False, return_tensors="pt")["input_ids"]
+            values = qhead(ids).value[0]
+            preds.append(float(values[-1]) if qhead.config.head_type == "value" else float(values[-2, ids[0, -1]]))
+    return spearmanr(preds, records["target"]).correlation
+
+
+@pytest.mark.parametrize("head_type,loss_type", [("value", "fudge+consistency"), ("q", "fudge")])
+def test_training_lowers_loss_and_ranks_held_out_rollouts(tmp_path, tiny_lm, tokenizer, head_type, loss_type):
+    qhead, losses, evals = _train(tmp_path, tiny_lm, tokenizer, head_type, loss_type=loss_type)
+    assert losses[-1] < 0.5 * losses[0]
+    assert evals[-1] < evals[0]
+    rho = _held_out_spearman(qhead.eval(), tokenizer, _args(tmp_path))
+    assert rho > 0.6, rho
+
+
+def test_precomputed_hidden_states_give_the_same_training(tmp_path, tiny_lm, tokenizer):
+    _, with_cache, _ = _train(tmp_path, tiny_lm, tokenizer, "value", num_train_epochs=2, precompute_hidden_states=True)
+    _, without, _ = _train(tmp_path, tiny_lm, tokenizer, "value", num_train_epochs=2, precompute_hidden_states=False)
+    assert with_cache == pytest.approx(without, rel=1e-4)
+
+
+def test_lora_backbone_trains(tmp_path, tiny_lm, tokenizer):
+    from peft import LoraConfig, get_peft_model
+
+    peft_lm = get_peft_model(tiny_lm, LoraConfig(r=2, target_modules=["q_proj", "v_proj"]))
+    before = {n: p.detach().clone() for n, p in peft_lm.named_parameters() if "lora_B" in n}
+    qhead = QHeadModel.from_backbone(peft_lm, head_type="value", head_hidden_size=8)
+    args = _args(tmp_path, num_train_epochs=1, precompute_hidden_states=True)  # ignored: the backbone trains
+    trainer = QHeadTrainer(qhead, args, train_dataset=good_bad_dataset(4, 4, 0), processing_class=tokenizer)
+    assert "hidden_index" not in trainer.train_dataset.column_names
+    trainer.train()
+    after = dict(peft_lm.named_parameters())
+    assert any(not torch.equal(before[n], after[n]) for n in before)
+    trainer.save_model(str(tmp_path / "lora"))
+    assert os.path.isfile(tmp_path / "lora" / "adapter" / "adapter_model.safetensors")
