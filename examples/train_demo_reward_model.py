@@ -35,12 +35,14 @@ from typing import Dict, List, Optional
 import torch
 from tqdm.auto import tqdm
 from transformers import HfArgumentParser
+from transformers.utils import logging
 
 from hf_stackshape.defaults import cache_root, load_smollm2, smollm2_path
 from hf_stackshape.demo_assets import DEMO_RM_PATH, demo_prompt_records, load_demo_reward_model, vader_reward
 from hf_stackshape.io import atomic_write_json, atomic_write_jsonl, read_jsonl
 
 BASE_MODEL_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
+logger = logging.get_logger("train_demo_reward_model")
 
 
 @dataclass
@@ -48,23 +50,25 @@ class DemoRMArguments:
     """Sizes of the demo reward model run."""
 
     samples_per_prompt: int = field(default=3, metadata={"help": "Answers sampled per train prompt (2-4)."})
-    max_prompts: Optional[int] = field(default=None, metadata={"help": "Use only the first N train prompts."})
+    max_prompts: Optional[int] = field(
+        default=None, metadata={"help": "Use only N train prompts (a seeded random subset, all categories)."}
+    )
     max_new_tokens: int = field(default=40, metadata={"help": "Tokens per sampled answer."})
     temperature: float = field(default=0.95, metadata={"help": "Sampling temperature."})
-    generation_batch_size: int = field(default=16, metadata={"help": "Prompts per generate call."})
+    generation_batch_size: int = field(default=8, metadata={"help": "Prompts per generate call."})
     min_margin: float = field(default=0.1, metadata={"help": "Drop pairs whose VADER compound differ by less."})
-    eval_fraction: float = field(default=0.15, metadata={"help": "Fraction of prompts whose pairs are held out."})
+    eval_fraction: float = field(default=0.2, metadata={"help": "Fraction of prompts whose pairs are held out."})
     max_train_pairs: Optional[int] = field(
         default=None, metadata={"help": "Keep only the N training pairs with the largest VADER margins."}
     )
     lora_r: int = field(default=8, metadata={"help": "LoRA rank (attention projections)."})
     lora_last_layers: Optional[int] = field(
-        default=None,
+        default=8,
         metadata={"help": "LoRA only on the last N decoder layers (backward stops there: much cheaper on CPU)."},
     )
     lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha."})
     num_train_epochs: float = field(default=2.0, metadata={"help": "Reward-model training epochs."})
-    learning_rate: float = field(default=3e-4, metadata={"help": "Learning rate."})
+    learning_rate: float = field(default=5e-4, metadata={"help": "Learning rate."})
     train_batch_size: int = field(default=8, metadata={"help": "Pairs per optimisation step."})
     seed: int = field(default=0, metadata={"help": "Seed for sampling, the split and training."})
     samples_path: Optional[str] = field(
@@ -72,11 +76,17 @@ class DemoRMArguments:
     )
     output_dir: str = field(default=str(DEMO_RM_PATH), metadata={"help": "Where the adapter is saved."})
     num_threads: int = field(default=2, metadata={"help": "torch CPU threads."})
+    cached_only: bool = field(
+        default=False, metadata={"help": "Sample nothing: train on the prompts already in the answer cache."}
+    )
     sample_only: bool = field(default=False, metadata={"help": "Stop after sampling (fill the answer cache)."})
 
 
 def sample_answers(args: DemoRMArguments, records: List[Dict[str, str]], path: Path) -> Dict[str, List[str]]:
-    """``{prompt id: [answers]}``; resumes from ``path`` and rewrites it atomically after each batch."""
+    """``{prompt id: [answers]}``; resumes from ``path`` and rewrites it atomically after each batch.
+
+    With ``--cached_only`` nothing is sampled and unanswered prompts are removed from ``records`` in place.
+    """
     cache = {row["id"]: row for row in read_jsonl(path)} if path.is_file() else {}
     key = {"max_new_tokens": args.max_new_tokens, "temperature": args.temperature}
     todo = [
@@ -87,6 +97,11 @@ def sample_answers(args: DemoRMArguments, records: List[Dict[str, str]], path: P
         or cache[r["id"]]["settings"] != key
         or len(cache[r["id"]]["answers"]) < args.samples_per_prompt
     ]
+    if todo and args.cached_only:
+        done = {r["id"] for r in records} - {r["id"] for r in todo}
+        logger.warning("--cached_only: using the %d prompts already answered in %s.", len(done), path)
+        records[:] = [r for r in records if r["id"] in done]
+        todo = []
     if todo:
         model, tokenizer = load_smollm2()
         torch.manual_seed(args.seed)
@@ -166,7 +181,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     (args,) = HfArgumentParser(DemoRMArguments).parse_args_into_dataclasses(args=argv)
     torch.set_num_threads(args.num_threads)
     t0 = time.time()
-    records = demo_prompt_records("train")[: args.max_prompts]
+    # A seeded shuffle, so that any prefix (--max_prompts, or an interrupted sampling run) mixes categories.
+    records = demo_prompt_records("train")
+    random.Random(args.seed).shuffle(records)
+    records = records[: args.max_prompts]
     samples_path = Path(args.samples_path) if args.samples_path else cache_root() / "demo_rm" / "samples.jsonl"
     answers = sample_answers(args, records, samples_path)
     t_sample = time.time() - t0

@@ -15,8 +15,9 @@ from ``N`` sampled responses (the paper: N = 10, temperature 0.7, top-p 0.9). AR
   and :func:`recompute_thresholds` re-solves it for other ``(B, beta)`` from the stored rewards;
 * a resumable on-disk cache: prompts are split into fixed-size chunks; chunk ``k`` is sampled with its
   own seed (derived from ``(seed, k)`` only), written atomically as ``chunk-0000k.jsonl`` with a
-  sidecar ``chunk-0000k.json`` holding its SHA-256 and row count. A rerun reuses every verified chunk,
-  recomputes corrupted or missing ones, and refuses a folder made with other sampling settings;
+  sidecar ``chunk-0000k.json`` holding its SHA-256, row count and prompts. A rerun reuses every verified
+  chunk, recomputes corrupted or missing ones (and those whose prompts changed, e.g. a larger
+  ``--limit``), and refuses a folder made with another model, reward or sampling settings;
 * multi-process runs (``torchrun``, ``accelerate``): rank ``r`` of ``W`` samples chunks ``r, r+W, ...``
   and every rank assembles the same dataset, identical to a single-process run with the same seed.
 
@@ -28,7 +29,9 @@ Edge-case policy (documented, tested):
   and the calibrator warns about it;
 * an empty response is scored as given (the reward sees the empty string);
 * duplicate prompts are kept, each its own row with its own samples (they get different chunk seeds);
-* a NaN or infinite reward is an error naming the prompt.
+* a NaN or infinite reward is an error naming the prompt;
+* prompt files are read by :func:`hf_stackshape.io.load_prompts`: a line that is not valid UTF-8 (or not
+  valid JSON in a ``.jsonl`` file) is an error naming the line number, never skipped silently.
 """
 
 from __future__ import annotations
@@ -59,7 +62,7 @@ from .io import (
     sha256_bytes,
 )
 from .rewards import HFRewardModel, RewardFunction, as_reward_function
-from .shaping import get_safeguards, solve_threshold
+from .shaping import _check_positive, get_safeguards, solve_threshold
 
 logger = logging.get_logger(__name__)
 
@@ -85,10 +88,10 @@ class CalibrationConfig:
     temperature: float = field(default=0.7, metadata={"help": "Sampling temperature of the base policy."})
     top_p: float = field(default=0.9, metadata={"help": "Nucleus sampling top-p (1.0 disables it)."})
     top_k: int = field(default=0, metadata={"help": "Top-k sampling (0 disables it, as in the paper)."})
-    beta: float = field(default=0.667, metadata={"help": "KL strength beta (1/lambda) of the threshold, > 0."})
+    beta: float = field(default=0.667, metadata={"help": "KL strength beta (1/lambda) of the threshold."})
     bound: float = field(default=15.0, metadata={"help": "Reward bound B of the shaped reward, > 0."})
     safeguards: str = field(
-        default="cd", metadata={"help": "Numerical safeguards of the threshold: 'cd' (default), 'args' or 'none'."}
+        default="cd", metadata={"help": "Numerical safeguards of the threshold: 'cd', 'args' or 'none'."}
     )
     use_chat_template: Optional[bool] = field(
         default=None,
@@ -96,17 +99,17 @@ class CalibrationConfig:
     )
     max_prompt_length: Optional[int] = field(
         default=None,
-        metadata={"help": "Prompt token budget; longer prompts keep their end (default: context - max_new_tokens)."},
+        metadata={"help": "Prompt token budget; longer prompts keep their end (default: context - new)."},
     )
     chunk_size: int = field(
         default=8, metadata={"help": "Prompts per generate call, per cached shard and per seed."}
     )
-    seed: int = field(default=0, metadata={"help": "Base seed; the samples of chunk k depend on (seed, k) only."})
+    seed: int = field(default=0, metadata={"help": "Base seed; samples of chunk k depend on (seed, k) only."})
     output_dir: Optional[str] = field(
-        default=None, metadata={"help": "Folder for the resumable cache and the final dataset (rerun = resume)."}
+        default=None, metadata={"help": "Folder of the resumable cache and final dataset; rerun = resume."}
     )
     overwrite: bool = field(
-        default=False, metadata={"help": "Wipe an output_dir made with other sampling settings instead of refusing."}
+        default=False, metadata={"help": "Wipe an output_dir made with other settings instead of refusing."}
     )
     show_progress: bool = field(default=True, metadata={"help": "Show a tqdm progress bar."})
 
@@ -133,19 +136,13 @@ class CalibrationConfig:
         return {k: getattr(self, k) for k in keys}
 
 
-def _check_positive(name: str, value) -> float:
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"`{name}` must be a positive number, got {value!r}.") from None
-    if not (value > 0 and math.isfinite(value)):
-        raise ValueError(f"`{name}` must be a positive finite number, got {value!r}.")
-    return value
-
-
 def _short(text: str, width: int = 60) -> str:
     text = text.replace("\n", " ")
     return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def _prompts_digest(prompts: Sequence[str]) -> str:
+    return sha256_bytes(json.dumps(list(prompts), ensure_ascii=False).encode("utf-8"))
 
 
 def _chunk_seed(seed: int, chunk_index: int) -> int:
@@ -168,8 +165,9 @@ def _module_digest(module: torch.nn.Module) -> str:
 
 def _tokenizer_identity(tokenizer) -> str:
     template = getattr(tokenizer, "chat_template", None) or ""
-    parts = [type(tokenizer).__name__, str(len(tokenizer)), str(tokenizer.eos_token_id), str(tokenizer.pad_token_id)]
-    return hashlib.sha256("|".join(parts + [str(template)]).encode()).hexdigest()[:16]
+    parts = [type(tokenizer).__name__, len(tokenizer), tokenizer.eos_token_id, tokenizer.pad_token_id]
+    parts.append(template)
+    return hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()[:16]
 
 
 def _reward_identity(reward: RewardFunction) -> Dict[str, Any]:
@@ -177,7 +175,9 @@ def _reward_identity(reward: RewardFunction) -> Dict[str, Any]:
     if isinstance(reward, HFRewardModel):
         # A subclass (e.g. one that adds logging) scores the same: identify the weights, not the class.
         out["type"] = HFRewardModel.__name__
-        template = reward.template if isinstance(reward.template, str) else getattr(reward.template, "__name__", "fn")
+        template = reward.template
+        if not isinstance(template, str):
+            template = getattr(template, "__name__", "fn")
         out.update(
             weights=_module_digest(reward.model),
             tokenizer=_tokenizer_identity(reward.tokenizer),
@@ -189,7 +189,7 @@ def _reward_identity(reward: RewardFunction) -> Dict[str, Any]:
 
 
 class _Processes:
-    """Rank, world size and barrier of the current run (accelerate ``PartialState``, torch.distributed or none)."""
+    """Rank, world size and barrier of this run (accelerate ``PartialState``, torch.distributed, or none)."""
 
     def __init__(self, state=None):
         if state is not None:
@@ -296,14 +296,14 @@ def map_thresholds(
     """
     prompts = prompts_from_dataset(dataset, prompt_column)
     if source_column not in calibration.column_names:
-        raise ValueError(f"The calibration has no {source_column!r} column; columns: {calibration.column_names}.")
+        raise ValueError(f"The calibration has no {source_column!r} column: {calibration.column_names}.")
     table: Dict[str, float] = {}
     for prompt, value in zip(calibration["prompt"], calibration[source_column]):
         table.setdefault(prompt, value)
     values = []
     for i, prompt in enumerate(prompts):
         if prompt not in table:
-            raise ValueError(f"Row {i} prompt {_short(prompt)!r} has no calibrated threshold; calibrate it first.")
+            raise ValueError(f"Row {i} prompt {_short(prompt)!r} has no calibrated threshold; calibrate it.")
         values.append(table[prompt])
     out = dataset.remove_columns(column) if column in dataset.column_names else dataset
     return out.add_column(column, values)
@@ -331,7 +331,8 @@ class ThresholdCalibrator:
     >>> from hf_stackshape import ThresholdCalibrator, load_smollm2
     >>> from hf_stackshape.rewards import load_reward
     >>> model, tokenizer = load_smollm2()  # doctest: +SKIP
-    >>> calibrator = ThresholdCalibrator(model, tokenizer, load_reward("vader"), num_samples=4, max_new_tokens=32)  # doctest: +SKIP
+    >>> reward = load_reward("vader")
+    >>> calibrator = ThresholdCalibrator(model, tokenizer, reward, num_samples=4)  # doctest: +SKIP
     >>> ds = calibrator.calibrate(["Tell me about your day."], output_dir="runs/calib")  # doctest: +SKIP
     >>> ds.column_names  # doctest: +SKIP
     ['prompt_index', 'prompt', 'responses', 'rewards', 'threshold', 'base_mean_reward']
@@ -355,8 +356,9 @@ class ThresholdCalibrator:
             tokenizer.pad_token = tokenizer.eos_token
         has_template = bool(getattr(tokenizer, "chat_template", None))
         if config.use_chat_template and not has_template:
-            raise ValueError("use_chat_template=True but the tokenizer has no chat template; set it to False.")
-        self.use_chat_template = has_template if config.use_chat_template is None else bool(config.use_chat_template)
+            raise ValueError("use_chat_template=True, but the tokenizer has no chat template; set it False.")
+        wanted = config.use_chat_template
+        self.use_chat_template = has_template if wanted is None else bool(wanted)
         context = getattr(model.config, "max_position_embeddings", None)
         if config.max_prompt_length is not None:
             self.max_prompt_length = int(config.max_prompt_length)
@@ -366,8 +368,8 @@ class ThresholdCalibrator:
             self.max_prompt_length = None
         if self.max_prompt_length is not None and self.max_prompt_length < 1:
             raise ValueError(
-                f"max_new_tokens={config.max_new_tokens} leaves no room for the prompt in the model's context of "
-                f"{context} tokens; lower max_new_tokens."
+                f"max_new_tokens={config.max_new_tokens} leaves no room for the prompt in the model's "
+                f"context of {context} tokens; lower max_new_tokens."
             )
         #: What the last :meth:`calibrate` call did on this process (chunks computed / reused, rank, run id).
         self.last_run: Dict[str, Any] = {}
@@ -401,7 +403,7 @@ class ThresholdCalibrator:
         return prompt
 
     def encode_prompts(self, prompts: Sequence[str], first_index: int = 0) -> Dict[str, torch.Tensor]:
-        """Left-padded ``input_ids`` / ``attention_mask``; over-long prompts keep their last tokens (warned)."""
+        """Left-padded ``input_ids`` / ``attention_mask``; long prompts keep their last tokens (warns)."""
         texts = [self.format_prompt(p) for p in prompts]
         ids = self.tokenizer(texts, add_special_tokens=not self.use_chat_template)["input_ids"]
         budget = self.max_prompt_length
@@ -434,7 +436,9 @@ class ThresholdCalibrator:
                 )
 
     @torch.no_grad()
-    def sample_and_score(self, prompts: Sequence[str], chunk_index: int, first_index: int) -> List[Dict[str, Any]]:
+    def sample_and_score(
+        self, prompts: Sequence[str], chunk_index: int, first_index: int
+    ) -> List[Dict[str, Any]]:
         """Sample ``N`` responses per prompt of one chunk (seeded by ``(seed, chunk_index)``) and score them.
 
         One ``generate`` call and one reward call for the whole chunk. Returns one row per prompt.
@@ -450,8 +454,13 @@ class ThresholdCalibrator:
         new_tokens = out[:, batch["input_ids"].shape[1] :]
         responses = self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
         self._warn_reward_truncation(prompts, first_index)
-        flat_prompts = [p for p in prompts for _ in range(n)]
-        rewards = torch.as_tensor(self.reward.score(flat_prompts, responses), dtype=torch.float32).reshape(-1)
+        if isinstance(self.reward, HFRewardModel):
+            # The N samples of a prompt share its reward-model prefix: encode it once per prompt.
+            grouped = [responses[i * n : (i + 1) * n] for i in range(len(prompts))]
+            scored = self.reward.score_grouped(list(prompts), grouped)
+        else:
+            scored = self.reward.score([p for p in prompts for _ in range(n)], responses)
+        rewards = torch.as_tensor(scored, dtype=torch.float32).reshape(-1)
         if rewards.numel() != len(responses):
             raise ValueError(f"The reward returned {rewards.numel()} values for {len(responses)} responses.")
         rewards = rewards.view(len(prompts), n)
@@ -460,8 +469,8 @@ class ThresholdCalibrator:
             values = rewards[i].tolist()
             if not all(math.isfinite(v) for v in values):
                 raise ValueError(
-                    f"The reward returned a non-finite value for prompt {first_index + i} ({_short(prompt)!r}): "
-                    f"{values}; fix the reward function."
+                    f"The reward returned a non-finite value for prompt {first_index + i} "
+                    f"({_short(prompt)!r}): {values}; fix the reward function."
                 )
             rows.append(
                 {
@@ -475,7 +484,8 @@ class ThresholdCalibrator:
 
     # ------------------------------------------------------------------------------------------ cache
 
-    def _identity(self, prompts: Sequence[str]) -> Dict[str, Any]:
+    def _identity(self) -> Dict[str, Any]:
+        """What the samples depend on, besides the prompts (which are checked chunk by chunk)."""
         return {
             "format": _FORMAT_VERSION,
             "sampling": self.config.sampling_settings(),
@@ -487,8 +497,6 @@ class ThresholdCalibrator:
             },
             "tokenizer": _tokenizer_identity(self.tokenizer),
             "reward": _reward_identity(self.reward),
-            "num_prompts": len(prompts),
-            "prompts_sha256": sha256_bytes(json.dumps(list(prompts), ensure_ascii=False).encode("utf-8")),
         }
 
     @staticmethod
@@ -511,17 +519,19 @@ class ThresholdCalibrator:
                             f"{out} holds a calibration made with other settings ({changes}); use another "
                             "output_dir or pass overwrite=True (--overwrite true) to start fresh."
                         )
-                    logger.warning("Settings changed (%s): wiping the cached chunks in %s and starting fresh.", changes, out)
+                    logger.warning("Settings changed (%s): wiping %s, starting fresh.", changes, out)
                     for path in out.glob("chunk-*"):
                         path.unlink()
                     manifest_path.unlink()
+            for leftover in out.glob(".chunk-*.tmp"):  # a write cut short by a kill; never read
+                leftover.unlink(missing_ok=True)
             if not manifest_path.is_file():
                 out.mkdir(parents=True, exist_ok=True)
                 atomic_write_json(manifest_path, {"fingerprint": fingerprint, "identity": identity})
         procs.barrier()
         manifest = read_json(out / _MANIFEST)
         if manifest.get("fingerprint") != fingerprint:
-            raise ValueError(f"Rank {procs.rank} computed other settings than rank 0 for {out}; check the launch.")
+            raise ValueError(f"Rank {procs.rank} has other settings than rank 0 for {out}; check the launch.")
         return fingerprint
 
     @staticmethod
@@ -541,6 +551,10 @@ class ThresholdCalibrator:
                 problem = "written with other settings"
             elif sha256_bytes(raw) != meta.get("sha256"):
                 problem = "checksum mismatch (truncated or edited)"
+            elif meta.get("prompts_sha256") != _prompts_digest(prompts):
+                # Not damage: the prompt list changed (e.g. a larger --limit). Only this chunk is redone.
+                logger.info("Cached chunk %d in %s holds other prompts; recomputing it.", k, out)
+                problem = "stale"
             else:
                 rows = read_jsonl(data_path)
                 if len(rows) != len(prompts) or meta.get("rows") != len(prompts):
@@ -557,10 +571,10 @@ class ThresholdCalibrator:
                     return rows
         except (OSError, ValueError, AttributeError, TypeError) as err:
             problem = f"unreadable ({err})"
-        logger.warning("Cached chunk %d in %s is corrupted (%s); recomputing it.", k, out, problem)
+        if problem != "stale":
+            logger.warning("Cached chunk %d in %s is corrupted (%s); recomputing it.", k, out, problem)
         for path in (meta_path, data_path):
-            if path.exists():
-                path.unlink()
+            path.unlink(missing_ok=True)
         return None
 
     # ------------------------------------------------------------------------------------------ main entry
@@ -576,9 +590,9 @@ class ThresholdCalibrator:
 
         Args:
             prompts (`list[str]` or `datasets.Dataset`): the prompts (a dataset's ``column`` is used).
-            column (`str`, *optional*, defaults to `"prompt"`): the prompt column when ``prompts`` is a dataset.
+            column (`str`, *optional*, defaults to `"prompt"`): the prompt column of a dataset ``prompts``.
             output_dir (`str`, *optional*): overrides ``config.output_dir``; enables caching and resume, and
-                receives ``dataset/`` (``save_to_disk``), ``calibration.jsonl`` and ``calibration_config.json``.
+                receives ``dataset/`` (``save_to_disk``), ``calibration.jsonl``, ``calibration_config.json``.
             state (`accelerate.PartialState`, *optional*): for multi-process runs (default: torch.distributed
                 when it is initialised, else a single process). Multi-process runs need an ``output_dir``.
 
@@ -603,11 +617,11 @@ class ThresholdCalibrator:
         out_dir = output_dir if output_dir is not None else c.output_dir
         out = Path(out_dir) if out_dir is not None else None
         if out is None and procs.world > 1:
-            raise ValueError("A multi-process calibration needs an output_dir, where the ranks exchange chunks.")
+            raise ValueError("A multi-process calibration needs an output_dir (ranks exchange chunks there).")
 
         num_chunks = math.ceil(len(prompts) / c.chunk_size)
         bounds = [(k * c.chunk_size, min(len(prompts), (k + 1) * c.chunk_size)) for k in range(num_chunks)]
-        fingerprint = self._prepare_dir(out, self._identity(prompts), procs) if out is not None else None
+        fingerprint = self._prepare_dir(out, self._identity(), procs) if out is not None else None
         run_id = uuid.uuid4().hex[:12]
         stats: Dict[str, Any] = {"run_id": run_id, "rank": procs.rank, "world_size": procs.world,
                                  "computed": [], "reused": []}
@@ -615,12 +629,13 @@ class ThresholdCalibrator:
         rows_by_chunk: Dict[int, List[Dict[str, Any]]] = {}
         mine = list(range(procs.rank, num_chunks, procs.world))
         total = sum(bounds[k][1] - bounds[k][0] for k in mine)
-        bar = tqdm(total=total, desc="calibrate", unit="prompt", disable=not (c.show_progress and procs.is_main))
+        show = c.show_progress and procs.is_main
+        bar = tqdm(total=total, desc="calibrate", unit="prompt", disable=not show)
         with bar:
             for k in mine:
                 first, stop = bounds[k]
                 chunk_prompts = prompts[first:stop]
-                rows = self._load_chunk(out, k, chunk_prompts, first, fingerprint) if out is not None else None
+                rows = None if out is None else self._load_chunk(out, k, chunk_prompts, first, fingerprint)
                 if rows is not None:
                     stats["reused"].append(k)
                 else:
@@ -630,12 +645,13 @@ class ThresholdCalibrator:
                     if out is not None:
                         data_path, meta_path = self._chunk_paths(out, k)
                         digest = atomic_write_jsonl(data_path, rows)
-                        atomic_write_json(
-                            meta_path,
-                            {"chunk": k, "rows": len(rows), "sha256": digest, "fingerprint": fingerprint,
-                             "rank": procs.rank, "world_size": procs.world, "run_id": run_id,
-                             "seconds": round(time.perf_counter() - started, 3)},
-                        )
+                        meta = {
+                            "chunk": k, "rows": len(rows), "sha256": digest, "fingerprint": fingerprint,
+                            "prompts_sha256": _prompts_digest(chunk_prompts), "rank": procs.rank,
+                            "world_size": procs.world, "run_id": run_id,
+                            "seconds": round(time.perf_counter() - started, 3),
+                        }
+                        atomic_write_json(meta_path, meta)
                 rows_by_chunk[k] = rows
                 bar.update(stop - first)
         if stats["reused"]:
@@ -644,9 +660,10 @@ class ThresholdCalibrator:
         procs.barrier()
         for k in range(num_chunks):
             if k not in rows_by_chunk:
-                rows = self._load_chunk(out, k, prompts[bounds[k][0] : bounds[k][1]], bounds[k][0], fingerprint)
+                first, stop = bounds[k]
+                rows = self._load_chunk(out, k, prompts[first:stop], first, fingerprint)
                 if rows is None:
-                    raise RuntimeError(f"Chunk {k} is missing from {out} after all ranks finished; rerun to resume.")
+                    raise RuntimeError(f"Chunk {k} is missing from {out} after all ranks finished; rerun.")
                 rows_by_chunk[k] = rows
         dataset = self._to_dataset([r for k in range(num_chunks) for r in rows_by_chunk[k]])
         if out is not None and procs.is_main:
@@ -675,7 +692,7 @@ class ThresholdCalibrator:
         safeguards: Optional[str] = None,
         column: str = "threshold",
     ):
-        """:func:`recompute_thresholds` with this calibrator's ``beta`` / ``bound`` / ``safeguards`` as defaults."""
+        """:func:`recompute_thresholds`; ``beta``, ``bound`` and ``safeguards`` default to this config's."""
         c = self.config
         return recompute_thresholds(
             dataset,

@@ -84,7 +84,7 @@ def _decode(data: bytes, path: PathLike) -> str:
     except UnicodeDecodeError as err:
         line = data[: err.start].count(b"\n") + 1
         raise ValueError(
-            f"{path}: line {line} is not valid UTF-8 (byte {data[err.start]:#04x}); re-save the file as UTF-8."
+            f"{path}: line {line} is not valid UTF-8 (byte {data[err.start]:#04x}); save the file as UTF-8."
         ) from None
 
 
@@ -117,7 +117,8 @@ def _check_prompts(values: Sequence[Any], where: str) -> List[str]:
     out = []
     for i, value in enumerate(values):
         if not isinstance(value, str):
-            raise ValueError(f"{where}: row {i} is a {type(value).__name__}, not a string prompt: {value!r:.80}.")
+            kind = type(value).__name__
+            raise ValueError(f"{where}: row {i} is a {kind}, not a string prompt: {value!r:.80}.")
         out.append(value)
     return out
 
@@ -126,7 +127,7 @@ def prompts_from_dataset(dataset, column: str = "prompt") -> List[str]:
     """The string column ``column`` of a ``datasets.Dataset`` as a list (clear error if it is missing)."""
     names = list(getattr(dataset, "column_names", None) or [])
     if column not in names:
-        raise ValueError(f"The dataset has no column {column!r}; its columns are {names}. Pass column=<one of them>.")
+        raise ValueError(f"The dataset has no column {column!r}; its columns are {names}. Pick one of them.")
     return _check_prompts(dataset[column], f"column {column!r}")
 
 
@@ -163,7 +164,8 @@ def _load_file(path: Path, column: str) -> List[str]:
     if suffix == ".csv":
         reader = csv.DictReader(io.StringIO(text, newline=""))
         if column not in (reader.fieldnames or []):
-            raise ValueError(f"{path}: no column {column!r}; the header has {reader.fieldnames}. Pass --column.")
+            header = reader.fieldnames
+            raise ValueError(f"{path}: no column {column!r}; the header has {header}. Pass --column.")
         return [row[column] for row in reader]
     if suffix == ".txt":
         return [line for line in text.splitlines() if line.strip()]

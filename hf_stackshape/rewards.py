@@ -13,7 +13,7 @@ Both return a float32 CPU tensor of shape ``(n,)``, one reward per pair.
 from __future__ import annotations
 
 import inspect
-from typing import Callable, List, Optional, Sequence, Union
+from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 import torch
 from tqdm.auto import tqdm
@@ -137,6 +137,11 @@ class HFRewardModel(RewardFunction):
             response (what the reward is about) is always scored. Default: the model's context size.
         device (`str` or `torch.device`, *optional*): where to run (default: the model's device).
         show_progress (`bool`, *optional*, defaults to `False`): tqdm bar over batches.
+        padding_side (`str`, *optional*):
+            ``"left"`` or ``"right"``. Default: ``"left"`` for decoder reward models (a ``score`` head reading
+            the last real token: Llama, Qwen, Mistral, GPT-2...), ``"right"`` for encoder ones (a
+            ``classifier`` head reading the first token: DeBERTa, BERT, RoBERTa...), whose scores would
+            otherwise depend on how much padding the batch needs.
 
     Examples:
 
@@ -156,6 +161,7 @@ class HFRewardModel(RewardFunction):
         max_length: Optional[int] = None,
         device: Optional[Union[str, torch.device]] = None,
         show_progress: bool = False,
+        padding_side: Optional[str] = None,
     ):
         num_labels = getattr(model.config, "num_labels", None)
         if num_labels != 1:
@@ -170,6 +176,11 @@ class HFRewardModel(RewardFunction):
         self.tokenizer = tokenizer
         self.batch_size = int(batch_size)
         self.show_progress = show_progress
+        if padding_side is None:
+            padding_side = "left" if isinstance(getattr(model, "score", None), torch.nn.Module) else "right"
+        if padding_side not in ("left", "right"):
+            raise ValueError(f"`padding_side` must be 'left' or 'right', got {padding_side!r}.")
+        self.padding_side = padding_side
         if device is not None:
             self.model.to(device)
         self.model.eval()
@@ -236,11 +247,12 @@ class HFRewardModel(RewardFunction):
         return self.template.format(prompt=prompt, response=response)
 
     def encode(self, prompts: Sequence[str], responses: Sequence[str]):
-        """Tokenise pairs: left padding, left truncation to ``max_length`` (the response end survives)."""
+        """Tokenise pairs: ``padding_side`` padding (left for decoders), left truncation to ``max_length``
+        (the response end survives)."""
         texts = [self.format(p, r) for p, r in zip(prompts, responses)]
         tok = self.tokenizer
         old_side, old_trunc = tok.padding_side, getattr(tok, "truncation_side", "right")
-        tok.padding_side, tok.truncation_side = "left", "left"
+        tok.padding_side, tok.truncation_side = self.padding_side, "left"
         try:
             # Chat templates already hold the special tokens; avoid a second BOS.
             batch = tok(
@@ -257,7 +269,7 @@ class HFRewardModel(RewardFunction):
 
     @torch.no_grad()
     def score_ids(self, input_ids: torch.Tensor, attention_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """Rewards of already tokenised sequences (left padded), float32 on CPU."""
+        """Rewards of already tokenised sequences (padded on ``padding_side``), float32 on CPU."""
         device = self.device
         input_ids = input_ids.to(device)
         if attention_mask is None:
@@ -280,6 +292,141 @@ class HFRewardModel(RewardFunction):
             batch = self.encode([prompts[i] for i in idx], [responses[i] for i in idx])
             out[idx] = self.score_ids(batch["input_ids"], batch["attention_mask"])
         return self._check_finite(out, f"The reward model {self.name_or_path!r}")
+
+    # ------------------------------------------------------------------ grouped scoring
+
+    def shared_prefix_unsupported(self) -> Optional[str]:
+        """``None`` when :meth:`score_grouped` can share prompt prefixes on this model, else why not."""
+        if type(self).score is not HFRewardModel.score:
+            return f"{type(self).__name__} overrides `score`"
+        if not isinstance(getattr(self.model, "score", None), torch.nn.Module):
+            return f"{type(self.model).__name__} has no `score` head (an encoder classifier?)"
+        from .guidance._prefix_cache import prefix_cache_support  # lazy: guidance imports this module
+
+        return prefix_cache_support(self.model)
+
+    def score_grouped(self, prompts: Sequence[str], responses: Sequence[Sequence[str]]) -> torch.Tensor:
+        """Rewards of ``N`` responses per prompt, encoding each prompt's shared prefix once.
+
+        Equal, up to float rounding, to ``score`` on the flattened pairs ``(prompts[i], responses[i][j])``;
+        faster when the prompt part of the reward model's input is a large share of it (calibration: the
+        chat template's system prompt and user turn, then ``N`` sampled responses; SRS, Wang et al. 2026,
+        arXiv 2602.02572, needs ``N`` rewards per prompt for its threshold ``m*(x)``).
+
+        Every pair is tokenized exactly as :meth:`encode` tokenizes it. The tokens that all ``N`` pairs of
+        a prompt share at the start (the template head with the prompt, and any common start of the
+        responses; at most each pair's length minus one) run once, batched across prompts and left
+        padded; their KV cache then serves the ``N`` rest-of-pair rows, run in one batched forward whose
+        4D mask lets each row see only its own prompt's prefix
+        (:class:`~hf_stackshape.guidance._prefix_cache.PrefixKVCache`, as the ARGS fast path). The score
+        head reads each row's last token that is not the pad token, as the model's own pooling does. No
+        template probing is needed: each row is the very token sequence ``score`` would feed.
+
+        Falls back to ``score`` (same results, no sharing) for the whole call when the model cannot
+        (encoder classifiers, no ``score`` head, sliding-window or non-maskable attention, a subclass
+        that overrides ``score``, ``N < 2``), and per prompt when a pair exceeds ``max_length`` (so that
+        left truncation stays exactly as in ``score``) or nothing can be shared.
+
+        Args:
+            prompts (`list[str]`): one entry per prompt.
+            responses (`list[list[str]]`):
+                ``responses[i]`` are the responses to ``prompts[i]``; every prompt must have the same number
+                ``N`` of them (for ragged groups call ``score`` on the flattened pairs).
+
+        Returns:
+            `torch.Tensor` of shape `(len(prompts), N)`: float32 rewards on CPU.
+        """
+        if isinstance(prompts, str) or isinstance(responses, str):
+            raise ValueError("Pass a list of prompts and a list of response lists (one list per prompt).")
+        prompts, groups = list(prompts), [responses_i for responses_i in responses]
+        if len(prompts) != len(groups):
+            raise ValueError(f"Got {len(prompts)} prompts but {len(groups)} response lists; they must pair up.")
+        if any(isinstance(g, str) for g in groups):
+            raise ValueError("`responses` must hold one list of responses per prompt, not strings.")
+        groups = [list(g) for g in groups]
+        sizes = sorted({len(g) for g in groups})
+        if len(sizes) > 1:
+            raise ValueError(
+                f"Every prompt needs the same number of responses, got sizes {sizes}; call `score` on the "
+                "flattened pairs for ragged groups."
+            )
+        n = sizes[0] if sizes else 0
+        flat_prompts = [p for p, g in zip(prompts, groups) for _ in g]
+        flat_responses = [r for g in groups for r in g]
+        if not flat_responses:
+            return torch.zeros(len(prompts), n, dtype=torch.float32)
+        reason = "one response per prompt" if n < 2 else self.shared_prefix_unsupported()
+        if reason is not None:
+            logger.info_once(f"HFRewardModel.score_grouped: scoring pairs one by one ({reason}).")
+            return self.score(flat_prompts, flat_responses).view(len(prompts), n)
+
+        ids = self.tokenizer(
+            [self.format(p, r) for p, r in zip(flat_prompts, flat_responses)],
+            add_special_tokens=not self.use_chat_template,  # as `encode`
+        )["input_ids"]
+        pad = getattr(self.model.config, "pad_token_id", None)
+        out = torch.empty(len(flat_responses), dtype=torch.float32)
+        shared, alone = [], []  # (group, shared length) / flat pair indices scored by `score`
+        for i in range(len(prompts)):
+            rows = ids[i * n : (i + 1) * n]
+            length = _common_prefix_length(rows)
+            readable = all(any(t != pad for t in row) for row in rows)
+            if max(len(r) for r in rows) > self.max_length or length < 1 or not readable:
+                alone.extend(range(i * n, (i + 1) * n))
+            else:
+                shared.append((i, length))
+        if alone:
+            out[alone] = self.score([flat_prompts[j] for j in alone], [flat_responses[j] for j in alone])
+        if shared:
+            # Prompts whose responses have similar lengths together (the rest rows are padded to the longest
+            # in their forward); as many pairs per forward as `score`.
+            shared.sort(key=lambda item: max(len(r) for r in ids[item[0] * n : (item[0] + 1) * n]) - item[1])
+            per_batch = max(1, self.batch_size // n)
+            starts = range(0, len(shared), per_batch)
+            for start in tqdm(starts, desc="reward", disable=not self.show_progress, leave=False):
+                batch = shared[start : start + per_batch]
+                rows = [i * n + j for i, _ in batch for j in range(n)]
+                out[rows] = self._score_shared_prefix(ids, batch, n, pad)
+        return self._check_finite(out, f"The reward model {self.name_or_path!r}").view(len(prompts), n)
+
+    @torch.no_grad()
+    def _score_shared_prefix(self, ids: List[List[int]], batch: List[Tuple[int, int]], n: int, pad) -> torch.Tensor:
+        """Rewards of the ``n`` pairs of each ``(group, shared length)`` in ``batch``: prefixes once, then the rest."""
+        from .guidance._prefix_cache import PrefixKVCache
+
+        fill = pad if pad is not None else self.tokenizer.pad_token_id
+        heads = [ids[i * n][:length] for i, length in batch]
+        width = max(len(h) for h in heads)
+        head_ids = torch.tensor([[fill] * (width - len(h)) + h for h in heads], dtype=torch.long)
+        head_mask = torch.tensor([[False] * (width - len(h)) + [True] * len(h) for h in heads])
+        rests = [ids[i * n + j][length:] for i, length in batch for j in range(n)]
+        span = max(len(r) for r in rests)
+        rest_ids = torch.tensor([r + [fill] * (span - len(r)) for r in rests], dtype=torch.long)
+        rest_mask = torch.tensor([[True] * len(r) + [False] * (span - len(r)) for r in rests])
+
+        cache = PrefixKVCache(self.model, readout_skip_ids=[] if pad is None else [pad])
+        # 1) the prefixes alone (with one dropped dummy token: a masked candidate nobody sees, cropped after);
+        # 2) each prefix row repeated n times -- the cache matches rows by token history and expands itself
+        # (`reorder_cache`) -- with one candidate group per row: the rest of its pair.
+        dummy = torch.full((len(batch), 1, 1), fill, dtype=torch.long)
+        cache.score_candidates(head_ids, head_mask, dummy, torch.zeros_like(dummy, dtype=torch.bool))
+        states = cache.score_candidates(
+            head_ids.repeat_interleave(n, dim=0),
+            head_mask.repeat_interleave(n, dim=0),
+            rest_ids[:, None, :],
+            rest_mask[:, None, :],
+        )
+        return self.model.score(states.hidden[:, 0])[:, 0].float().cpu()
+
+
+def _common_prefix_length(rows: Sequence[Sequence[int]]) -> int:
+    """Tokens all ``rows`` share at the start, leaving at least one token of each row after them."""
+    limit = min(len(r) for r in rows) - 1
+    length = 0
+    first = rows[0]
+    while length < limit and all(r[length] == first[length] for r in rows):
+        length += 1
+    return length
 
 
 def as_reward_function(obj) -> RewardFunction:

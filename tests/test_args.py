@@ -346,7 +346,7 @@ def test_greedy_matches_reference_with_smollm2_backbone_rm(tokenizer, tiny_lm, s
     from hf_stackshape.benchmarks.args import reward_model_from_lm
 
     rm = reward_model_from_lm(smollm2[0], tokenizer, seed=0)
-    k, weight, steps = 3, 1.0, 3
+    k, weight, steps = 3, 1.0, 2
     allow = AllowOnly(whole_word_ids(tokenizer))
     for transform in ("raw", "srs"):
         proc = ARGSLogitsProcessor(rm, tokenizer=tokenizer, k=k, weight=weight, transform=transform)

@@ -41,7 +41,8 @@ def rm(tiny_rm_model, tokenizer):
 @pytest.fixture
 def make(tiny_lm, tokenizer, rm):
     def build(reward=None, **kwargs):
-        return ThresholdCalibrator(tiny_lm, tokenizer, reward if reward is not None else rm, **{**SMALL, **kwargs})
+        reward = reward if reward is not None else rm
+        return ThresholdCalibrator(tiny_lm, tokenizer, reward, **{**SMALL, **kwargs})
 
     return build
 
@@ -59,10 +60,15 @@ class FlakyReward(RewardFunction):
         return self.inner.score(prompts, responses)
 
 
-def test_samples_pairing_and_thresholds_match_a_plain_reference(make, tiny_lm, tokenizer, rm):
+def test_samples_pairing_and_thresholds_match_a_plain_reference(make, tiny_lm, tokenizer, rm, monkeypatch):
     cal = make(top_p=0.9)
+    grouped_calls, grouped = [], rm.score_grouped
+    monkeypatch.setattr(rm, "score_grouped", lambda p, r: grouped_calls.append(len(p)) or grouped(p, r))
     ds = cal.calibrate(PROMPTS)
-    assert ds.column_names == ["prompt_index", "prompt", "responses", "rewards", "threshold", "base_mean_reward"]
+    # An HFRewardModel scores each chunk with one prompt-prefix-sharing call (N samples per prompt).
+    assert grouped_calls == [2, 2, 1]
+    columns = ["prompt_index", "prompt", "responses", "rewards", "threshold", "base_mean_reward"]
+    assert ds.column_names == columns
     assert ds["prompt"] == PROMPTS and ds["prompt_index"] == list(range(len(PROMPTS)))
     # Reference: chunk k is one plain `generate` call over the chat-formatted prompts, seeded by (seed, k).
     for k, start in enumerate(range(0, len(PROMPTS), 2)):
@@ -111,7 +117,8 @@ def test_dataset_input_and_saved_outputs(make, tmp_path):
 
 
 def test_resume_after_crash_recomputes_only_unfinished_chunks(make, rm, tmp_path):
-    reference = make().calibrate(PROMPTS).to_list()
+    # The reference scores through the same wrapper (plain `score`, not `score_grouped`): exact equality.
+    reference = make(reward=FlakyReward(rm, fail_on=-1)).calibrate(PROMPTS).to_list()
     flaky = FlakyReward(rm, fail_on=2)
     with pytest.raises(RuntimeError, match="simulated crash"):
         make(reward=flaky).calibrate(PROMPTS, output_dir=tmp_path)
@@ -156,15 +163,22 @@ def test_changed_settings_refused_overwritten_and_beta_only_rethresholds(make, t
     base = make().calibrate(PROMPTS, output_dir=tmp_path)
     with pytest.raises(ValueError, match="num_samples: 3 -> 2"):
         make(num_samples=2).calibrate(PROMPTS, output_dir=tmp_path)
-    with pytest.raises(ValueError, match="other settings"):
-        make().calibrate(PROMPTS[:4], output_dir=tmp_path)
+    # Another prompt list is not another setting: chunks whose prompts are unchanged are reused.
+    fewer = make()
+    assert fewer.calibrate(PROMPTS[:4], output_dir=tmp_path).to_list() == base.to_list()[:4]
+    assert fewer.last_run["computed"] == [] and fewer.last_run["reused"] == [0, 1]
+    more = make()
+    extended = more.calibrate(PROMPTS + ["An extra prompt"], output_dir=tmp_path).to_list()
+    assert more.last_run["computed"] == [2] and extended[:4] == base.to_list()[:4]
+    assert extended[4]["prompt"] == PROMPTS[4] and len(extended) == 6
     # beta / bound only enter the threshold: nothing is resampled, thresholds are re-solved.
     cal = make(beta=0.25, bound=3.0)
-    rethresholded = cal.calibrate(PROMPTS, output_dir=tmp_path)
+    rethresholded = cal.calibrate(PROMPTS + ["An extra prompt"], output_dir=tmp_path).select(range(5))
     assert cal.last_run["computed"] == []
-    assert rethresholded["rewards"] == base["rewards"]
-    assert rethresholded["threshold"] == recompute_thresholds(base, beta=0.25, bound=3.0)["threshold"]
-    assert rethresholded["threshold"] != base["threshold"]
+    assert rethresholded["rewards"][:4] == base["rewards"][:4]
+    expected = recompute_thresholds(base.select(range(4)), beta=0.25, bound=3.0)["threshold"]
+    assert rethresholded["threshold"][:4] == expected
+    assert rethresholded["threshold"][:4] != base["threshold"][:4]
     fresh = make(num_samples=2, overwrite=True)
     ds = fresh.calibrate(PROMPTS, output_dir=tmp_path)
     assert fresh.last_run["computed"] == [0, 1, 2] and len(ds[0]["responses"]) == 2
@@ -185,7 +199,8 @@ def test_recompute_and_map_thresholds():
     with pytest.raises(ValueError, match="'zzz' has no calibrated threshold"):
         map_thresholds(Dataset.from_dict({"prompt": ["zzz"]}), out)
     with pytest.raises(ValueError, match=r"Prompt 1 \('b'\) has a non-finite reward"):
-        recompute_thresholds(Dataset.from_dict({"prompt": ["a", "b"], "rewards": [[0.0], [float("nan")]]}), 1.0, 1.0)
+        nan_rows = Dataset.from_dict({"prompt": ["a", "b"], "rewards": [[0.0], [float("nan")]]})
+        recompute_thresholds(nan_rows, 1.0, 1.0)
     with pytest.raises(ValueError, match="beta"):
         recompute_thresholds(ds, beta=0.0, bound=1.0)
 
@@ -268,3 +283,22 @@ def test_smollm2_calibration(smollm2, tiny_rm_model):
     for row in ds:
         assert min(row["rewards"]) <= row["threshold"] <= max(row["rewards"])
     assert ds.to_list() == cal.calibrate(ds["prompt"]).to_list()
+
+
+def test_cli_bad_input_is_one_clear_line(tmp_path, capsys):
+    from hf_stackshape.cli import main
+
+    def run(*argv):
+        code = main(["calibrate", *argv])
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and len(err.splitlines()) == 1, err
+        return err
+
+    out = ("--output_dir", str(tmp_path))
+    assert "Prompt file not found" in run("--prompts", str(tmp_path / "nope.jsonl"), *out)
+    (tmp_path / "p.jsonl").write_bytes(b'{"text": "a"}\n{"text": "\xc3("}\n')
+    assert "line 2 is not valid UTF-8" in run("--prompts", str(tmp_path / "p.jsonl"), *out)
+    (tmp_path / "q.jsonl").write_text('{"text": "a"}\n')
+    assert "no string field 'prompt'" in run("--prompts", str(tmp_path / "q.jsonl"), *out)
+    assert "--output_dir" in run("--prompts", str(tmp_path / "q.jsonl"), "--column", "text")
+    assert "beta" in run("--prompts", str(tmp_path / "q.jsonl"), "--beta", "0", *out)

@@ -5,6 +5,7 @@ so floating point sums are bitwise reproducible)."""
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -42,12 +43,14 @@ def one_thread():
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory, tokenizer):
     """Tiny random LM and RM saved as HF folders, a prompt file, and the single-process reference run."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM, LlamaForSequenceClassification
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import LlamaForCausalLM, LlamaForSequenceClassification
 
     root = tmp_path_factory.mktemp("calib-mp")
     torch.manual_seed(0)
-    lm = LlamaForCausalLM(tiny_llama_config(len(tokenizer), pad_token_id=tokenizer.pad_token_id,
-                                            eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.bos_token_id))
+    special = dict(pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+                   bos_token_id=tokenizer.bos_token_id)
+    lm = LlamaForCausalLM(tiny_llama_config(len(tokenizer), **special))
     torch.manual_seed(1)
     rm = LlamaForSequenceClassification(tiny_llama_config(len(tokenizer), num_labels=1,
                                                           pad_token_id=tokenizer.pad_token_id))
@@ -63,7 +66,7 @@ def setup(tmp_path_factory, tokenizer):
         tok = AutoTokenizer.from_pretrained(root / "lm", padding_side="left")
         reward = HFRewardModel.from_pretrained(str(root / "rm"), dtype=torch.float32)
         cal = ThresholdCalibrator(model, tok, reward, show_progress=False, **SETTINGS)
-        reference = cal.calibrate(load_prompts(root / "prompts.jsonl")).to_list()
+        reference = cal.calibrate(load_prompts(root / "prompts.jsonl"), output_dir=root / "ref").to_list()
     finally:
         torch.set_num_threads(before)
     return root, reference
@@ -75,32 +78,35 @@ def _metas(out):
 
 def _cli_args(root, out):
     return ["calibrate", "--prompts", str(root / "prompts.jsonl"), "--model", str(root / "lm"),
-            "--reward_model", str(root / "rm"), "--output_dir", str(out), "--show_progress", "false", *CLI_SETTINGS]
+            "--reward_model", str(root / "rm"), "--output_dir", str(out), "--show_progress", "false",
+            *CLI_SETTINGS]
 
 
 @pytest.mark.distributed
-def test_torchrun_two_ranks_match_single_process_and_resume(setup):
+def test_torchrun_two_ranks_resume_and_match_single_process(setup):
     root, reference = setup
     out = root / "dist"
+    shutil.copytree(root / "ref", out)
+    ref_metas = _metas(out)
+    # Chunk 0 truncated, chunk 2 gone, chunk 3 never finished (no sidecar): only chunk 1 is reusable.
+    data = out / "chunk-00000.jsonl"
+    data.write_bytes(data.read_bytes()[:50])
+    (out / "chunk-00002.jsonl").unlink()
+    (out / "chunk-00002.json").unlink()
+    (out / "chunk-00003.json").unlink()
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "-m", "hf_stackshape.cli", *_cli_args(root, out)]
     done = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     metas = _metas(out)
-    # Rank r took chunks r, r + 2, ...: both ranks really ran.
-    assert {k: m["rank"] for k, m in metas.items()} == {0: 0, 1: 1, 2: 0, 3: 1}
-    assert {m["world_size"] for m in metas.values()} == {2}
+    assert metas[1] == ref_metas[1]  # reused, not recomputed
+    # Rank r of 2 took chunks r, r + 2: both ranks really ran and wrote their own chunks.
+    ranks = {k: (metas[k]["rank"], metas[k]["world_size"]) for k in (0, 2, 3)}
+    assert ranks == {0: (0, 2), 2: (0, 2), 3: (1, 2)}
+    assert metas[0]["run_id"] == metas[2]["run_id"] != metas[3]["run_id"]
+    # Rank 0 gathered one dataset, identical to the single-process run.
     assert load_from_disk(str(out / "dataset")).to_list() == reference
-
-    # Resume: chunk 1 truncated, chunk 3 never finished -> only those two are recomputed.
-    data = out / "chunk-00001.jsonl"
-    data.write_bytes(data.read_bytes()[:50])
-    (out / "chunk-00003.json").unlink()
-    done = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    resumed = _metas(out)
-    assert [resumed[k]["run_id"] == metas[k]["run_id"] for k in range(4)] == [True, False, True, False]
-    assert load_from_disk(str(out / "dataset")).to_list() == reference
+    assert [json.loads(line) for line in (out / "calibration.jsonl").read_text().splitlines()] == reference
 
 
 KILLER = textwrap.dedent(
@@ -117,11 +123,13 @@ KILLER = textwrap.dedent(
     class KilledMidRun(HFRewardModel):
         calls = 0
 
-        def score(self, prompts, responses):
+        # The calibrator scores an HFRewardModel's chunk with one `score_grouped` call; hooking that (not
+        # `score`) keeps the very code path of the reference run, so the comparison below stays exact.
+        def score_grouped(self, prompts, responses):
             KilledMidRun.calls += 1
             if KilledMidRun.calls == kill_at:
                 os.kill(os.getpid(), signal.SIGKILL)
-            return super().score(prompts, responses)
+            return super().score_grouped(prompts, responses)
 
     model = AutoModelForCausalLM.from_pretrained(os.path.join(root, "lm"), dtype=torch.float32)
     tok = AutoTokenizer.from_pretrained(os.path.join(root, "lm"), padding_side="left")

@@ -109,21 +109,35 @@ def test_num_return_sequences_and_sampling(tokenizer, tiny_lm, other_backbone):
         assert (topk == new.unsqueeze(-1)).any(-1).all(), name
 
 
-def test_beam_search_matches_fresh_recompute(tokenizer, tiny_lm, other_backbone):
+@torch.no_grad()
+def _fresh_values(qhead, ids, mask, candidates):
+    """Candidate values recomputed from scratch on the full (left-padded) rows: no cache at all."""
+    if qhead.config.head_type == "q":
+        return qhead(ids, attention_mask=mask).value[:, -1].gather(-1, candidates)
+    ones = torch.ones_like(mask[:, :1])
+    return torch.stack(
+        [qhead(torch.cat([ids, candidates[:, j : j + 1]], 1), attention_mask=torch.cat([mask, ones], 1)).value[:, -1]
+         for j in range(candidates.shape[1])], -1)
+
+
+def test_beam_search_values_follow_reordered_rows(tokenizer, tiny_lm, other_backbone):
     """With beams, rows are reordered every step: the cached backbone state must follow them."""
     for name, qhead in _heads(tiny_lm, other_backbone):
-        cd = CDLogitsProcessor(qhead, k=K, base_model=tiny_lm)
+        checks = []
+
+        class Checked(CDLogitsProcessor):
+            def candidate_values(self, input_ids, candidates):
+                values = super().candidate_values(input_ids, candidates)
+                ref = _fresh_values(self.qhead, input_ids, self._attention_mask(input_ids), candidates)
+                checks.append(float((values - ref).abs().max()))
+                return values
+
+        cd = Checked(qhead, k=K, base_model=tiny_lm)
         batch = tokenizer(["Hello there", "Hi"], return_tensors="pt", padding=True)
-        out = _generate(tiny_lm, cd, batch, num_beams=3, eos_token_id=None)
-
-        class Fresh(CDLogitsProcessor):  # recomputes everything every step: no cache to reorder
-            def __call__(self, input_ids, scores):
-                if self._state is not None:
-                    self._state.reset()
-                return super().__call__(input_ids, scores)
-
-        fresh = Fresh(qhead, k=K, base_model=tiny_lm)
-        assert torch.equal(out, _generate(tiny_lm, fresh, batch, num_beams=3, eos_token_id=None)), name
+        _generate(tiny_lm, cd, batch, num_beams=3, eos_token_id=None)
+        assert len(checks) == 6 and max(checks) < 1e-4, (name, checks)
+        if cd._state is not None:
+            assert cd._state.stats["reordered"] > 0, name
 
 
 def test_eos_rows_finish_and_are_padded(tokenizer, tiny_lm, other_backbone):

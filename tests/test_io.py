@@ -80,7 +80,8 @@ def test_load_prompts_from_datasets(tmp_path):
     ds.save_to_disk(str(tmp_path / "saved"))
     assert shio.load_prompts(dataset=str(tmp_path / "saved"), column="text", limit=2) == ["d1", "d2"]
     DatasetDict({"test": ds}).save_to_disk(str(tmp_path / "dict"))
-    assert shio.load_prompts(dataset=str(tmp_path / "dict"), split="test", column="text") == ["d1", "d2", "d3"]
+    from_dict = shio.load_prompts(dataset=str(tmp_path / "dict"), split="test", column="text")
+    assert from_dict == ["d1", "d2", "d3"]
     # A folder of data files goes through datasets.load_dataset, like a Hub id.
     (tmp_path / "raw").mkdir()
     (tmp_path / "raw" / "train.jsonl").write_text('{"prompt": "r1"}\n{"prompt": "r2"}\n')

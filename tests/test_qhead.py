@@ -269,3 +269,21 @@ def test_lora_backbone_trains(tmp_path, tiny_lm, tokenizer):
     assert any(not torch.equal(before[n], after[n]) for n in before)
     trainer.save_model(str(tmp_path / "lora"))
     assert os.path.isfile(tmp_path / "lora" / "adapter" / "adapter_model.safetensors")
+
+
+def test_train_qhead_cli(tmp_path, tiny_lm, tokenizer, capsys):
+    from hf_stackshape.cli import main
+
+    tiny_lm.save_pretrained(tmp_path / "backbone")
+    tokenizer.save_pretrained(tmp_path / "backbone")
+    good_bad_dataset(4, 3, seed=0).save_to_disk(str(tmp_path / "calib" / "dataset"))
+    (tmp_path / "calib" / "calibration_config.json").write_text(json.dumps({"use_chat_template": False, "bound": 1.0}))
+    argv = ["train-qhead", "--calibration_dir", str(tmp_path / "calib"), "--backbone", str(tmp_path / "backbone"),
+            "--head_type", "q", "--rank", "4", "--output_dir", str(tmp_path / "head"), "--num_train_epochs", "1",
+            "--bound", "1.0", "--report_to", "none", "--save_strategy", "no", "--eval_fraction", "0.25",
+            "--disable_tqdm", "true"]
+    assert main(argv) == 0
+    assert "saved the q head" in capsys.readouterr().out
+    loaded = QHeadModel.from_pretrained(tmp_path / "head")
+    assert loaded.config.head_type == "q" and loaded.config.shaping["bound"] == 1.0
+    assert main(["train-qhead", "--calibration_dir", str(tmp_path / "missing"), "--output_dir", str(tmp_path / "x")]) == 2

@@ -28,12 +28,18 @@ def plain_tokenizer(smol_folder):
     return tok
 
 
-def test_batch_scoring_equals_one_by_one(tiny_rm_model, tokenizer):
-    rm = HFRewardModel(tiny_rm_model, tokenizer, batch_size=3)
+def batch_and_single(rm):
+    """Scores of all pairs in batches and one pair at a time (no padding); asserts they agree."""
     batch = rm.score(PROMPTS, RESPONSES)
-    assert batch.dtype == torch.float32 and batch.device.type == "cpu" and batch.shape == (len(PROMPTS),)
     single = torch.cat([rm.score([p], [r]) for p, r in zip(PROMPTS, RESPONSES)])
     torch.testing.assert_close(batch, single, atol=1e-5, rtol=1e-5)
+    return batch, single
+
+
+def test_batch_scoring_equals_one_by_one(tiny_rm_model, tokenizer):
+    rm = HFRewardModel(tiny_rm_model, tokenizer, batch_size=3)
+    batch, _ = batch_and_single(rm)
+    assert batch.dtype == torch.float32 and batch.device.type == "cpu" and batch.shape == (len(PROMPTS),)
     # Padding really happened (the lengths differ), and the scores are not trivially all the same.
     lengths = rm.encode(PROMPTS, RESPONSES)["attention_mask"].sum(-1)
     assert lengths.min() < lengths.max()
@@ -45,32 +51,47 @@ def test_batch_scoring_equals_one_by_one(tiny_rm_model, tokenizer):
     assert rm.score([], []).shape == (0,)
 
 
-def test_padding_invariance_with_absolute_positions(tokenizer):
-    # Llama's rotary positions hide a left-padding shift; GPT-2's learned absolute positions do not,
-    # so this checks that the position ids really start at the first real token.
-    from transformers import GPT2Config, GPT2ForSequenceClassification
+@pytest.mark.parametrize("arch, side", [("gpt2", "left"), ("bert", "right"), ("deberta-v2", "right")])
+def test_padding_invariance_beyond_llama(tokenizer, arch, side):
+    # Llama's rotary positions hide a left-padding shift; GPT-2's learned absolute positions do not, so
+    # it checks that position ids start at the first real token. Encoder heads (BERT, DeBERTa) read the
+    # first token, which left padding would make a pad token: they must be padded on the right.
+    from transformers import AutoConfig, AutoModelForSequenceClassification
 
-    torch.manual_seed(2)
-    cfg = GPT2Config(
+    cfg = AutoConfig.for_model(
+        arch,
         vocab_size=len(tokenizer),
-        n_embd=32,
-        n_layer=2,
-        n_head=4,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=256,
         n_positions=256,
         num_labels=1,
         pad_token_id=tokenizer.pad_token_id,
         bos_token_id=tokenizer.eos_token_id,
         eos_token_id=tokenizer.eos_token_id,
     )
-    rm = HFRewardModel(GPT2ForSequenceClassification(cfg).eval(), tokenizer, batch_size=len(PROMPTS))
-    batch = rm.score(PROMPTS, RESPONSES)
-    single = torch.cat([rm.score([p], [r]) for p, r in zip(PROMPTS, RESPONSES)])
-    torch.testing.assert_close(batch, single, atol=1e-5, rtol=1e-5)
+    torch.manual_seed(3)
+    model = AutoModelForSequenceClassification.from_config(cfg).eval()
+    rm = HFRewardModel(model, tokenizer, batch_size=len(PROMPTS), use_chat_template=False)
+    assert rm.padding_side == side
+    real = rm.encode(PROMPTS, RESPONSES)["attention_mask"].bool()
+    assert real[:, -1 if side == "left" else 0].all() and not real[:, 0 if side == "left" else -1].all()
+    _, single = batch_and_single(rm)
+    # Forcing the other side shows what the default avoids (GPT-2 does not care: it finds the last token).
+    other = "right" if side == "left" else "left"
+    wrong = HFRewardModel(model, tokenizer, batch_size=len(PROMPTS), use_chat_template=False, padding_side=other)
+    if arch != "gpt2":
+        assert not torch.allclose(wrong.score(PROMPTS, RESPONSES), single, atol=1e-5)
+    with pytest.raises(ValueError, match="padding_side"):
+        HFRewardModel(model, tokenizer, padding_side="middle")
 
 
 def test_score_ids_matches_score_and_restores_tokenizer(tiny_rm_model, tokenizer):
     side = tokenizer.padding_side
     rm = HFRewardModel(tiny_rm_model, tokenizer)
+    assert rm.padding_side == "left"  # decoder head: the last real token
     enc = rm.encode(PROMPTS[:3], RESPONSES[:3])
     assert tokenizer.padding_side == side
     assert (enc["attention_mask"][:, -1] == 1).all()  # left padded
@@ -244,3 +265,148 @@ def test_as_reward_function(tiny_rm_model, tokenizer):
     for bad in (42, "reward", [tiny_rm_model, tokenizer], (1, 2)):
         with pytest.raises(ValueError, match="Cannot use"):
             as_reward_function(bad)
+
+
+# --------------------------------------------------------------------------------------------------
+# HFRewardModel.score_grouped: N responses per prompt, the prompt's prefix encoded once
+# --------------------------------------------------------------------------------------------------
+
+GROUP_PROMPTS = ["Hi", "How do I bake bread at home?", "Tell me a joke about a cat and a dog."]
+GROUP_RESPONSES = [
+    # ragged lengths, an empty response, identical responses, a shared start, the pad/EOS text itself
+    ["Hello there, how can I help you today?", "", "Hello", "Hello"],
+    ["Mix flour", "Mix flour, water, yeast and salt; knead, rest, shape and bake at 230 C.", " ", "\n"],
+    ["Why? <|im_end|>", "No.", "A cat and a dog walk into a bar " * 4, "x"],
+]
+
+
+def _flat(prompts, groups):
+    return [p for p, g in zip(prompts, groups) for _ in g], [r for g in groups for r in g]
+
+
+def _spy_score(rm):
+    """Record the pairs ``score_grouped`` hands to the plain ``score`` (its fallback)."""
+    seen, plain = [], rm.score
+
+    def spy(prompts, responses):
+        seen.extend(zip(prompts, responses))
+        return plain(prompts, responses)
+
+    rm.score = spy
+    return seen
+
+
+def _count_tokens(module):
+    """Token positions the model's forward passes run (a hook on the input embedding)."""
+    counted = []
+    module.get_input_embeddings().register_forward_hook(lambda m, args, out: counted.append(args[0].numel()))
+    return counted
+
+
+def _gpt2_rm(tokenizer):
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    cfg = AutoConfig.for_model("gpt2", vocab_size=len(tokenizer), n_embd=32, n_layer=2, n_head=2, n_positions=256,
+                               num_labels=1, pad_token_id=tokenizer.pad_token_id,
+                               bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id)
+    torch.manual_seed(3)
+    return AutoModelForSequenceClassification.from_config(cfg).eval()
+
+
+@pytest.mark.parametrize("batch_size", [16, 3])
+def test_score_grouped_equals_flat_score_chat_template(tiny_rm_model, tokenizer, batch_size):
+    rm = HFRewardModel(tiny_rm_model, tokenizer, batch_size=batch_size)
+    flat_p, flat_r = _flat(GROUP_PROMPTS, GROUP_RESPONSES)
+    expected = HFRewardModel(tiny_rm_model, tokenizer, batch_size=1).score(flat_p, flat_r).view(3, 4)
+    counted = _count_tokens(tiny_rm_model)
+    rm.score(flat_p, flat_r)
+    flat_tokens = sum(counted)
+    counted.clear()
+    seen = _spy_score(rm)
+    grouped = rm.score_grouped(GROUP_PROMPTS, GROUP_RESPONSES)
+    assert grouped.shape == (3, 4) and grouped.dtype == torch.float32
+    torch.testing.assert_close(grouped, expected, rtol=1e-4, atol=1e-6)
+    assert seen == []  # every prompt went through the shared-prefix path
+    # The chat template's system prompt + user turn ran once per prompt, not 4 times: fewer token
+    # positions than `score` runs with the same batch size.
+    assert sum(counted) < flat_tokens
+    # Different rewards for different responses (the comparison above is not between constants).
+    assert grouped[0, 0] != grouped[0, 1] and grouped[0, 2] == grouped[0, 3]
+
+
+@pytest.mark.parametrize("arch", ["llama-plain-template", "gpt2"])
+def test_score_grouped_without_chat_template(tiny_rm_model, plain_tokenizer, tokenizer, arch):
+    # "{prompt}\n{response}": an empty response leaves the head alone; GPT-2's learned absolute positions
+    # check that the response rows continue the prefix's positions.
+    model = tiny_rm_model if arch != "gpt2" else _gpt2_rm(tokenizer)
+    rm = HFRewardModel(model, plain_tokenizer, batch_size=8)
+    assert not rm.use_chat_template and rm.shared_prefix_unsupported() is None
+    seen = _spy_score(rm)
+    grouped = rm.score_grouped(GROUP_PROMPTS, GROUP_RESPONSES)
+    assert seen == []
+    flat = HFRewardModel(model, plain_tokenizer, batch_size=1).score(*_flat(GROUP_PROMPTS, GROUP_RESPONSES))
+    torch.testing.assert_close(grouped, flat.view(3, 4), rtol=1e-4, atol=1e-6)
+
+
+def test_score_grouped_truncated_group_falls_back(tiny_rm_model, plain_tokenizer):
+    # One prompt is too long for max_length: its group is scored by `score` (left truncation exactly as
+    # there), the others share their prefix.
+    long_prompt = "Once upon a time " * 20 + "what is the answer?"
+    prompts = ["Hi", long_prompt, "Tell me a joke"]
+    responses = [["one", "two words"], ["forty two", "the final answer is forty two"], ["no", ""]]
+    rm = HFRewardModel(tiny_rm_model, plain_tokenizer, max_length=40)
+    seen = _spy_score(rm)
+    grouped = rm.score_grouped(prompts, responses)
+    assert seen == [(long_prompt, r) for r in responses[1]]
+    flat = HFRewardModel(tiny_rm_model, plain_tokenizer, max_length=40, batch_size=1).score(*_flat(prompts, responses))
+    torch.testing.assert_close(grouped, flat.view(3, 2), rtol=1e-4, atol=1e-6)
+    # Truncation really happened for that group: with room for everything its rewards change.
+    full = HFRewardModel(tiny_rm_model, plain_tokenizer).score_grouped(prompts, responses)
+    assert not torch.allclose(full[1], grouped[1], atol=1e-6)
+    torch.testing.assert_close(full[[0, 2]], grouped[[0, 2]], rtol=1e-4, atol=1e-6)
+
+
+def test_score_grouped_falls_back_when_it_cannot_share(tokenizer, tiny_rm_model):
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    cfg = AutoConfig.for_model("bert", vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2,
+                               num_attention_heads=2, intermediate_size=64, num_labels=1,
+                               pad_token_id=tokenizer.pad_token_id)
+    torch.manual_seed(3)
+    encoder = HFRewardModel(AutoModelForSequenceClassification.from_config(cfg).eval(), tokenizer)
+    assert "no `score` head" in encoder.shared_prefix_unsupported()
+    seen = _spy_score(encoder)
+    flat_p, flat_r = _flat(GROUP_PROMPTS, GROUP_RESPONSES)
+    grouped = encoder.score_grouped(GROUP_PROMPTS, GROUP_RESPONSES)
+    assert seen == list(zip(flat_p, flat_r))
+    torch.testing.assert_close(grouped, encoder.score(flat_p, flat_r).view(3, 4))
+
+    # A subclass that changes `score` keeps its semantics.
+    class Doubled(HFRewardModel):
+        def score(self, prompts, responses):
+            return 2 * super().score(prompts, responses)
+
+    doubled = Doubled(tiny_rm_model, tokenizer)
+    assert "overrides `score`" in doubled.shared_prefix_unsupported()
+    base = HFRewardModel(tiny_rm_model, tokenizer).score_grouped(GROUP_PROMPTS, GROUP_RESPONSES)
+    torch.testing.assert_close(doubled.score_grouped(GROUP_PROMPTS, GROUP_RESPONSES), 2 * base, rtol=1e-4, atol=1e-6)
+
+    # One response per prompt: nothing to share.
+    rm = HFRewardModel(tiny_rm_model, tokenizer)
+    seen = _spy_score(rm)
+    single = rm.score_grouped(GROUP_PROMPTS, [[g[1]] for g in GROUP_RESPONSES])
+    assert single.shape == (3, 1) and len(seen) == 3
+
+
+def test_score_grouped_shapes_and_bad_inputs(tiny_rm_model, tokenizer):
+    rm = HFRewardModel(tiny_rm_model, tokenizer)
+    assert rm.score_grouped([], []).shape == (0, 0)
+    assert rm.score_grouped(["a", "b"], [[], []]).shape == (2, 0)
+    with pytest.raises(ValueError, match="same number of responses"):
+        rm.score_grouped(["a", "b"], [["x"], ["y", "z"]])
+    with pytest.raises(ValueError, match="pair up"):
+        rm.score_grouped(["a", "b"], [["x"]])
+    with pytest.raises(ValueError, match="not strings"):
+        rm.score_grouped(["a"], ["xyz"])
+    with pytest.raises(ValueError, match="list of prompts"):
+        rm.score_grouped("a", [["x"]])

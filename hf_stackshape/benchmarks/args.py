@@ -60,13 +60,18 @@ def reward_model_from_lm(lm, tokenizer, seed: int = 0) -> HFRewardModel:
     config.num_labels = 1
     config.architectures = None
     config.pad_token_id = tokenizer.pad_token_id
-    rm = AutoModelForSequenceClassification.from_config(config)
+    with torch.device("meta"):  # no time spent on a random init that is thrown away
+        rm = AutoModelForSequenceClassification.from_config(config)
     prefix = rm.base_model_prefix
-    getattr(rm, prefix).load_state_dict(getattr(lm, prefix).state_dict())
+    setattr(rm, prefix, copy.deepcopy(getattr(lm, prefix)))
     generator = torch.Generator().manual_seed(seed)
+    weight = torch.randn(1, config.hidden_size, generator=generator) / math.sqrt(config.hidden_size)
+    rm.score = torch.nn.Linear(config.hidden_size, 1, bias=False)
     with torch.no_grad():
-        weight = torch.randn(rm.score.weight.shape, generator=generator) / math.sqrt(config.hidden_size)
         rm.score.weight.copy_(weight)
+    left = [name for name, t in [*rm.named_parameters(), *rm.named_buffers()] if t.is_meta]
+    if left:
+        raise ValueError(f"{type(rm).__name__} has parts other than the backbone and `score`: {left[:3]}")
     return HFRewardModel(rm.to(lm.dtype).eval(), tokenizer)
 
 

@@ -35,18 +35,19 @@ class EvaluateArguments:
 
     generations: str = field(metadata={"help": "JSON Lines file of generations (one object per line)."})
     output_dir: Optional[str] = field(
-        default=None, metadata={"help": "Where to write <stem>.metrics.json and <stem>.per_sample.jsonl (default: next to the input)."}
+        default=None,
+        metadata={"help": "Where <stem>.metrics.json and <stem>.per_sample.jsonl go (default: next to the input)."},
     )
     prompt_column: str = field(default="prompt", metadata={"help": "Column holding the prompt."})
     response_column: str = field(default="response", metadata={"help": "Column holding the response."})
     method_column: Optional[str] = field(
-        default="method", metadata={"help": "Column naming the method; rows are scored per method (ignored if absent)."}
+        default="method", metadata={"help": "Column naming the method; rows are scored per method (if present)."}
     )
     baseline_column: Optional[str] = field(
         default=None, metadata={"help": "Column with a baseline answer on each row, for the win-tie rate."}
     )
     baseline_method: Optional[str] = field(
-        default=None, metadata={"help": "Method whose responses are the baseline of every other method (same prompt)."}
+        default=None, metadata={"help": "Method whose responses are every other method's baseline (same prompt)."}
     )
     metrics: str = field(
         default="auto",
@@ -56,17 +57,24 @@ class EvaluateArguments:
         },
     )
     reward: Optional[str] = field(
-        default=None, metadata={"help": "Reward for average_reward: 'vader', 'length', 'module:function' or a reward model id/folder."}
+        default=None,
+        metadata={"help": "average_reward's reward: vader, length, demo, 'module:function' or a reward model id."},
     )
     embedder: Optional[str] = field(
-        default=None, metadata={"help": "Sentence-transformers model id/folder for coherence (default: bundled all-MiniLM-L6-v2)."}
+        default=None,
+        metadata={"help": "Sentence-transformers model id/folder for coherence (default: bundled MiniLM)."},
     )
     judge: Optional[str] = field(
-        default=None, metadata={"help": "'llm' (OpenAI-compatible endpoint) or a reward name/model id for a reward-model judge."}
+        default=None,
+        metadata={"help": "'llm' (an OpenAI-compatible endpoint) or a reward spec for a reward-model judge."},
     )
-    judge_tolerance: float = field(default=0.0, metadata={"help": "Reward-model judge: tie when |r(a) - r(b)| <= this."})
-    judge_base_url: Optional[str] = field(default=None, metadata={"help": "LLM judge endpoint (default $STACKSHAPE_JUDGE_BASE_URL)."})
-    judge_model: Optional[str] = field(default=None, metadata={"help": "LLM judge model (default $STACKSHAPE_JUDGE_MODEL)."})
+    judge_tolerance: float = field(default=0.0, metadata={"help": "Reward judge: tie when |r(a) - r(b)| <= this."})
+    judge_base_url: Optional[str] = field(
+        default=None, metadata={"help": "LLM judge endpoint, up to /v1 (default $STACKSHAPE_JUDGE_BASE_URL)."}
+    )
+    judge_model: Optional[str] = field(
+        default=None, metadata={"help": "LLM judge model (default $STACKSHAPE_JUDGE_MODEL)."}
+    )
     judge_max_tokens: int = field(default=256, metadata={"help": "LLM judge reply budget."})
     judge_timeout: float = field(default=60.0, metadata={"help": "LLM judge seconds per request."})
     judge_max_retries: int = field(default=4, metadata={"help": "LLM judge retries per comparison."})
@@ -90,7 +98,8 @@ def _resolve_metrics(args: EvaluateArguments) -> List[str]:
     chosen = [m.strip() for m in args.metrics.split(",") if m.strip()]
     unknown = [m for m in chosen if m not in ALL_METRICS]
     if unknown or not chosen:
-        raise ValueError(f"Unknown metric(s) {unknown or args.metrics!r}; choose from {', '.join(ALL_METRICS)} or 'auto'.")
+        choices = ", ".join(ALL_METRICS)
+        raise ValueError(f"Unknown metric(s) {unknown or args.metrics!r}; choose from {choices} or 'auto'.")
     if "reward" in chosen and not args.reward:
         raise ValueError("The reward metric needs --reward (e.g. --reward vader or a reward model id).")
     if "win_tie" in chosen and not (args.judge and has_baseline):
@@ -134,6 +143,7 @@ def _method(row: dict, args: EvaluateArguments) -> str:
 
 def _make_judge(args: EvaluateArguments, cache_file: Path):
     from ..evaluation.judges import LLMJudge, RewardModelJudge
+    from ._common import load_reward_spec
 
     if args.judge.strip().lower() == "llm":
         return LLMJudge(
@@ -147,21 +157,21 @@ def _make_judge(args: EvaluateArguments, cache_file: Path):
             cache_file=cache_file,
             show_progress=True,
         )
-    return RewardModelJudge(args.judge, tolerance=args.judge_tolerance)
+    return RewardModelJudge(load_reward_spec(args.judge), tolerance=args.judge_tolerance)
 
 
 def evaluate_rows(rows: List[dict], args: EvaluateArguments, cache_file: Optional[Path] = None):
     """Score ``rows`` per method; returns ``(metrics_by_method, per_sample_rows)``."""
     from ..evaluation import scores
     from ..evaluation.embeddings import SentenceEmbedder
-    from ..rewards import load_reward
+    from ._common import load_reward_spec
 
     chosen = _resolve_metrics(args)
     groups: "OrderedDict[str, List[int]]" = OrderedDict()
     for i, row in enumerate(rows):
         groups.setdefault(_method(row, args), []).append(i)
     samples = [dict(row) for row in rows]
-    reward = load_reward(args.reward) if "reward" in chosen else None
+    reward = load_reward_spec(args.reward) if "reward" in chosen else None
     embedder = SentenceEmbedder(args.embedder) if "coherence" in chosen else None
     judge = _make_judge(args, cache_file) if "win_tie" in chosen else None
     baseline_by_prompt: Dict[str, str] = {}

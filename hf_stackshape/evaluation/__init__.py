@@ -19,25 +19,6 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
-__all__ = [
-    "METRICS",
-    "metric_path",
-    "load_metric",
-    "Judgement",
-    "JudgementList",
-    "Judge",
-    "JudgeError",
-    "RewardModelJudge",
-    "LLMJudge",
-    "parse_scores",
-    "load_judge",
-    "SentenceEmbedder",
-    "reward_scores",
-    "diversity_scores",
-    "coherence_scores",
-    "win_tie_scores",
-]
-
 #: The packaged `evaluate` modules (folders under ``hf_stackshape/evaluation/metrics/``).
 METRICS = ("average_reward", "diversity", "coherence", "win_tie")
 
@@ -56,6 +37,8 @@ _LAZY = {
     "coherence_scores": "scores",
     "win_tie_scores": "scores",
 }
+
+__all__ = ["METRICS", "metric_path", "load_metric", *_LAZY]
 
 
 def metric_path(name: str) -> Path:

@@ -24,7 +24,6 @@ import json
 import math
 import os
 import random
-import socket
 import threading
 import time
 import urllib.error
@@ -234,6 +233,19 @@ def parse_scores(text: Optional[str], low: float = 1.0, high: float = 10.0) -> O
 class _Retryable(Exception):
     """A transient endpoint failure (timeout, refused connection, 5xx, 429, malformed reply)."""
 
+    def __init__(self, message: str, retry_after: Optional[float] = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+def _retry_after(headers) -> Optional[float]:
+    """Seconds from a ``Retry-After: <seconds>`` header (the HTTP-date form is ignored)."""
+    try:
+        value = float(headers.get("Retry-After"))
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) and value >= 0 else None
+
 
 _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
@@ -259,12 +271,16 @@ class LLMJudge(Judge):
             refused connections, HTTP 5xx / 429 / 408 and malformed JSON. Other HTTP errors (401, 404...)
             fail at once.
         backoff (`float`, *optional*, defaults to 1.0): seconds before the first retry, doubled each time
-            (capped at ``max_backoff``, defaults to 30.0), with up to 10 % jitter.
+            (capped at ``max_backoff``, defaults to 30.0), with up to 10 % jitter; a ``Retry-After`` header
+            on a 429 / 503 is honoured up to ``max_backoff``.
+        max_time (`float`, *optional*, defaults to 600.0): seconds per comparison after which no new retry
+            starts (with ``timeout``, this bounds how long one comparison can take).
         concurrency (`int`, *optional*, defaults to 4): requests in flight at once (thread pool size).
         seed (`int`, *optional*, defaults to 0): seeds the order swaps (and is sent as ``seed``).
         cache_file (`str`, *optional*): JSONL file of finished judgements, keyed by a hash of
-            ``(model, prompt, a, b)``. Each judgement is appended (and fsynced) the moment it finishes;
-            cached comparisons are not requested again, so an interrupted run resumes where it stopped.
+            ``(prompt, a, b)`` and the judge (model, instructions). Each judgement is appended (and fsynced)
+            the moment it finishes; cached comparisons are not requested again, so an interrupted run
+            resumes where it stopped.
         on_error (`str`, *optional*, defaults to `"report"`): ``"report"`` returns failed comparisons
             with ``winner=None``; ``"raise"`` raises :class:`JudgeError` (holding all judgements) after
             every comparison has been tried and the finished ones are cached.
@@ -275,7 +291,7 @@ class LLMJudge(Judge):
     Examples:
 
     ```python
-    >>> judge = LLMJudge(base_url="http://127.0.0.1:8000/v1", model="Qwen/Qwen3-8B", cache_file="judge.jsonl")  # doctest: +SKIP
+    >>> judge = LLMJudge(base_url="http://127.0.0.1:8000/v1", model="Qwen/Qwen3-8B", cache_file="j.jsonl")  # doctest: +SKIP
     >>> judgements = judge.compare(prompts, srs_answers, vanilla_answers)  # doctest: +SKIP
     >>> win_tie_summary(judgements.winners)["win_tie"]  # doctest: +SKIP
     ```
@@ -291,6 +307,7 @@ class LLMJudge(Judge):
         max_retries: int = 4,
         backoff: float = 1.0,
         max_backoff: float = 30.0,
+        max_time: float = 600.0,
         concurrency: int = 4,
         seed: int = 0,
         cache_file: Optional[Union[str, os.PathLike]] = None,
@@ -299,12 +316,13 @@ class LLMJudge(Judge):
         template: Optional[str] = None,
         show_progress: bool = False,
     ):
-        self.base_url = (base_url or os.environ.get("STACKSHAPE_JUDGE_BASE_URL") or "https://api.openai.com/v1").rstrip(
-            "/"
-        )
+        base_url = base_url or os.environ.get("STACKSHAPE_JUDGE_BASE_URL") or "https://api.openai.com/v1"
+        self.base_url = base_url.rstrip("/")
         parsed = urllib.parse.urlparse(self.base_url)
         if parsed.scheme not in ("http", "https") or not parsed.netloc:
-            raise ValueError(f"`base_url` must be an http(s) URL such as http://127.0.0.1:8000/v1, got {self.base_url!r}.")
+            raise ValueError(
+                f"`base_url` must be an http(s) URL such as http://127.0.0.1:8000/v1, got {self.base_url!r}."
+            )
         self.model = model or os.environ.get("STACKSHAPE_JUDGE_MODEL") or "gpt-4.1"
         self.api_key = api_key or os.environ.get("STACKSHAPE_JUDGE_API_KEY") or os.environ.get("OPENAI_API_KEY")
         if not self.api_key and parsed.hostname == "api.openai.com":
@@ -319,9 +337,10 @@ class LLMJudge(Judge):
         ):
             if int(value) < minimum:
                 raise ValueError(f"`{name}` must be an integer >= {minimum}, got {value!r}.")
-        for name, value in (("timeout", timeout), ("backoff", backoff), ("max_backoff", max_backoff)):
+        seconds = {"timeout": timeout, "backoff": backoff, "max_backoff": max_backoff, "max_time": max_time}
+        for name, value in seconds.items():
             if not (float(value) >= 0 and math.isfinite(float(value))) or (name == "timeout" and float(value) == 0):
-                raise ValueError(f"`{name}` must be a finite positive number of seconds, got {value!r}.")
+                raise ValueError(f"`{name}` must be a finite number of seconds >= 0 (timeout > 0), got {value!r}.")
         if on_error not in ("report", "raise"):
             raise ValueError(f"`on_error` must be 'report' or 'raise', got {on_error!r}.")
         self.max_tokens = int(max_tokens)
@@ -329,6 +348,7 @@ class LLMJudge(Judge):
         self.max_retries = int(max_retries)
         self.backoff = float(backoff)
         self.max_backoff = float(max_backoff)
+        self.max_time = float(max_time)
         self.concurrency = int(concurrency)
         self.seed = int(seed)
         self.cache_file = Path(cache_file) if cache_file is not None else None
@@ -346,8 +366,10 @@ class LLMJudge(Judge):
 
     # ----------------------------------------------------------------------------------- keys & cache
     def cache_key(self, prompt: str, answer_a: str, answer_b: str) -> str:
-        """SHA-256 of ``(model, prompt, a, b)``: the cache key, and the seed of the order swap."""
-        payload = json.dumps([self.model, prompt, answer_a, answer_b], ensure_ascii=False)
+        """SHA-256 of ``(prompt, a, b)`` and the judge (model, instructions): the cache key, and the seed of
+        the order swap. Another judge model or template never reuses these judgements."""
+        judge = [self.model, self.system_prompt, self.template]
+        payload = json.dumps([prompt, answer_a, answer_b, judge], ensure_ascii=False)
         return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
     def is_swapped(self, key: str) -> bool:
@@ -411,9 +433,9 @@ class LLMJudge(Judge):
         except urllib.error.HTTPError as err:
             detail = err.read(300).decode("utf-8", "replace").strip()
             if err.code >= 500 or err.code in (408, 429):
-                raise _Retryable(f"HTTP {err.code}: {detail}") from None
+                raise _Retryable(f"HTTP {err.code}: {detail}", _retry_after(err.headers)) from None
             raise ValueError(f"HTTP {err.code} from {self.base_url}: {detail}") from None
-        except (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError, http.client.HTTPException) as err:
+        except (urllib.error.URLError, TimeoutError, ConnectionError, http.client.HTTPException) as err:
             reason = getattr(err, "reason", err)
             raise _Retryable(f"{type(reason).__name__}: {reason}") from None
         try:
@@ -425,7 +447,8 @@ class LLMJudge(Judge):
         return content
 
     def complete(self, messages: List[dict]) -> str:
-        """Send one chat request, retrying transient failures; bounded by ``max_retries`` attempts."""
+        """Send one chat request, retrying transient failures: at most ``max_retries + 1`` attempts, and no
+        retry would start after ``max_time`` seconds."""
         payload = {
             "model": self.model,
             "messages": messages,
@@ -435,8 +458,10 @@ class LLMJudge(Judge):
             "stream": False,
         }
         rng = random.Random()
-        last = ""
+        start = time.monotonic()
+        last, attempts, out_of_time = "", 0, False
         for attempt in range(self.max_retries + 1):
+            attempts = attempt + 1
             try:
                 return self._post(payload)
             except _Retryable as err:
@@ -444,9 +469,17 @@ class LLMJudge(Judge):
                 if attempt == self.max_retries:
                     break
                 delay = min(self.max_backoff, self.backoff * 2**attempt) * (1 + 0.1 * rng.random())
-                logger.info("Judge request failed (%s); retry %d/%d in %.1fs.", last, attempt + 1, self.max_retries, delay)
+                if err.retry_after is not None:  # the server said when to come back (429 / 503)
+                    delay = min(self.max_backoff, max(delay, err.retry_after))
+                if time.monotonic() - start + delay > self.max_time:
+                    out_of_time = True
+                    break
+                logger.info(
+                    "Judge request failed (%s); retry %d/%d in %.1fs.", last, attempt + 1, self.max_retries, delay
+                )
                 time.sleep(delay)
-        raise _Retryable(f"gave up after {self.max_retries + 1} attempts: {last}")
+        limit = f" (max_time={self.max_time:g}s reached)" if out_of_time else ""
+        raise _Retryable(f"gave up after {attempts} attempts{limit}: {last}")
 
     def judge_one(self, prompt: str, answer_a: str, answer_b: str, key: Optional[str] = None) -> Judgement:
         """Judge one comparison (raises on a failed request; :meth:`compare` turns that into a report)."""
@@ -458,7 +491,8 @@ class LLMJudge(Judge):
         if scores is None:
             return Judgement(winner="tie", raw=reply, parsed=False, swapped=swapped)
         score_a, score_b = (scores[1], scores[0]) if swapped else scores
-        return Judgement(winner=_winner(score_a, score_b), score_a=score_a, score_b=score_b, raw=reply, swapped=swapped)
+        winner = _winner(score_a, score_b)
+        return Judgement(winner=winner, score_a=score_a, score_b=score_b, raw=reply, swapped=swapped)
 
     def compare(self, prompts, answers_a, answers_b) -> JudgementList:
         prompts, answers_a, answers_b = self._check(prompts, answers_a, answers_b)
@@ -467,35 +501,38 @@ class LLMJudge(Judge):
         results: List[Optional[Judgement]] = [cached.get(k) for k in keys]
         todo = [i for i, j in enumerate(results) if j is None]
         if cached and len(todo) < len(keys):
-            logger.info("Judge cache %s: %d of %d comparisons already judged.", self.cache_file, len(keys) - len(todo), len(keys))
+            done = len(keys) - len(todo)
+            logger.info("Judge cache %s: %d of %d comparisons already judged.", self.cache_file, done, len(keys))
         done_keys = set()
-        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
-            futures = {pool.submit(self.judge_one, prompts[i], answers_a[i], answers_b[i], keys[i]): i for i in todo}
-            bar = tqdm(total=len(futures), desc="judge", disable=not self.show_progress, leave=False)
-            try:
-                for future in as_completed(futures):
-                    i = futures[future]
-                    try:
-                        judgement = future.result()
-                    except (_Retryable, ValueError) as err:
-                        judgement = Judgement(winner=None, swapped=self.is_swapped(keys[i]), error=str(err))
-                    results[i] = judgement
-                    if judgement.ok and keys[i] not in done_keys:
-                        self._append_cache(keys[i], judgement)
-                        done_keys.add(keys[i])
-                    bar.update(1)
-            except BaseException:
-                # Interrupted: what finished is already cached; do not wait for requests not yet started.
-                for future in futures:
-                    future.cancel()
-                raise
-            finally:
-                bar.close()
+        pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="llm-judge")
+        futures = {pool.submit(self.judge_one, prompts[i], answers_a[i], answers_b[i], keys[i]): i for i in todo}
+        bar = tqdm(total=len(futures), desc="judge", disable=not self.show_progress, leave=False)
+        try:
+            for future in as_completed(futures):
+                i = futures[future]
+                try:
+                    judgement = future.result()
+                except (_Retryable, ValueError) as err:
+                    judgement = Judgement(winner=None, swapped=self.is_swapped(keys[i]), error=str(err))
+                results[i] = judgement
+                # Written the moment it finishes (main thread only), so an interrupt loses nothing finished.
+                if judgement.ok and keys[i] not in done_keys:
+                    self._append_cache(keys[i], judgement)
+                    done_keys.add(keys[i])
+                bar.update(1)
+        except BaseException:
+            # Interrupted (Ctrl-C...): drop the requests not yet started instead of waiting for them.
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        finally:
+            bar.close()
+        pool.shutdown(wait=True)
         out = JudgementList(results)  # type: ignore[arg-type]
         failures = out.failures
         if failures:
             shown = ", ".join(f"#{i}: {e}" for i, e in failures[:3])
-            message = f"{len(failures)} of {len(out)} judge comparisons failed ({shown}{', ...' if len(failures) > 3 else ''})."
+            more = ", ..." if len(failures) > 3 else ""
+            message = f"{len(failures)} of {len(out)} judge comparisons failed ({shown}{more})."
             if self.on_error == "raise":
                 raise JudgeError(message, out)
             logger.warning(message)

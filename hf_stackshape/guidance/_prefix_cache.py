@@ -191,8 +191,9 @@ class PrefixKVCache:
             self.stats["rebuilt"] += 1
             self._drop_cache()
             return 0
-        if idx.shape[0] != self._ids.shape[0] or not bool((idx == torch.arange(len(idx), device=idx.device)).all()):
-            pass
+        moved = idx.shape[0] != self._ids.shape[0] or not bool((idx == torch.arange(len(idx), device=idx.device)).all())
+        if moved:
+            self.cache.reorder_cache(idx.to(self.device))
             dev = idx.to(self._ids.device)
             self._ids, self._mask = self._ids[dev], self._mask[dev]
             self._next_pos = self._next_pos[dev]
@@ -292,7 +293,8 @@ class PrefixKVCache:
         group_hidden = hidden[:, m:].reshape(n, k, g, -1)
         readable = cand_mask & ~self._skip(candidates)
         last = self._last_index(readable)  # (n, k)
-        read = torch.gather(group_hidden, 2, last[..., None, None].expand(n, k, 1, group_hidden.shape[-1])).squeeze(2)
+        index = last[..., None, None].expand(n, k, 1, group_hidden.shape[-1])
+        read = torch.gather(group_hidden, 2, index).squeeze(2)
         read = torch.where(readable.any(-1)[..., None], read, self._last_hidden[:, None, :])
 
         self._ids, self._mask, self._next_pos = prefix_ids.clone(), prefix_mask.clone(), after

@@ -198,7 +198,7 @@ class ARGSLogitsProcessor(LogitsProcessor):
     >>> model, tok = load_smollm2()  # doctest: +SKIP
     >>> rm = HFRewardModel.from_pretrained("Skywork/Skywork-Reward-V2-Qwen3-0.6B")  # doctest: +SKIP
     >>> args = ARGSLogitsProcessor(rm, tokenizer=tok, k=10, weight=0.5, transform="srs")  # doctest: +SKIP
-    >>> inputs = tok(["How do I bake bread?", "Tell me a joke."], return_tensors="pt", padding=True)
+    >>> inputs = tok(["How do I bake bread?", "Tell me a joke."], return_tensors="pt", padding=True)  # doctest: +SKIP
     >>> out = model.generate(**inputs, logits_processor=LogitsProcessorList([args]), max_new_tokens=64)  # doctest: +SKIP
     ```
     """
@@ -249,7 +249,8 @@ class ARGSLogitsProcessor(LogitsProcessor):
         if eos_token_id is None:
             eos_token_id = tokenizer.eos_token_id
         eos = [eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id or [])
-        self._stop_ids = torch.tensor(sorted(set(eos + ([self.pad_token_id] if self.pad_token_id is not None else []))))
+        stops = set(eos + ([self.pad_token_id] if self.pad_token_id is not None else []))
+        self._stop_ids = torch.tensor(sorted(stops), dtype=torch.long)
         # What decode(skip_special_tokens=True) drops: the fast path hides the same tokens from the RM.
         self._drop_ids = torch.tensor(sorted(set(tokenizer.all_special_ids)), dtype=torch.long)
 
@@ -257,7 +258,8 @@ class ARGSLogitsProcessor(LogitsProcessor):
         if use_cache and reason is not None:
             raise ValueError(f"use_cache=True but the reward model cannot use the cached fast path: {reason}.")
         self.use_cache = use_cache
-        self._scorer = _CachedRewardScorer(self.reward_model, self._drop_ids) if reason is None and use_cache is not False else None
+        fast = reason is None and use_cache is not False
+        self._scorer = _CachedRewardScorer(self.reward_model, self._drop_ids) if fast else None
         self._fallback_reason = reason if use_cache is not False else "use_cache=False"
         self.set_prompt(attention_mask=attention_mask, prompts=prompts, thresholds=thresholds)
 
@@ -348,7 +350,7 @@ class ARGSLogitsProcessor(LogitsProcessor):
         """Set up a new generation whose prompts are ``input_ids``."""
         n_rows, prompt_len = input_ids.shape
         given = self._given
-        explicit = given["prompts"] is not None or given["thresholds"] is not None or given["attention_mask"] is not None
+        explicit = any(value is not None for value in given.values())
         if explicit:
             if self._bound_ids is not None and not (
                 self._bound_ids.shape == input_ids.shape and torch.equal(self._bound_ids, input_ids.cpu())
@@ -379,7 +381,8 @@ class ARGSLogitsProcessor(LogitsProcessor):
                 [ids[m].tolist() for ids, m in zip(firsts, mask[::expand])], skip_special_tokens=True
             )
             extra = set(self.tokenizer.all_special_ids) - {self.pad_token_id, self.tokenizer.bos_token_id}
-            if extra and bool(torch.isin(firsts[mask[::expand]], torch.tensor(sorted(extra), device=firsts.device)).any()):
+            extra = torch.tensor(sorted(extra), dtype=torch.long, device=firsts.device)
+            if bool(torch.isin(firsts[mask[::expand]], extra).any()):
                 logger.warning_once(
                     "ARGSLogitsProcessor: the prompt ids contain special tokens (a chat template?); the reward model "
                     "reads them decoded. Pass the raw prompts with `prompts=` (or set_prompt) for a faithful reward."

@@ -18,6 +18,7 @@ Two kinds of heads (see [`QHeadModel`]):
 from __future__ import annotations
 
 import math
+import weakref
 from typing import Optional
 
 import torch
@@ -132,10 +133,22 @@ class CDLogitsProcessor(LogitsProcessor):
         self._hidden: Optional[torch.Tensor] = None
         self._hooks = []
         if base_model is not None:
-            self._hooks.append(base_model.register_forward_pre_hook(self._capture_mask, with_kwargs=True))
+            # Hooks hold a weak reference, so a dropped processor is collected and its hooks removed.
+            ref = weakref.ref(self)
+
+            def capture_mask(module, args, kwargs):
+                obj = ref()
+                if obj is not None:
+                    obj._capture_mask(module, args, kwargs)
+
+            def capture_hidden(module, args, output):
+                obj = ref()
+                if obj is not None:
+                    obj._capture_hidden(module, args, output)
+
+            self._hooks.append(base_model.register_forward_pre_hook(capture_mask, with_kwargs=True))
             if self.share_hidden_states:
-                module = last_hidden_state_module(base_model)
-                self._hooks.append(module.register_forward_hook(self._capture_hidden))
+                self._hooks.append(last_hidden_state_module(base_model).register_forward_hook(capture_hidden))
 
     # ---------------------------------------------------------------------------------------------- hooks
 

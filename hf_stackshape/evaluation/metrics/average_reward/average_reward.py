@@ -4,18 +4,10 @@ Load it offline with ``hf_stackshape.evaluation.load_metric("average_reward")`` 
 ``evaluate.load(<path of this folder>)``); the math lives in ``hf_stackshape.evaluation.scores``.
 """
 
-import datasets
 import evaluate
 
+from hf_stackshape.evaluation.module_info import from_config, metric_info
 from hf_stackshape.evaluation.scores import reward_scores
-
-_CITATION = """\
-@inproceedings{wang2026srs,
-  title={Reward Shaping for (Inference-Time) Alignment: A Stackelberg Game Perspective},
-  author={Wang and Lin and Kong and Li and Jiang and Tambe},
-  booktitle={ICML}, year={2026}, note={arXiv:2602.02572}
-}
-"""
 
 _DESCRIPTION = "Mean reward r(prompt, response) over the generations, plus the per-sample rewards."
 
@@ -37,20 +29,13 @@ Examples:
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
 class AverageReward(evaluate.Metric):
     def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=_CITATION,
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features({"predictions": datasets.Value("string"), "prompts": datasets.Value("string")}),
-            reference_urls=["https://arxiv.org/abs/2602.02572"],
-        )
+        return metric_info(_DESCRIPTION, _KWARGS_DESCRIPTION, ["predictions", "prompts"], ["srs"])
 
     def _compute(self, predictions, prompts, reward=None):
-        if reward is None:
-            if self.config_name in (None, "default"):
-                raise ValueError(
-                    "average_reward needs a reward: compute(..., reward='vader' | a RewardFunction | a model id), "
-                    "or load_metric('average_reward', config_name='vader')."
-                )
-            reward = self.config_name
+        reward = from_config(
+            reward,
+            self.config_name,
+            "average_reward needs a reward: compute(..., reward='vader' | a RewardFunction | a model id), "
+            "or load_metric('average_reward', config_name='vader').",
+        )
         return reward_scores(prompts, predictions, reward)

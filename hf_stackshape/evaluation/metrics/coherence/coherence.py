@@ -5,19 +5,11 @@ Offline default: the bundled all-MiniLM-L6-v2 with mean pooling and L2 normalisa
 sentence-transformers does for that model); any sentence-transformers model id or folder otherwise.
 """
 
-import datasets
 import evaluate
 
 from hf_stackshape.evaluation.embeddings import SentenceEmbedder
+from hf_stackshape.evaluation.module_info import metric_info
 from hf_stackshape.evaluation.scores import coherence_scores
-
-_CITATION = """\
-@inproceedings{gao2021simcse,
-  title={SimCSE: Simple Contrastive Learning of Sentence Embeddings},
-  author={Gao, Tianyu and Yao, Xingcheng and Chen, Danqi},
-  booktitle={EMNLP}, year={2021}
-}
-"""
 
 _DESCRIPTION = "Mean cosine similarity of the sentence embeddings of each prompt and its response."
 
@@ -38,13 +30,7 @@ Examples:
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
 class Coherence(evaluate.Metric):
     def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=_CITATION,
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features({"predictions": datasets.Value("string"), "prompts": datasets.Value("string")}),
-            reference_urls=["https://arxiv.org/abs/2602.02572"],
-        )
+        return metric_info(_DESCRIPTION, _KWARGS_DESCRIPTION, ["predictions", "prompts"], ["srs", "simcse"])
 
     def _compute(self, predictions, prompts, model=None, batch_size=32, device=None):
         if model is None and self.config_name not in (None, "default"):

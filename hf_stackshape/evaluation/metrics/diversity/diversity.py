@@ -6,20 +6,14 @@ kept); a response shorter than n words has rep_n = 0 for that n. Per-response va
 The math lives in ``hf_stackshape.evaluation.text_stats``.
 """
 
-import datasets
 import evaluate
 
+from hf_stackshape.evaluation.module_info import metric_info
 from hf_stackshape.evaluation.scores import diversity_scores
 
-_CITATION = """\
-@inproceedings{khanov2024args,
-  title={ARGS: Alignment as Reward-Guided Search},
-  author={Khanov, Maxim and Burapacheep, Jirayu and Li, Yixuan},
-  booktitle={ICLR}, year={2024}
-}
-"""
-
-_DESCRIPTION = "Mean over responses of prod_{n=2..4} (1 - rep_n), rep_n = 1 - unique/total n-grams (whitespace words)."
+_DESCRIPTION = (
+    "Mean over responses of prod_{n=2..4} (1 - rep_n), rep_n = 1 - unique/total n-grams (whitespace words)."
+)
 
 _KWARGS_DESCRIPTION = """
 Args:
@@ -35,13 +29,7 @@ Examples:
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
 class Diversity(evaluate.Metric):
     def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=_CITATION,
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features({"predictions": datasets.Value("string")}),
-            reference_urls=["https://arxiv.org/abs/2602.02572", "https://arxiv.org/abs/2402.01694"],
-        )
+        return metric_info(_DESCRIPTION, _KWARGS_DESCRIPTION, ["predictions"], ["srs", "args"])
 
     def _compute(self, predictions):
         return diversity_scores(predictions)

@@ -2,18 +2,10 @@
 an `evaluate` metric: (wins + ties) / total, with wins, ties, losses and failed comparisons reported.
 """
 
-import datasets
 import evaluate
 
+from hf_stackshape.evaluation.module_info import from_config, metric_info
 from hf_stackshape.evaluation.scores import win_tie_scores
-
-_CITATION = """\
-@inproceedings{wang2026srs,
-  title={Reward Shaping for (Inference-Time) Alignment: A Stackelberg Game Perspective},
-  author={Wang and Lin and Kong and Li and Jiang and Tambe},
-  booktitle={ICML}, year={2026}, note={arXiv:2602.02572}
-}
-"""
 
 _DESCRIPTION = "Share of comparisons the candidate wins or ties against the baseline, as decided by a judge."
 
@@ -29,7 +21,8 @@ Returns:
     win_tie, win_rate, tie_rate, loss_rate (`float`), wins, ties, losses, total, failed (`int`),
     failed_indices (`list[int]`), parse_failures (`int`), judgements (`list[dict]`).
 Examples:
-    >>> load_metric("win_tie").compute(predictions=["Great!"], references=["Bad."], prompts=["Hi"], judge="vader")["win_tie"]
+    >>> metric = load_metric("win_tie")
+    >>> metric.compute(predictions=["Great!"], references=["Bad."], prompts=["Hi"], judge="vader")["win_tie"]
     1.0
 """
 
@@ -37,26 +30,14 @@ Examples:
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
 class WinTie(evaluate.Metric):
     def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=_CITATION,
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features(
-                {
-                    "predictions": datasets.Value("string"),
-                    "references": datasets.Value("string"),
-                    "prompts": datasets.Value("string"),
-                }
-            ),
-            reference_urls=["https://arxiv.org/abs/2602.02572"],
-        )
+        inputs = ["predictions", "references", "prompts"]
+        return metric_info(_DESCRIPTION, _KWARGS_DESCRIPTION, inputs, ["srs", "args"])
 
     def _compute(self, predictions, references, prompts, judge=None):
-        if judge is None:
-            if self.config_name in (None, "default"):
-                raise ValueError(
-                    "win_tie needs a judge: compute(..., judge=LLMJudge(...) | 'llm' | 'vader' | a reward), "
-                    "or load_metric('win_tie', config_name='llm')."
-                )
-            judge = self.config_name
+        judge = from_config(
+            judge,
+            self.config_name,
+            "win_tie needs a judge: compute(..., judge=LLMJudge(...) | 'llm' | 'vader' | a reward), "
+            "or load_metric('win_tie', config_name='llm').",
+        )
         return win_tie_scores(prompts, predictions, references, judge)
