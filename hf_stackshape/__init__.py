@@ -36,11 +36,25 @@ _EXPORTS = {
     "RewardFunction": "rewards",
     "HFRewardModel": "rewards",
     "CallableReward": "rewards",
+    "load_reward": "rewards",
     # embedded defaults
     "load_smollm2": "defaults",
     "load_minilm": "defaults",
     # calibration
     "ThresholdCalibrator": "calibration",
+    "CalibrationConfig": "calibration",
+    "recompute_thresholds": "calibration",
+    "map_thresholds": "calibration",
+    # batched generation by method name, sweeps
+    "generate_responses": "generation",
+    "parse_method": "generation",
+    "SweepConfig": "sweep",
+    "run_sweep": "sweep",
+    "plot_sweep": "sweep",
+    # evaluation
+    "load_metric": "evaluation",
+    "RewardModelJudge": "evaluation.judges",
+    "LLMJudge": "evaluation.judges",
     # guidance
     "ARGSLogitsProcessor": "guidance.args",
     "CDLogitsProcessor": "guidance.cd",
@@ -68,14 +82,18 @@ def __dir__():
 
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .calibration import ThresholdCalibrator
+    from .calibration import CalibrationConfig, ThresholdCalibrator, map_thresholds, recompute_thresholds
+    from .evaluation import load_metric
+    from .evaluation.judges import LLMJudge, RewardModelJudge
+    from .generation import generate_responses, parse_method
+    from .sweep import SweepConfig, plot_sweep, run_sweep
     from .defaults import load_minilm, load_smollm2
     from .guidance.args import ARGSLogitsProcessor
     from .guidance.cd import CDLogitsProcessor
     from .qhead.configuration_qhead import QHeadConfig
     from .qhead.modeling_qhead import QHeadModel
     from .qhead.trainer import QHeadTrainer, QHeadTrainerConfig
-    from .rewards import CallableReward, HFRewardModel, RewardFunction
+    from .rewards import CallableReward, HFRewardModel, RewardFunction, load_reward
     from .shaping import (
         ARGS_SAFEGUARDS,
         CD_SAFEGUARDS,

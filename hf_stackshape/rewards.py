@@ -3,7 +3,8 @@
 * :class:`HFRewardModel` wraps a Hugging Face ``AutoModelForSequenceClassification`` reward model with
   a single output logit (Skywork-Reward, ArmoRM-style heads, or one you trained with TRL's
   ``RewardTrainer``): chat-template formatting, batching, padding, truncation that keeps the end of
-  the response, dtype and device placement.
+  the response, dtype and device placement; :meth:`HFRewardModel.score_grouped` scores ``N`` responses
+  per prompt with the prompt's prefix encoded once (KV cache shared by the ``N`` rows).
 * :class:`CallableReward` wraps any Python function on strings (a sentiment lexicon, a regex, a
   unit test runner...), for users whose utility is not a neural reward model.
 

@@ -160,7 +160,8 @@ class QHeadModel(PreTrainedModel):
         """A freshly initialised head on ``backbone`` (a loaded causal LM, a peft model, or an id / path).
 
         ``config_kwargs`` go to [`QHeadConfig`] (``head_hidden_size``, ``rank``, ``base_model_name_or_path``,
-        ``reward_model_name_or_path``, ``shaping``...). A peft backbone sets ``has_adapter=True``.
+        ``reward_model_name_or_path``, ``shaping``...). A peft backbone sets ``has_adapter=True`` (its LoRA trains
+        with the head); any other backbone is frozen in place (``requires_grad_(False)`` on its parameters).
         """
         if isinstance(backbone, (str, os.PathLike)):
             config_kwargs.setdefault("backbone_name_or_path", str(backbone))

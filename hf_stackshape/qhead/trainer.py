@@ -67,7 +67,10 @@ class QHeadTrainerConfig(TrainingArguments):
             ``use_chat_template``); CD must then be given chat-formatted prompts too.
         precompute_hidden_states (`bool`, *optional*, defaults to `True`): with a frozen backbone, run it once
             over the data and reuse its last hidden states every epoch (ignored when the backbone trains, e.g.
-            LoRA).
+            LoRA). They are kept in CPU memory in the backbone's dtype: total tokens x hidden size x bytes (e.g.
+            10k rollouts x 160 tokens x 576 x 4 B = 3.7 GB for SmolLM2 in float32); turn it off when that does not
+            fit. Measured on SmolLM2-135M (CPU, 32 rollouts): the one-off pass costs about one epoch, after which
+            an epoch takes ~0.85 s instead of ~15 s, so 15 epochs (the paper's setting) run about 10x faster.
         reward_model_name_or_path (`str`, *optional*): recorded in the saved head's config and model card.
         base_model_name_or_path (`str`, *optional*): recorded in the saved head's config and model card.
     """
