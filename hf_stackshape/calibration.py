@@ -10,7 +10,7 @@ from ``N`` sampled responses (the paper: N = 10, temperature 0.7, top-p 0.9). AR
 :class:`ThresholdCalibrator` does that at scale:
 
 * batched sampling (``generate`` with ``num_return_sequences=N`` over a chunk of prompts) and batched
-  reward scoring (one :meth:`RewardFunction.score` call per chunk, never one response at a time);
+  reward scoring (one batched call per chunk: :meth:`HFRewardModel.score_grouped` runs each prompt's RM prefix once for its N responses; other rewards get one :meth:`RewardFunction.score` call; never one response at a time);
 * the threshold itself comes from :func:`hf_stackshape.shaping.solve_threshold` (never re-derived here),
   and :func:`recompute_thresholds` re-solves it for other ``(B, beta)`` from the stored rewards;
 * a resumable on-disk cache: prompts are split into fixed-size chunks; chunk ``k`` is sampled with its

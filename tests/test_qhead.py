@@ -240,7 +240,9 @@ def _held_out_spearman(qhead, tokenizer, args):
     return spearmanr(preds, records["target"]).correlation
 
 
-@pytest.mark.parametrize("head_type,loss_type", [("value", "fudge+consistency"), ("q", "fudge")])
+@pytest.mark.parametrize(
+    "head_type,loss_type", [("value", "fudge+consistency"), ("q", "fudge"), ("value", "consistency")]
+)
 def test_training_lowers_loss_and_ranks_held_out_rollouts(tmp_path, tiny_lm, tokenizer, head_type, loss_type):
     qhead, losses, evals = _train(tmp_path, tiny_lm, tokenizer, head_type, loss_type=loss_type)
     assert losses[-1] < 0.5 * losses[0]
