@@ -187,10 +187,7 @@ def effective_bound(
     guards = get_safeguards(safeguards)
     u, _, mask = _prepare(rewards, None, mask)
     lo, hi = _masked_min_max(u, mask)
-    b = torch.full_like(lo, bound)
-    if guards.bound_clip is not None:
-        b = torch.minimum(b, guards.bound_clip * (hi - lo))
-    return b.to(_out_dtype(rewards))
+    return _clipped_bound(lo, hi, bound, guards).to(_out_dtype(rewards))
 
 
 def shaping_gamma(
@@ -216,6 +213,25 @@ def _out_dtype(rewards) -> torch.dtype:
 # --------------------------------------------------------------------------------------------------
 # Threshold
 # --------------------------------------------------------------------------------------------------
+
+
+def _clipped_bound(lo: torch.Tensor, hi: torch.Tensor, bound: float, guards: ThresholdSafeguards) -> torch.Tensor:
+    """``B_eff = min(B, bound_clip * (max u - min u))`` per prompt (``B`` without a clip)."""
+    b_eff = torch.full_like(lo, bound)
+    if guards.bound_clip is not None:
+        b_eff = torch.minimum(b_eff, guards.bound_clip * (hi - lo))
+    return b_eff
+
+
+def _threshold_problem(rewards, beta, bound, weights, mask, safeguards):
+    """Validated inputs of the threshold equation: ``(u, p, mask, min u, max u, gamma[..., 1])``."""
+    beta = _check_positive("beta", beta)
+    bound = _check_positive("B", bound)
+    guards = get_safeguards(safeguards)
+    u, p, mask = _prepare(rewards, weights, mask)
+    lo, hi = _masked_min_max(u, mask)
+    gamma = shaping_gamma(_clipped_bound(lo, hi, bound, guards), beta, guards).unsqueeze(-1)
+    return u, p, mask, lo, hi, gamma
 
 
 def threshold_objective(
@@ -281,16 +297,8 @@ def solve_threshold(
     True
     ```
     """
-    beta = _check_positive("beta", beta)
-    bound = _check_positive("B", bound)
     out_dtype = _out_dtype(rewards)
-    u, p, mask = _prepare(rewards, weights, mask)
-    lo, hi = _masked_min_max(u, mask)
-    b_eff = torch.full_like(lo, bound)
-    guards = get_safeguards(safeguards)
-    if guards.bound_clip is not None:
-        b_eff = torch.minimum(b_eff, guards.bound_clip * (hi - lo))
-    gamma = shaping_gamma(b_eff, beta, guards).unsqueeze(-1)
+    u, p, mask, lo, hi, gamma = _threshold_problem(rewards, beta, bound, weights, mask, safeguards)
 
     # The root is shift-equivariant (m*(u + c) = m*(u) + c): work with u - max u <= 0, so the cumulative
     # sums below stay on the scale of the rewards' range, not of their magnitude.
@@ -337,18 +345,10 @@ def bisect_threshold(
     Provided as an independent reference (tests, benchmarks) and to mirror the paper's scripts, which
     run 30 bisection steps. Prefer :func:`solve_threshold`: it is exact and faster.
     """
-    beta = _check_positive("beta", beta)
-    bound = _check_positive("B", bound)
     if int(steps) < 1:
         raise ValueError(f"`steps` must be >= 1, got {steps!r}.")
     out_dtype = _out_dtype(rewards)
-    u, p, mask = _prepare(rewards, weights, mask)
-    lo, hi = _masked_min_max(u, mask)
-    b_eff = torch.full_like(lo, bound)
-    guards = get_safeguards(safeguards)
-    if guards.bound_clip is not None:
-        b_eff = torch.minimum(b_eff, guards.bound_clip * (hi - lo))
-    gamma = shaping_gamma(b_eff, beta, guards).unsqueeze(-1)
+    u, p, mask, lo, hi, gamma = _threshold_problem(rewards, beta, bound, weights, mask, safeguards)
     a, b = lo.clone(), hi.clone()
     for _ in range(int(steps)):
         mid = 0.5 * (a + b)
@@ -449,9 +449,7 @@ class MinMaxTransform(RewardTransform):
     def transform(self, u, p, mask, threshold):
         lo, hi = _masked_min_max(u, mask)
         span = (hi - lo).unsqueeze(-1)
-        b = torch.full_like(span, self.bound)
-        if self.safeguards.bound_clip is not None:
-            b = torch.minimum(b, self.safeguards.bound_clip * span)
+        b = _clipped_bound(lo, hi, self.bound, self.safeguards).unsqueeze(-1)
         scaled = (u - lo.unsqueeze(-1)) / torch.where(span > 0, span, torch.ones_like(span))
         return torch.where(span > 0, b * scaled, torch.zeros_like(u))
 
@@ -481,10 +479,7 @@ class _SigmoidTransform(RewardTransform):
 
     def _b_eff(self, u, mask):
         lo, hi = _masked_min_max(u, mask)
-        b = torch.full_like(lo, self.bound)
-        if self.safeguards.bound_clip is not None:
-            b = torch.minimum(b, self.safeguards.bound_clip * (hi - lo))
-        return b.unsqueeze(-1)
+        return _clipped_bound(lo, hi, self.bound, self.safeguards).unsqueeze(-1)
 
     def _threshold(self, u, p, mask, threshold):
         if threshold is not None:

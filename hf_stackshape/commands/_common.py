@@ -2,9 +2,36 @@
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from dataclasses import dataclass, field
+from typing import List, Optional, Tuple
 
 import torch
+
+
+@dataclass
+class PromptSourceArguments:
+    """Where the prompts come from: a file (``--prompts``) or a dataset (``--dataset --split --column``)."""
+
+    prompts: Optional[str] = field(default=None, metadata={"help": "Prompt file: .jsonl/.json/.csv/.txt."})
+    dataset: Optional[str] = field(default=None, metadata={"help": "Hub dataset id or local dataset folder."})
+    split: str = field(default="train", metadata={"help": "Split of --dataset."})
+    column: str = field(default="prompt", metadata={"help": "Field / column holding the prompt text."})
+    limit: Optional[int] = field(default=None, metadata={"help": "Use only the first LIMIT prompts."})
+
+    def load_prompts(self) -> List[str]:
+        from ..io import load_prompts
+
+        prompts = load_prompts(path=self.prompts, dataset=self.dataset, split=self.split, column=self.column, limit=self.limit)
+        if not prompts:
+            raise ValueError("No prompts found; check --prompts / --dataset and --column.")
+        return prompts
+
+
+@dataclass
+class EvalPromptSourceArguments(PromptSourceArguments):
+    """Prompt source for generation and evaluation (a dataset's ``test`` split by default)."""
+
+    split: str = field(default="test", metadata={"help": "Split of --dataset."})
 
 
 def dtype_from_name(name: str) -> torch.dtype:

@@ -14,19 +14,15 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from ..calibration import CalibrationConfig
+from ._common import PromptSourceArguments
 
 DESCRIPTION = __doc__.strip().splitlines()[0]
 
 
 @dataclass
-class CalibrateArguments:
+class CalibrateArguments(PromptSourceArguments):
     """Where the prompts, the base model and the reward come from."""
 
-    prompts: Optional[str] = field(default=None, metadata={"help": "Prompt file: .jsonl/.json/.csv/.txt."})
-    dataset: Optional[str] = field(default=None, metadata={"help": "Hub dataset id or local dataset folder."})
-    split: str = field(default="train", metadata={"help": "Split of --dataset."})
-    column: str = field(default="prompt", metadata={"help": "Field / column holding the prompt text."})
-    limit: Optional[int] = field(default=None, metadata={"help": "Use only the first LIMIT prompts."})
     model: Optional[str] = field(
         default=None, metadata={"help": "Base model path or Hub id (default: the embedded SmolLM2-135M)."}
     )
@@ -40,13 +36,11 @@ class CalibrateArguments:
 
 def run(args: CalibrateArguments, config: CalibrationConfig) -> int:
     from ..calibration import ThresholdCalibrator
-    from ..io import load_prompts
     from ._common import default_device, load_base_model, load_reward_spec
 
     if not config.output_dir:
         raise ValueError("Pass --output_dir (where the cache and the calibrated dataset go).")
-    prompts = load_prompts(path=args.prompts, dataset=args.dataset, split=args.split, column=args.column,
-                           limit=args.limit)
+    prompts = args.load_prompts()
     state, device = None, default_device()
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         import torch

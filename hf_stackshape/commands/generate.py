@@ -17,16 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from ._common import EvalPromptSourceArguments
+
 DESCRIPTION = __doc__.strip().splitlines()[0]
 
 
 @dataclass
-class GenerateArguments:
-    prompts: Optional[str] = field(default=None, metadata={"help": "Prompt file: .jsonl, .json, .csv or .txt."})
-    dataset: Optional[str] = field(default=None, metadata={"help": "Hub dataset id or local dataset folder."})
-    split: str = field(default="test", metadata={"help": "Split of --dataset."})
-    column: str = field(default="prompt", metadata={"help": "Field / column holding the prompt text."})
-    limit: Optional[int] = field(default=None, metadata={"help": "Use only the first LIMIT prompts."})
+class GenerateArguments(EvalPromptSourceArguments):
     output_file: str = field(default="generations.jsonl", metadata={"help": "JSONL file the responses go to."})
     method: str = field(
         default="srs-args",
@@ -75,13 +72,10 @@ def run(args: GenerateArguments) -> int:
     import torch
 
     from ..generation import generate_responses, parse_method
-    from ..io import load_prompts
     from ._common import load_base_model, load_reward_spec
 
     method = parse_method(args.method)
-    prompts = load_prompts(path=args.prompts, dataset=args.dataset, split=args.split, column=args.column, limit=args.limit)
-    if not prompts:
-        raise ValueError("No prompts found; check --prompts / --dataset and --column.")
+    prompts = args.load_prompts()
     out_path = Path(args.output_file)
     done = _done_ids(out_path, prompts)
     if done == len(prompts):

@@ -14,17 +14,13 @@ from dataclasses import dataclass, field
 from typing import List, Optional
 
 from ..sweep import SweepConfig
+from ._common import EvalPromptSourceArguments
 
 DESCRIPTION = __doc__.strip().splitlines()[0]
 
 
 @dataclass
-class SweepArguments:
-    prompts: Optional[str] = field(default=None, metadata={"help": "Prompt file: .jsonl, .json, .csv or .txt."})
-    dataset: Optional[str] = field(default=None, metadata={"help": "Hub dataset id or local dataset folder."})
-    split: str = field(default="test", metadata={"help": "Split of --dataset."})
-    column: str = field(default="prompt", metadata={"help": "Field / column holding the prompt text."})
-    limit: Optional[int] = field(default=None, metadata={"help": "Use only the first LIMIT prompts."})
+class SweepArguments(EvalPromptSourceArguments):
     output_dir: str = field(default="sweep", metadata={"help": "Where generations, results.csv/json and the plot go."})
     model: Optional[str] = field(default=None, metadata={"help": "Base model path / Hub id (default: embedded SmolLM2)."})
     reward_model: str = field(default="demo", metadata={"help": "Guiding reward: 'demo', 'vader', 'length', or an RM path / Hub id."})
@@ -35,13 +31,10 @@ class SweepArguments:
 
 def run(args: SweepArguments, config: SweepConfig) -> int:
     from ..generation import parse_method
-    from ..io import load_prompts
     from ..sweep import format_table, plot_sweep, run_sweep
     from ._common import load_base_model, load_reward_spec
 
-    prompts = load_prompts(path=args.prompts, dataset=args.dataset, split=args.split, column=args.column, limit=args.limit)
-    if not prompts:
-        raise ValueError("No prompts found; check --prompts / --dataset and --column.")
+    prompts = args.load_prompts()
     qhead_paths = {}
     for item in args.qheads:
         if "=" not in item:
