@@ -68,11 +68,11 @@ class DemoRMArguments:
     )
     lora_r: int = field(default=8, metadata={"help": "LoRA rank (attention projections)."})
     lora_last_layers: Optional[int] = field(
-        default=8,
+        default=16,
         metadata={"help": "LoRA only on the last N decoder layers (backward stops there: much cheaper on CPU)."},
     )
     lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha."})
-    num_train_epochs: float = field(default=2.0, metadata={"help": "Reward-model training epochs."})
+    num_train_epochs: float = field(default=3.0, metadata={"help": "Reward-model training epochs."})
     learning_rate: float = field(default=5e-4, metadata={"help": "Learning rate."})
     train_batch_size: int = field(default=8, metadata={"help": "Pairs per optimisation step."})
     seed: int = field(default=0, metadata={"help": "Seed for sampling, the split and training."})
@@ -85,23 +85,66 @@ class DemoRMArguments:
         default=False, metadata={"help": "Sample nothing: train on the prompts already in the answer cache."}
     )
     sample_only: bool = field(default=False, metadata={"help": "Stop after sampling (fill the answer cache)."})
+    steered_samples: int = field(
+        default=0,
+        metadata={
+            "help": "Also sample N answers per train prompt under each tone-steering system prompt (warm and "
+            "cold; used for sampling only, the RM never sees it); their VADER-labelled pairs join the "
+            "natural ones. Held-out prompts get none: evaluation stays on natural answers."
+        },
+    )
+    steered_pairs: str = field(
+        default="contrast",
+        metadata={
+            "help": "Which pairs the steered answers add per train prompt: 'contrast' (steered vs steered) or "
+            "'all' (every pair of natural + steered answers not already a natural pair)."
+        },
+    )
+    steered_samples_path: Optional[str] = field(
+        default=None,
+        metadata={"help": "Steered answer cache (default: <hf_stackshape cache>/demo_rm/steered_samples.jsonl)."},
+    )
 
 
-def sample_answers(args: DemoRMArguments, records: List[Dict[str, str]], path: Path) -> Dict[str, List[str]]:
+# Tone-steering system prompts: used ONLY to sample contrastive answers. Pairs are labelled by VADER (never
+# by the steering tone) and formatted with the plain prompt as the user turn, so the RM never sees these.
+STEERING_SYSTEM_PROMPTS = {
+    "warm": "You are a warm, upbeat and encouraging assistant. Answer kindly, with enthusiasm and optimism.",
+    "cold": "You are a cold, gloomy and curt assistant. Answer bluntly and pessimistically, with no warmth.",
+}
+
+
+def sample_answers(
+    args: DemoRMArguments,
+    records: List[Dict[str, str]],
+    path: Path,
+    system: Optional[str] = None,
+    num: Optional[int] = None,
+    drop_missing: bool = True,
+) -> Dict[str, List[str]]:
     """``{prompt id: [answers]}``; resumes from ``path`` and rewrites it atomically after each batch.
 
-    With ``--cached_only`` nothing is sampled and unanswered prompts are removed from ``records`` in place.
+    ``system`` (a steering system prompt) is prepended for sampling only; ``num`` answers per prompt
+    (default ``--samples_per_prompt``). With ``--cached_only`` nothing is sampled and unanswered prompts are
+    removed from ``records`` in place (``drop_missing``) or left without answers.
     """
+    num = args.samples_per_prompt if num is None else num
     cache = {row["id"]: row for row in read_jsonl(path)} if path.is_file() else {}
     key = {"max_new_tokens": args.max_new_tokens, "temperature": args.temperature}
+    if system is not None:
+        key["system"] = system
     todo = [
         r
         for r in records
         if r["id"] not in cache
         or cache[r["id"]]["prompt"] != r["prompt"]
         or cache[r["id"]]["settings"] != key
-        or len(cache[r["id"]]["answers"]) < args.samples_per_prompt
+        or len(cache[r["id"]]["answers"]) < num
     ]
+    if todo and args.cached_only and not drop_missing:
+        done = {r["id"] for r in records} - {r["id"] for r in todo}
+        logger.warning("--cached_only: %d prompts have no cached answers in %s.", len(todo), path)
+        return {i: cache[i]["answers"][:num] for i in done}
     if todo and args.cached_only:
         done = {r["id"] for r in records} - {r["id"] for r in todo}
         logger.warning("--cached_only: using the %d prompts already answered in %s.", len(done), path)
@@ -111,11 +154,13 @@ def sample_answers(args: DemoRMArguments, records: List[Dict[str, str]], path: P
         model, tokenizer = load_smollm2()
         torch.manual_seed(args.seed)
         batches = range(0, len(todo), args.generation_batch_size)
-        for start in tqdm(batches, desc="sampling SmolLM2 answers"):
+        desc = "sampling SmolLM2 answers" + ("" if system is None else " (steered)")
+        for start in tqdm(batches, desc=desc):
             batch = todo[start : start + args.generation_batch_size]
+            prefix = [] if system is None else [{"role": "system", "content": system}]
             texts = [
                 tokenizer.apply_chat_template(
-                    [{"role": "user", "content": r["prompt"]}], tokenize=False, add_generation_prompt=True
+                    prefix + [{"role": "user", "content": r["prompt"]}], tokenize=False, add_generation_prompt=True
                 )
                 for r in batch
             ]
@@ -128,21 +173,33 @@ def sample_answers(args: DemoRMArguments, records: List[Dict[str, str]], path: P
                     top_p=1.0,
                     top_k=0,
                     max_new_tokens=args.max_new_tokens,
-                    num_return_sequences=args.samples_per_prompt,
+                    num_return_sequences=num,
                     pad_token_id=tokenizer.pad_token_id,
                 )
             answers = tokenizer.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
             for i, r in enumerate(batch):
-                chunk = answers[i * args.samples_per_prompt : (i + 1) * args.samples_per_prompt]
-                cache[r["id"]] = {"id": r["id"], "prompt": r["prompt"], "settings": key, "answers": [a.strip() for a in chunk]}
+                chunk = answers[i * num : (i + 1) * num]
+                cache[r["id"]] = {
+                    "id": r["id"],
+                    "prompt": r["prompt"],
+                    "settings": key,
+                    "answers": [a.strip() for a in chunk],
+                }
             atomic_write_jsonl(path, list(cache.values()))
-    return {r["id"]: cache[r["id"]]["answers"][: args.samples_per_prompt] for r in records}
+    return {r["id"]: cache[r["id"]]["answers"][:num] for r in records}
 
 
-def make_pairs(prompt: str, answers: List[str], scores: List[float], min_margin: float) -> List[dict]:
-    """Conversational preference pairs (TRL implicit-prompt format), chosen = more positive VADER."""
+def make_pairs(
+    prompt: str, answers: List[str], scores: List[float], min_margin: float, keep=None
+) -> List[dict]:
+    """Conversational preference pairs (TRL implicit-prompt format), chosen = more positive VADER.
+
+    ``keep(i, j)``, if given, selects which index pairs are considered.
+    """
     pairs = []
     for i, j in itertools.combinations(range(len(answers)), 2):
+        if keep is not None and not keep(i, j):
+            continue
         if abs(scores[i] - scores[j]) < min_margin or answers[i] == answers[j]:
             continue
         hi, lo = (i, j) if scores[i] > scores[j] else (j, i)
@@ -171,9 +228,12 @@ def check_layout(tokenizer, pair: dict) -> None:
         config = _Cfg()
 
     rm = HFRewardModel(_Stub(), tokenizer)
-    scored = rm.encode([pair["chosen"][0]["content"]], [pair["chosen"][1]["content"]])["input_ids"][0].tolist()
+    user, assistant = pair["chosen"][0]["content"], pair["chosen"][1]["content"]
+    scored = rm.encode([user], [assistant])["input_ids"][0].tolist()
     if scored != list(trained):
-        raise RuntimeError("HFRewardModel and TRL's RewardTrainer tokenise a pair differently; fix the formatting.")
+        raise RuntimeError(
+            "HFRewardModel and TRL's RewardTrainer tokenise a pair differently; fix the formatting."
+        )
 
 
 def spearman(x: List[float], y: List[float]) -> float:
@@ -190,20 +250,40 @@ def main(argv: Optional[List[str]] = None) -> int:
     records = demo_prompt_records("train")
     random.Random(args.seed).shuffle(records)
     records = records[: args.max_prompts]
-    samples_path = Path(args.samples_path) if args.samples_path else cache_root() / "demo_rm" / "samples.jsonl"
+    default_samples = cache_root() / "demo_rm" / "samples.jsonl"
+    samples_path = Path(args.samples_path) if args.samples_path else default_samples
     answers = sample_answers(args, records, samples_path)
+
+    # Held-out split by prompt (unchanged by the steering option, so numbers stay comparable).
+    rng = random.Random(args.seed)
+    ids = [r["id"] for r in records]
+    rng.shuffle(ids)
+    n_eval = max(1, round(args.eval_fraction * len(ids)))
+    eval_ids = set(ids[:n_eval])
+
+    if args.steered_pairs not in ("contrast", "all"):
+        raise ValueError(f"--steered_pairs must be 'contrast' or 'all', got {args.steered_pairs!r}.")
+    steered: Dict[str, List[str]] = {}
+    if args.steered_samples > 0:
+        steered_path = (
+            Path(args.steered_samples_path) if args.steered_samples_path else default_samples.with_name(
+                "steered_samples.jsonl"
+            )
+        )
+        train_records = [r for r in records if r["id"] not in eval_ids]  # held-out prompts: natural only
+        for tone, system in STEERING_SYSTEM_PROMPTS.items():
+            tone_path = steered_path.with_name(f"{steered_path.stem}_{tone}{steered_path.suffix}")
+            got = sample_answers(args, train_records, tone_path, system, args.steered_samples, drop_missing=False)
+            for i, outs in got.items():
+                steered.setdefault(i, []).extend(outs)
     t_sample = time.time() - t0
     if args.sample_only:
         print(f"sampled answers for {len(answers)} prompts in {t_sample:.0f} s -> {samples_path}")
         return 0
 
     gold = vader_reward()
-    rng = random.Random(args.seed)
-    ids = [r["id"] for r in records]
-    rng.shuffle(ids)
-    n_eval = max(1, round(args.eval_fraction * len(ids)))
-    eval_ids = set(ids[:n_eval])
     train_pairs, eval_pairs, eval_answers = [], [], []
+    n_natural_pairs = 0
     for r in records:
         outs = answers[r["id"]]
         scores = gold([r["prompt"]] * len(outs), outs).tolist()
@@ -211,12 +291,29 @@ def main(argv: Optional[List[str]] = None) -> int:
         if r["id"] in eval_ids:
             eval_pairs += pairs
             eval_answers += [(r["prompt"], a, s) for a, s in zip(outs, scores)]
-        else:
-            train_pairs += pairs
+            continue
+        train_pairs += pairs
+        n_natural_pairs += len(pairs)
+        extra = steered.get(r["id"], [])
+        if extra:
+            # Natural pairs are already in; add pairs touching a steered answer (or only steered-vs-steered).
+            n = len(outs)
+            both = outs + extra
+            extra_scores = gold([r["prompt"]] * len(extra), extra).tolist()
+            if args.steered_pairs == "contrast":
+                keep = lambda i, j, n=n: i >= n and j >= n  # noqa: E731
+            else:
+                keep = lambda i, j, n=n: j >= n  # noqa: E731
+            train_pairs += make_pairs(r["prompt"], both, scores + extra_scores, args.min_margin, keep)
+    if steered:
+        rng.shuffle(train_pairs)  # mix contrastive and natural pairs
     if args.max_train_pairs is not None and len(train_pairs) > args.max_train_pairs:
         train_pairs = sorted(train_pairs, key=lambda p: -p["margin_vader"])[: args.max_train_pairs]
         rng.shuffle(train_pairs)
-    print(f"pairs: {len(train_pairs)} train, {len(eval_pairs)} held out ({len(eval_ids)} prompts)")
+    print(
+        f"pairs: {len(train_pairs)} train ({n_natural_pairs} natural, {len(train_pairs) - n_natural_pairs} "
+        f"with steered answers), {len(eval_pairs)} held out ({len(eval_ids)} prompts)"
+    )
 
     from datasets import Dataset
     from peft import LoraConfig
@@ -300,6 +397,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         "train_prompts": len(records) - len(eval_ids),
         "heldout_prompts": len(eval_ids),
         "train_pairs": len(train_pairs),
+        "train_pairs_natural": n_natural_pairs,
+        "train_pairs_with_steered_answers": len(train_pairs) - n_natural_pairs,
+        "steering_system_prompts": STEERING_SYSTEM_PROMPTS if steered else None,
         "heldout_pairs": len(eval_pairs),
         "heldout_pairwise_accuracy": round(accuracy, 4),
         "heldout_spearman_vs_vader": round(rho, 4),
@@ -307,7 +407,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         "sampling_seconds": round(t_sample, 1),
         "training_seconds": round(t_train, 1),
         "total_seconds": round(time.time() - t0, 1),
-        "args": {k: v for k, v in asdict(args).items() if k not in ("samples_path", "output_dir")},
+        "args": {
+            k: v
+            for k, v in asdict(args).items()
+            if k not in ("samples_path", "steered_samples_path", "output_dir")
+        },
     }
     atomic_write_json(staging / "training_info.json", info)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -113,7 +113,8 @@ def load_demo_reward_model(
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     folder = Path(path) if path is not None else DEMO_RM_PATH
-    missing = [name for name in ("adapter_config.json", "adapter_model.safetensors") if not (folder / name).is_file()]
+    required = ("adapter_config.json", "adapter_model.safetensors")
+    missing = [name for name in required if not (folder / name).is_file()]
     if missing:
         raise FileNotFoundError(
             f"No demo reward model adapter in {folder} (missing {', '.join(missing)}). "

@@ -149,6 +149,8 @@ def test_greedy_matches_reference_loop(tokenizer, tiny_lm, reward, transform, ch
     proc = ARGSLogitsProcessor(rm, tokenizer=tokenizer, k=k, weight=weight, transform=transform)
     got = run_generate(tiny_lm, tokenizer, proc, allow, PROMPTS, steps, do_sample=False)
     assert proc._gen["fast"] and proc.prefix_cache.stats["rebuilt"] == 0
+    # The chosen candidate's KV is appended from the scoring forward, not recomputed, on most steps.
+    assert proc.prefix_cache.stats["recycled"] >= 1
     ref = reference_greedy(tiny_lm, rm, tokenizer, allow, PROMPTS, k, weight, proc.transform, steps)
     assert pad_to(got.tolist(), steps, tokenizer.pad_token_id) == ref
     # The guidance matters: plain greedy under the same whitelist differs for some prompt.
@@ -306,7 +308,7 @@ def test_fast_path_equals_text_path_with_chat_template(tokenizer, reward):
         out_fast, out_slow = fast(ids, scores), slow(ids, scores)
         torch.testing.assert_close(out_fast, out_slow, atol=1e-5, rtol=1e-5)
         assert fast._gen["fast"] and not slow._gen["fast"]
-    assert fast.prefix_cache.stats == {"reused": 4, "reordered": 0, "rebuilt": 0}
+    assert fast.prefix_cache.stats == {"reused": 4, "reordered": 0, "rebuilt": 0, "recycled": 0}
 
 
 def test_prefix_kv_cache_reorders_and_rebuilds():

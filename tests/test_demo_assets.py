@@ -76,7 +76,8 @@ def test_vader_reward_values():
     assert isinstance(gold, CallableReward)
     assert gold.name_or_path == "vader_compound"
     prompts = ["Hi"] * 3
-    values = gold(prompts, ["I love this, it is wonderful!", "The train leaves at noon.", "I hate this, it is awful."])
+    responses = ["I love this, it is wonderful!", "The train leaves at noon.", "I hate this, it is awful."]
+    values = gold(prompts, responses)
     assert values.dtype == torch.float32 and values.shape == (3,)
     assert values[0] > 0.5 and values[2] < -0.5 and abs(values[1].item()) < 0.05
     assert bool(((values >= -1) & (values <= 1)).all())
@@ -120,4 +121,5 @@ def test_demo_reward_model_prefers_positive_answers():
     assert bool((good > bad).all()), (good, bad)
     # Merged LoRA weights give the same rewards as the unmerged adapter.
     unmerged = load_demo_reward_model(merge=False, batch_size=8)
-    torch.testing.assert_close(unmerged.score(prompts[:1], [POSITIVE_NEGATIVE[0][1]]), good[:1], atol=1e-3, rtol=1e-3)
+    single = unmerged.score(prompts[:1], [POSITIVE_NEGATIVE[0][1]])
+    torch.testing.assert_close(single, good[:1], atol=1e-3, rtol=1e-3)

@@ -147,3 +147,35 @@ def test_cli_bad_inputs_one_line(saved_tiny_models, tmp_path):
         lines = [l for l in result.stderr.strip().splitlines() if l.strip()]
         assert len(lines) == 1 and needle.lower() in lines[0].lower(), (argv, result.stderr)
         assert "Traceback" not in result.stderr
+
+
+def test_cli_sweep_end_to_end(saved_tiny_models, tmp_path):
+    lm_dir, rm_dir, prompts = saved_tiny_models
+    out = tmp_path / "sweep"
+    result = _cli("sweep", "--model", lm_dir, "--reward_model", rm_dir, "--gold_reward", "length", "--prompts", prompts,
+                  "--methods", "args", "srs-args", "--weights", "0.5", "2", "--k", "3", "--max_new_tokens", "3",
+                  "--output_dir", out)
+    assert result.returncode == 0, result.stderr
+    rows = json.loads((out / "results.json").read_text())
+    assert {(r["method"], r["weight"]) for r in rows} == {
+        ("base", None), ("vanilla-args", 0.5), ("vanilla-args", 2.0), ("srs-args", 0.5), ("srs-args", 2.0)}
+    assert (out / "figure2.png").read_bytes()[:4] == b"\x89PNG"
+    assert "win-tie/vanilla" in result.stdout
+
+
+@pytest.mark.slow
+def test_demo_command_small(tmp_path):
+    """`stackshape demo` on the real SmolLM2 + bundled demo RM, shrunk: table printed, real plot written."""
+    out = tmp_path / "demo"
+    result = _cli("demo", "--output_dir", out, "--num_prompts", "2", "--num_train_prompts", "2", "--num_samples", "2",
+                  "--calibration_max_new_tokens", "4", "--max_new_tokens", "4", "--weights", "1.0", "--k", "3",
+                  "--qhead_epochs", "1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    for method in ("base", "vanilla-args", "srs-args", "vanilla-cd", "srs-cd"):
+        assert method in result.stdout
+    assert "gold" in result.stdout and "win-tie/base" in result.stdout
+    png = out / "figure2.png"
+    assert png.read_bytes()[:4] == b"\x89PNG" and png.stat().st_size > 10_000
+    rows = json.loads((out / "results.json").read_text())
+    assert len(rows) == 5 and all(0.0 <= r["diversity"] <= 1.0 for r in rows)
+    assert (out / "qhead-srs" / "config.json").is_file() and (out / "qhead-raw" / "README.md").is_file()

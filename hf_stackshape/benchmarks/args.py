@@ -50,9 +50,16 @@ class BenchArgs:
     naive_new_tokens: int = field(default=16, metadata={"help": "Tokens for the naive-vs-ours comparison."})
     threads: Optional[int] = field(default=None, metadata={"help": "torch.set_num_threads (default: unchanged)."})
     seed: int = field(default=0, metadata={"help": "Seed of the random reward head."})
+    rm_template: str = field(
+        default="plain",
+        metadata={
+            "help": "How the RM reads a pair: 'plain' ('{prompt}\\n{response}', each candidate is 1 new RM token) or "
+            "'chat' (SmolLM2's chat template: each candidate also carries the 2 closing tokens, 3x the RM work)."
+        },
+    )
 
 
-def reward_model_from_lm(lm, tokenizer, seed: int = 0) -> HFRewardModel:
+def reward_model_from_lm(lm, tokenizer, seed: int = 0, **reward_kwargs) -> HFRewardModel:
     """A sequence-classification reward model with ``lm``'s backbone weights and a seeded random score head."""
     from transformers import AutoModelForSequenceClassification
 
@@ -72,7 +79,7 @@ def reward_model_from_lm(lm, tokenizer, seed: int = 0) -> HFRewardModel:
     left = [name for name, t in [*rm.named_parameters(), *rm.named_buffers()] if t.is_meta]
     if left:
         raise ValueError(f"{type(rm).__name__} has parts other than the backbone and `score`: {left[:3]}")
-    return HFRewardModel(rm.to(lm.dtype).eval(), tokenizer)
+    return HFRewardModel(rm.to(lm.dtype).eval(), tokenizer, **reward_kwargs)
 
 
 class NaiveARGS(LogitsProcessor):
@@ -119,7 +126,9 @@ def run(args: BenchArgs) -> dict:
     if not 1 <= args.batch_size <= len(_PROMPTS):
         raise ValueError(f"`batch_size` must be in [1, {len(_PROMPTS)}], got {args.batch_size}.")
     model, tok = load_smollm2()
-    rm = reward_model_from_lm(model, tok, seed=args.seed)
+    if args.rm_template not in ("plain", "chat"):
+        raise ValueError(f"--rm_template must be 'plain' or 'chat', got {args.rm_template!r}.")
+    rm = reward_model_from_lm(model, tok, seed=args.seed, use_chat_template=args.rm_template == "chat")
     chats = [
         tok.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
         for p in _PROMPTS
@@ -150,6 +159,7 @@ def run(args: BenchArgs) -> dict:
         "device": str(model.device),
         "threads": torch.get_num_threads(),
         "k": args.k,
+        "rm_template": args.rm_template,
         "new_tokens": args.max_new_tokens,
         "time_greedy_b1_s": t_greedy,
         "time_args_b1_s": t_args,

@@ -136,8 +136,12 @@ class PrefixKVCache:
         self._mask: Optional[torch.Tensor] = None  # (n_c, L_c) kept tokens
         self._next_pos: Optional[torch.Tensor] = None  # (n_c,) position of the next kept token
         self._last_hidden: Optional[torch.Tensor] = None  # (n_c, H) read-out of the prefix alone
+        # KV and hidden state of every group's first token from the last call: when the next call's new
+        # column is one of those tokens (the usual step: the chosen candidate), its KV is appended from
+        # here instead of being recomputed -- it saw exactly the prefix and itself at the same position.
+        self._stash: Optional[dict] = None
         #: How many calls reused the cache, reordered it, or rebuilt it (for tests and logs).
-        self.stats = {"reused": 0, "reordered": 0, "rebuilt": 0}
+        self.stats = {"reused": 0, "reordered": 0, "rebuilt": 0, "recycled": 0}
 
     @property
     def batch_size(self) -> int:
@@ -193,6 +197,7 @@ class PrefixKVCache:
             return 0
         moved = idx.shape[0] != self._ids.shape[0] or not bool((idx == torch.arange(len(idx), device=idx.device)).all())
         if moved:
+            self._stash = None
             self.cache.reorder_cache(idx.to(self.device))
             dev = idx.to(self._ids.device)
             self._ids, self._mask = self._ids[dev], self._mask[dev]
@@ -253,6 +258,8 @@ class PrefixKVCache:
             self.cache = DynamicCache()
             self._next_pos = torch.zeros(n, dtype=torch.long, device=device)
             self._last_hidden = None
+        cached_len = self._recycle(prefix_ids, prefix_mask, cached_len)
+        self._stash = None
         new_ids, new_mask = prefix_ids[:, cached_len:], prefix_mask[:, cached_len:]
         m, kg = new_ids.shape[1], k * g
         flat_cand, flat_cmask = candidates.reshape(n, kg), cand_mask.reshape(n, kg)
@@ -278,6 +285,13 @@ class PrefixKVCache:
         )
         hidden = out.last_hidden_state
         if kg:
+            first = cached_len + m + torch.arange(k, device=device) * g
+            self._stash = {
+                "ids": candidates[:, :, 0],
+                "kept": cand_mask[:, :, 0],
+                "hidden": hidden[:, m + torch.arange(k, device=device) * g],
+                "kv": [(layer.keys[:, :, first], layer.values[:, :, first]) for layer in self.cache.layers],
+            }
             self.cache.crop(-kg)
 
         # Read-out of the prefix alone: its last kept, readable token (new one if any, else the stored one).
@@ -299,6 +313,30 @@ class PrefixKVCache:
 
         self._ids, self._mask, self._next_pos = prefix_ids.clone(), prefix_mask.clone(), after
         return CandidateStates(hidden=read, group_hidden=group_hidden, prefix_hidden=self._last_hidden)
+
+    def _recycle(self, prefix_ids: torch.Tensor, prefix_mask: torch.Tensor, cached_len: int) -> int:
+        """Append the new column's KV from the last call's candidates when every row took one of them."""
+        stash = self._stash
+        if stash is None or self.cache is None or prefix_ids.shape[1] != cached_len + 1:
+            return cached_len
+        if stash["ids"].shape[0] != prefix_ids.shape[0]:
+            return cached_len
+        new_ids, new_mask = prefix_ids[:, -1], prefix_mask[:, -1]
+        hits = (stash["ids"] == new_ids[:, None]) & stash["kept"]
+        if not bool((hits.any(-1) | ~new_mask).all()) or not bool(new_mask.all()):
+            return cached_len
+        choice = hits.float().argmax(-1)
+        rows = torch.arange(prefix_ids.shape[0], device=choice.device)
+        for layer, (keys, values) in zip(self.cache.layers, stash["kv"]):
+            layer.keys = torch.cat([layer.keys, keys[rows, :, choice].unsqueeze(2)], dim=-2)
+            layer.values = torch.cat([layer.values, values[rows, :, choice].unsqueeze(2)], dim=-2)
+        readable = ~self._skip(new_ids)
+        picked = stash["hidden"][rows, choice]
+        self._last_hidden = torch.where(readable[:, None], picked, self._last_hidden)
+        self._ids, self._mask = prefix_ids.clone(), prefix_mask.clone()
+        self._next_pos = self._next_pos + 1
+        self.stats["recycled"] += 1
+        return cached_len + 1
 
     def _skip(self, ids: torch.Tensor) -> torch.Tensor:
         if not self.readout_skip_ids:
