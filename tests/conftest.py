@@ -12,6 +12,16 @@ import torch
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 
+@pytest.fixture
+def one_thread():
+    """One intra-op thread: faster for tiny models on a shared CPU, and bitwise reproducible across runs
+    (results differ in the last bit between 1 and 2 threads). Use with pytest.mark.usefixtures."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def smol_folder():
     from hf_stackshape.defaults import smollm2_path

@@ -24,13 +24,7 @@ PROMPTS = ["Hello there", "Tell me a story about a cat.", "Hello there", "2 + 2 
 SMALL = dict(num_samples=3, max_new_tokens=6, chunk_size=2, top_p=1.0, show_progress=False)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: faster for these tiny models on a shared CPU, and bitwise reproducible."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture
