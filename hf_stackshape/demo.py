@@ -15,6 +15,8 @@ demo resumes where it stopped.
 
 from __future__ import annotations
 
+import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,7 +89,12 @@ def _train_qhead(model, tokenizer, calibration, transform: str, folder: Path, co
     )
     trainer = QHeadTrainer(qhead, args, train_dataset=calibration, processing_class=tokenizer)
     trainer.train()
-    trainer.save_model(str(folder))
+    # Save next to the target and rename, so an interrupted save is never taken for a finished head.
+    partial = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    trainer.save_model(str(partial))
+    shutil.rmtree(folder, ignore_errors=True)  # a leftover without config.json
+    os.replace(partial, folder)
     return qhead
 
 

@@ -72,6 +72,7 @@ def run(args: GenerateArguments) -> int:
     import torch
 
     from ..generation import generate_responses, parse_method
+    from ..io import atomic_write_bytes
     from ._common import load_base_model, load_reward_spec
 
     method = parse_method(args.method)
@@ -83,10 +84,7 @@ def run(args: GenerateArguments) -> int:
         return 0
     # Drop a torn last line before appending.
     if out_path.is_file():
-        lines = out_path.read_bytes().splitlines(keepends=True)[:done]
-        tmp = out_path.with_suffix(out_path.suffix + ".tmp")
-        tmp.write_bytes(b"".join(lines))
-        os.replace(tmp, out_path)
+        atomic_write_bytes(out_path, b"".join(out_path.read_bytes().splitlines(keepends=True)[:done]))
     model, tokenizer = load_base_model(args.model, args.dtype)
     device = next(model.parameters()).device
     reward = load_reward_spec(args.reward_model, args.dtype, str(device)) if method.decoder == "args" else None

@@ -160,11 +160,21 @@ class RewardModelJudge(Judge):
             raise ValueError(f"`tolerance` must be a finite number >= 0, got {tolerance!r}.")
         self.reward: RewardFunction = load_reward(reward)
         self.tolerance = tolerance
+        # Sweeps compare the same answers many times (the base policy against every cell): score each
+        # (prompt, answer) pair once.
+        self._scores: Dict[Tuple[str, str], float] = {}
+
+    def _rewards(self, prompts: List[str], answers: List[str]) -> List[float]:
+        todo = list(dict.fromkeys(pair for pair in zip(prompts, answers) if pair not in self._scores))
+        if todo:
+            values = self.reward.score([p for p, _ in todo], [a for _, a in todo]).tolist()
+            self._scores.update(zip(todo, values))
+        return [self._scores[pair] for pair in zip(prompts, answers)]
 
     def compare(self, prompts, answers_a, answers_b) -> JudgementList:
         prompts, answers_a, answers_b = self._check(prompts, answers_a, answers_b)
-        rewards_a = self.reward.score(prompts, answers_a).tolist()
-        rewards_b = self.reward.score(prompts, answers_b).tolist()
+        rewards_a = self._rewards(prompts, answers_a)
+        rewards_b = self._rewards(prompts, answers_b)
         return JudgementList(
             Judgement(winner=_winner(ra, rb, self.tolerance), score_a=ra, score_b=rb, raw=None)
             for ra, rb in zip(rewards_a, rewards_b)

@@ -37,6 +37,7 @@ from transformers.utils import logging
 
 from ..rewards import HFRewardModel, RewardFunction, as_reward_function
 from ..shaping import RewardTransform, get_transform
+from ._checks import check_k_and_weight
 from ._prefix_cache import PrefixKVCache, prefix_cache_support
 
 logger = logging.get_logger(__name__)
@@ -221,14 +222,7 @@ class ARGSLogitsProcessor(LogitsProcessor):
         eos_token_id: Optional[Union[int, Sequence[int]]] = None,
         use_cache: Optional[bool] = None,
     ):
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise ValueError(f"`k` must be a positive integer (number of candidates per step), got {k!r}.")
-        try:
-            weight = float(weight)
-        except (TypeError, ValueError):
-            raise ValueError(f"`weight` (lambda) must be a number >= 0, got {weight!r}.") from None
-        if not (weight >= 0 and math.isfinite(weight)):
-            raise ValueError(f"`weight` (lambda) must be a finite number >= 0, got {weight!r}.")
+        weight = check_k_and_weight(k, weight)
         self.reward_model = as_reward_function(reward_model)
         if tokenizer is None:
             if not isinstance(self.reward_model, HFRewardModel):

@@ -26,6 +26,7 @@ from transformers import LogitsProcessor
 from transformers.utils import logging
 
 from ..qhead.modeling_qhead import QHeadModel, backbone_decoder, last_hidden_state_module
+from ._checks import check_k_and_weight
 from ._prefix_cache import PrefixKVCache
 
 logger = logging.get_logger(__name__)
@@ -82,14 +83,7 @@ class CDLogitsProcessor(LogitsProcessor):
     ):
         if not isinstance(qhead, QHeadModel):
             raise ValueError(f"`qhead` must be a QHeadModel, got {type(qhead).__name__}; load one with QHeadModel.from_pretrained.")
-        if not isinstance(k, int) or isinstance(k, bool) or k < 1:
-            raise ValueError(f"`k` must be a positive integer (number of candidates), got {k!r}.")
-        try:
-            weight = float(weight)
-        except (TypeError, ValueError):
-            raise ValueError(f"`weight` (lambda) must be a number >= 0, got {weight!r}.") from None
-        if not (weight >= 0 and math.isfinite(weight)):
-            raise ValueError(f"`weight` (lambda = 1/beta) must be finite and >= 0, got {weight!r}; use 0 for plain top-k.")
+        weight = check_k_and_weight(k, weight)
         if not (isinstance(temperature, (int, float)) and temperature > 0 and math.isfinite(temperature)):
             raise ValueError(f"`temperature` must be a positive finite number, got {temperature!r}.")
         vocab = qhead.config.vocab_size

@@ -21,6 +21,7 @@ from torch import nn
 from transformers import AutoModelForCausalLM, PreTrainedModel
 from transformers.utils import ModelOutput, logging
 
+from ..io import atomic_write_text
 from .configuration_qhead import QHeadConfig
 
 logger = logging.get_logger(__name__)
@@ -259,7 +260,7 @@ class QHeadModel(PreTrainedModel):
             return
         if self.config.has_adapter:
             self.backbone.save_pretrained(os.path.join(save_directory, ADAPTER_FOLDER))
-        _write_atomic(os.path.join(save_directory, "README.md"), render_model_card(self.config, save_directory))
+        atomic_write_text(os.path.join(save_directory, "README.md"), render_model_card(self.config, save_directory))
 
     @classmethod
     def from_pretrained(
@@ -354,13 +355,6 @@ def _fill_config_from_backbone(config: QHeadConfig, backbone: nn.Module) -> None
     if config.backbone_name_or_path is None:
         name = getattr(bconf, "_name_or_path", None) or getattr(text, "_name_or_path", None)
         config.backbone_name_or_path = name or None
-
-
-def _write_atomic(path: str, text: str) -> None:
-    tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
 
 
 def render_model_card(config: QHeadConfig, save_directory: Optional[str] = None, training: Optional[dict] = None) -> str:

@@ -22,7 +22,8 @@ from transformers import PreTrainedTokenizerBase, Trainer, TrainingArguments
 from transformers.utils import logging
 
 from ..shaping import get_transform
-from .modeling_qhead import QHeadModel, _write_atomic, render_model_card
+from ..io import atomic_write_text
+from .modeling_qhead import QHeadModel, render_model_card
 
 logger = logging.get_logger(__name__)
 
@@ -420,4 +421,4 @@ class QHeadTrainer(Trainer):
             "train rollouts": len(self.train_dataset) if self.train_dataset is not None else 0,
             "global step": self.state.global_step,
         }
-        _write_atomic(os.path.join(output_dir, "README.md"), render_model_card(model.config, output_dir, training))
+        atomic_write_text(os.path.join(output_dir, "README.md"), render_model_card(model.config, output_dir, training))
