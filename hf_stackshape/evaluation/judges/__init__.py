@@ -37,7 +37,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 from tqdm.auto import tqdm
 from transformers.utils import logging
 
-from ..rewards import RewardFunction, load_reward
+from ...rewards import RewardFunction, load_reward
 
 logger = logging.get_logger(__name__)
 
