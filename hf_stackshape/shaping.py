@@ -40,6 +40,7 @@ __all__ = [
     "MinMaxTransform",
     "MeanStdTransform",
     "MeanSoftTransform",
+    "CapTransform",
     "HardThresholdTransform",
     "SoftThresholdTransform",
     "TRANSFORMS",
@@ -488,20 +489,90 @@ class _SigmoidTransform(RewardTransform):
 
 
 class MeanSoftTransform(_SigmoidTransform):
-    """``B_eff * sigmoid(alpha * (r - mean r))``: the SRS sigmoid centred at the base mean (a baseline).
+    """``B_eff * sigmoid(alpha * (r - mean r))``: the SRS sigmoid centred at the candidates' mean, one of the
+    paper's baselines (Wang et al., 2026, section 5).
 
-    The mean is weighted by ``weights`` when given (the base policy's expectation).
+    As in the authors' ARGS script, the mean is the plain (unweighted) mean of the candidates' rewards, so the
+    centre ignores the base policy; ``weighted_mean=True`` centres at the base policy's expectation
+    ``sum_i p_i r_i`` instead (``p`` = the ``weights`` passed at call time, e.g. ``softmax(top-k logits)``).
+
+    Args:
+        bound (`float`, *optional*, defaults to 12.0): the bound ``B`` (``B_eff`` after the safeguards' clip).
+        alpha (`float`, *optional*, defaults to 1.5): sigmoid sharpness.
+        beta (`float`, *optional*, defaults to 2.0): unused (kept so one config drives every transform).
+        safeguards (`str`, *optional*, defaults to `"args"`): ``bound_clip`` gives ``B_eff``.
+        weighted_mean (`bool`, *optional*, defaults to `False`): centre at the ``weights``-weighted mean.
+
+    Examples:
+
+    ```python
+    >>> import torch
+    >>> from hf_stackshape import get_transform
+    >>> meansoft = get_transform("meansoft", bound=12.0, alpha=1.0, safeguards="none")
+    >>> meansoft(torch.tensor([[0.0, 1.0, 2.0]]))  # centred at the plain mean 1.0
+    tensor([[3.2273, 6.0000, 8.7727]])
+    ```
     """
 
     name = "meansoft"
 
+    def __init__(
+        self,
+        bound: float = 12.0,
+        alpha: float = 1.5,
+        beta: float = 2.0,
+        safeguards: Union[str, ThresholdSafeguards, None] = "args",
+        weighted_mean: bool = False,
+    ):
+        super().__init__(bound=bound, alpha=alpha, beta=beta, safeguards=safeguards)
+        self.weighted_mean = bool(weighted_mean)
+
     def transform(self, u, p, mask, threshold):
-        mean = (p * u).sum(dim=-1, keepdim=True)
+        if self.weighted_mean:
+            mean = (p * u).sum(dim=-1, keepdim=True)
+        else:
+            mean, _ = _masked_mean_std(u, mask)
         return self._b_eff(u, mask) * torch.sigmoid(self.alpha * (u - mean))
 
 
+class CapTransform(RewardTransform):
+    """The authors' ``cap`` baseline for ARGS: ``clamp(r - min r, 0, cap)`` over the candidates.
+
+    Every candidate's reward is shifted so that the worst candidate gets ``0``, then clipped at ``cap``; with
+    ``cap=None`` it is only the shift, which leaves ARGS's argmax unchanged relative to raw rewards but bounds
+    nothing. One of the paper's baselines (Wang et al., 2026, section 5), fed to ARGS (Khanov et al., 2024)
+    as method ``cap-args``.
+
+    Args:
+        cap (`float`, *optional*): the upper clip, a positive number; ``None`` (default) only shifts.
+
+    Examples:
+
+    ```python
+    >>> import torch
+    >>> from hf_stackshape import get_transform
+    >>> get_transform("cap", cap=1.5)(torch.tensor([[-1.0, 0.0, 2.0]]))
+    tensor([[0.0000, 1.0000, 1.5000]])
+    ```
+    """
+
+    name = "cap"
+
+    def __init__(self, cap: Optional[float] = None):
+        self.cap = None if cap is None else _check_positive("cap", cap)
+
+    def transform(self, u, p, mask, threshold):
+        lo, _ = _masked_min_max(u, mask)
+        shifted = (u - lo.unsqueeze(-1)).clamp(min=0.0)
+        return shifted if self.cap is None else shifted.clamp(max=self.cap)
+
+
 class HardThresholdTransform(_SigmoidTransform):
-    """The optimal bang-bang reward ``B_eff * 1[r > m*]`` (Wang et al., 2026, threshold optimality)."""
+    """The optimal bang-bang reward ``B_eff * 1[r > m*]`` (Wang et al., 2026, threshold optimality).
+
+    This is the theorem's threshold reward, the limit ``alpha -> inf`` of SRS, kept for analysis and
+    ablations; it is not one of the baselines the paper compares against.
+    """
 
     name = "hard"
 
@@ -549,6 +620,7 @@ TRANSFORMS: Dict[str, Type[RewardTransform]] = {
     "minmax": MinMaxTransform,
     "meanstd": MeanStdTransform,
     "meansoft": MeanSoftTransform,
+    "cap": CapTransform,
     "hard": HardThresholdTransform,
     "srs": SoftThresholdTransform,
 }
@@ -557,7 +629,7 @@ _ALIASES = {"vanilla": "raw", "soft": "srs", "sigmoid": "srs", "threshold": "har
 
 def get_transform(name: Union[str, RewardTransform], **kwargs) -> RewardTransform:
     """Build a reward transform by name: ``raw`` (alias ``vanilla``), ``minmax``, ``meanstd``,
-    ``meansoft``, ``hard``, ``srs`` (alias ``soft``). Keyword arguments a transform does not take
+    ``meansoft``, ``cap``, ``hard``, ``srs`` (alias ``soft``). Keyword arguments a transform does not take
     (e.g. ``alpha`` for ``raw``) are ignored, so one config can drive every method.
     """
     if isinstance(name, RewardTransform):

@@ -344,6 +344,7 @@ HAND = {
     "minmax": [0.0, B_EFF / 3.0, B_EFF],
     "meanstd": [(x - MEAN) / STD for x in U],
     "meansoft": [B_EFF * sig(1.5 * (x - MEAN)) for x in U],
+    "cap": [0.0, 1.0, 3.0],  # r - min r, no cap by default
     "hard": [0.0, 0.0, B_EFF],
     "srs": [B_EFF * sig(1.5 * (x - M_STAR)) for x in U],
 }
@@ -360,7 +361,8 @@ def test_transform_hand_values_weighted_and_unclipped():
     u = torch.tensor([U], dtype=torch.float64)
     w = torch.tensor([[1.0, 1.0, 2.0]])
     wmean = 0.25 * 0.0 + 0.25 * 1.0 + 0.5 * 3.0
-    got = get_transform("meansoft", bound=12.0, alpha=1.5, beta=2.0)(u, weights=w)
+    weighted = get_transform("meansoft", bound=12.0, alpha=1.5, beta=2.0, weighted_mean=True)
+    got = weighted(u, weights=w)
     torch.testing.assert_close(got, torch.tensor([[B_EFF * sig(1.5 * (x - wmean)) for x in U]], dtype=torch.float64))
     # safeguards none: the full bound B; gamma = exp(log 2 / 1) = 2, weighted root 13/6.
     srs = get_transform("srs", bound=math.log(2.0), alpha=2.0, beta=1.0, safeguards="none")
@@ -442,7 +444,41 @@ def test_precomputed_threshold(name):
         t(u, threshold=torch.tensor([0.5, float("nan")]))
 
 
-@pytest.mark.parametrize("name", ["raw", "minmax", "meanstd", "meansoft"])
+def test_meansoft_is_centred_at_the_plain_mean_like_the_paper():
+    # The authors' meansoft ARGS script: B_eff * sigmoid(alpha * (r - mean r)), the plain mean of the k
+    # rewards, even though the candidates come with base probabilities.
+    u = torch.tensor([[1.0, 2.0, 6.0]], dtype=torch.float64)
+    p = torch.tensor([[0.7, 0.2, 0.1]], dtype=torch.float64)
+    b_eff = min(12.0, 1.01 * (6.0 - 1.0))  # 5.05
+    plain = [b_eff * sig(2.0 * (x - 3.0)) for x in (1.0, 2.0, 6.0)]  # mean (1 + 2 + 6) / 3 = 3
+    meansoft = get_transform("meansoft", bound=12.0, alpha=2.0, safeguards="args")
+    assert meansoft.weighted_mean is False
+    torch.testing.assert_close(meansoft(u, weights=p), torch.tensor([plain], dtype=torch.float64))
+    torch.testing.assert_close(meansoft(u), meansoft(u, weights=p))  # the weights do not move it
+    # The option: centred at sum p r = 0.7 + 0.4 + 0.6 = 1.7.
+    weighted = [b_eff * sig(2.0 * (x - 1.7)) for x in (1.0, 2.0, 6.0)]
+    option = get_transform("meansoft", bound=12.0, alpha=2.0, safeguards="args", weighted_mean=True)
+    torch.testing.assert_close(option(u, weights=p), torch.tensor([weighted], dtype=torch.float64))
+    assert option.to_dict()["weighted_mean"] is True
+
+
+def test_cap_shifts_by_the_minimum_and_clips():
+    u = torch.tensor([[-2.0, 0.5, 3.0], [4.0, 4.0, 1.0]], dtype=torch.float64)
+    # No cap: r - min r per row (min -2 and 1).
+    torch.testing.assert_close(get_transform("cap")(u), torch.tensor([[0.0, 2.5, 5.0], [3.0, 3.0, 0.0]], dtype=torch.float64))
+    # cap = 2: clamp(r - min r, 0, 2).
+    capped = get_transform("cap", cap=2.0, bound=12.0, alpha=1.5)  # foreign keywords ignored
+    torch.testing.assert_close(capped(u), torch.tensor([[0.0, 2.0, 2.0], [2.0, 2.0, 0.0]], dtype=torch.float64))
+    assert capped.to_dict() == {"name": "cap", "cap": 2.0}
+    # The minimum is over the unmasked candidates only.
+    mask = torch.tensor([[False, True, True], [True, True, True]])
+    torch.testing.assert_close(get_transform("cap")(u, mask=mask)[0], torch.tensor([0.0, 0.0, 2.5], dtype=torch.float64))
+    for bad in (0.0, -1.0, float("inf")):
+        with pytest.raises(ValueError, match="cap"):
+            get_transform("cap", cap=bad)
+
+
+@pytest.mark.parametrize("name", ["raw", "minmax", "meanstd", "meansoft", "cap"])
 def test_threshold_argument_is_ignored_by_others(name):
     u = torch.tensor([[0.0, 1.0, 3.0]])
     t = make(name)
