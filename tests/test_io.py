@@ -54,7 +54,7 @@ def test_load_prompts_from_files(tmp_path):
     assert shio.load_prompts(tmp_path / "p.jsonl", limit=2) == ["a", "b"]
     (tmp_path / "q.jsonl").write_text('{"question": "x"}\n{"question": "y, z"}\n')
     assert shio.load_prompts(tmp_path / "q.jsonl", column="question") == ["x", "y, z"]
-    with pytest.raises(ValueError, match=r"record 1 has no string field 'prompt' \(fields: \['question'\]\)"):
+    with pytest.raises(ValueError, match=r"line 1 has no string field 'prompt' \(fields: \['question'\]\)"):
         shio.load_prompts(tmp_path / "q.jsonl")
     (tmp_path / "p.csv").write_text('id,text\n1,"hello, world"\n2,"two\nlines"\n', encoding="utf-8")
     assert shio.load_prompts(tmp_path / "p.csv", column="text") == ["hello, world", "two\nlines"]

@@ -1,0 +1,550 @@
+"""Run manifests: one mechanism so that a resumed run never mixes settings.
+
+Every long stage of the pipeline (``calibrate``, ``generate``, ``sweep``, ``train-qhead``, the demo) writes its
+results bit by bit and resumes after a crash. Resuming is only right if the rerun has the settings of the
+first run, so each stage opens its output through :func:`open_run`:
+
+* an **advisory lock** (``fcntl.flock`` on a hidden sibling ``.<name>.lock``) is taken first: a second
+  concurrent run on the same output stops at once with :class:`RunLockedError`, naming the holder's pid,
+  instead of deleting the first run's in-flight temporary files;
+* a **manifest** (``<dir>/run.json``, or ``<file>.run.json`` for a single-file output) holds the run's
+  *fingerprint*: everything that changes the outputs (model and reward identities, tokenizer,
+  ``generation_config``, the method and its parameters, seeds, prompts, ...) and the package version. It is
+  written before any result. A rerun whose fingerprint differs stops with :class:`RunMismatchError`, which
+  lists every differing key (old -> new) and the two ways out: ``--overwrite`` (``overwrite=True``) or
+  another output;
+* ``overwrite=True`` removes the **whole** old run: the folder (or the file and its sidecars
+  ``<file>.*``) is renamed aside atomically, then deleted, so no half of an old run survives;
+* temporary files left by a killed atomic write (``.<name>.<random>.tmp``, see :mod:`hf_stackshape.io`) are
+  cleaned while the lock is held.
+
+Under ``torch.distributed`` (``torchrun``, ``accelerate launch``) rank 0 takes the lock and prepares the
+output; its outcome, success or the very error, is broadcast, so the other ranks raise the same error at once
+instead of waiting for a collective timeout. A call under ``torchrun`` (``WORLD_SIZE > 1``) without an
+initialised process group is refused: every rank would otherwise compute everything into one output.
+
+The ``*_fingerprint`` helpers build the identity of the usual ingredients; they return plain JSON data.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Union
+
+from transformers.utils import logging
+
+from .io import atomic_write_json, read_json, remove_temp_files
+
+logger = logging.get_logger(__name__)
+
+__all__ = [
+    "Run",
+    "open_run",
+    "RunMismatchError",
+    "RunLockedError",
+    "model_fingerprint",
+    "tokenizer_fingerprint",
+    "reward_fingerprint",
+    "prompts_fingerprint",
+    "fingerprint_digest",
+]
+
+PathLike = Union[str, os.PathLike]
+
+#: Bump when the manifest layout changes.
+MANIFEST_FORMAT = 1
+#: The manifest's name inside a run folder; a single-file run uses ``<file>.run.json``.
+MANIFEST_NAME = "run.json"
+
+
+class RunMismatchError(ValueError):
+    """The output holds a run made with other settings (the message lists each differing key)."""
+
+
+class RunLockedError(RuntimeError):
+    """Another process holds the output's lock (the message names its pid)."""
+
+
+# ----------------------------------------------------------------------------------------------- fingerprints
+
+
+def _jsonable(obj: Any) -> Any:
+    """``obj`` as plain JSON data (tuples become lists, unknown objects their ``str``), so that a fingerprint
+    read back from a manifest compares equal to a freshly built one."""
+    return json.loads(json.dumps(obj, sort_keys=True, default=str))
+
+
+def fingerprint_digest(fingerprint: Dict[str, Any], length: int = 24) -> str:
+    """A short SHA-256 of a fingerprint (key order does not matter)."""
+    data = json.dumps(_jsonable(fingerprint), sort_keys=True, ensure_ascii=False).encode("utf-8")
+    return hashlib.sha256(data).hexdigest()[:length]
+
+
+def _weights_digest(module) -> str:
+    """A digest of a module's weights: names, shapes, dtypes, each tensor's sum and a strided sample.
+
+    One reduction per tensor (cheap next to a forward pass), so a change anywhere in a tensor moves its sum;
+    tensors on the ``meta`` device (offloaded) contribute their name and shape only.
+    """
+    import torch
+
+    h = hashlib.sha256(type(module).__name__.encode())
+    with torch.no_grad():
+        for name, tensor in module.state_dict().items():
+            h.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
+            if tensor.device.type == "meta" or tensor.numel() == 0:
+                continue
+            flat = tensor.detach().reshape(-1)
+            sample = flat[:: max(1, flat.numel() // 32)][:32].double().cpu()
+            total = flat.double().sum().cpu()
+            h.update(sample.numpy().tobytes())
+            h.update(total.numpy().tobytes())
+    return h.hexdigest()[:24]
+
+
+def _generation_config_diff(model) -> Dict[str, Any]:
+    config = getattr(model, "generation_config", None)
+    if config is None:
+        return {}
+    diff = config.to_diff_dict()
+    return {k: v for k, v in diff.items() if not k.startswith("_") and k != "transformers_version"}
+
+
+def model_fingerprint(model, weights: Optional[bool] = None) -> Dict[str, Any]:
+    """The identity of a model: what changes its outputs.
+
+    Args:
+        model (`PreTrainedModel` or `torch.nn.Module`): the model.
+        weights (`bool`, *optional*):
+            Whether to digest the weights. Default: only when the model's Hub commit hash is unknown (a local
+            folder, a model built or changed in memory); a Hub checkpoint is identified by id + commit.
+
+    Returns:
+        `dict` with ``name_or_path``, ``revision`` (the Hub commit hash or ``None``), ``class``, ``dtype``,
+        ``generation_config`` (the model's non-default generation settings: repetition penalty, EOS list,
+        top-k, ...) and, when digested, ``weights``.
+    """
+    config = getattr(model, "config", None)
+    revision = getattr(config, "_commit_hash", None)
+    out: Dict[str, Any] = {
+        "name_or_path": str(getattr(config, "_name_or_path", "") or ""),
+        "revision": revision,
+        "class": type(model).__name__,
+        "dtype": str(getattr(model, "dtype", "")),
+        "generation_config": _generation_config_diff(model),
+    }
+    if weights or (weights is None and not revision):
+        out["weights"] = _weights_digest(model)
+    return _jsonable(out)
+
+
+def tokenizer_fingerprint(tokenizer) -> Dict[str, Any]:
+    """The identity of a tokenizer: class, vocabulary digest, special tokens and chat template digest."""
+    vocab = tokenizer.get_vocab() if hasattr(tokenizer, "get_vocab") else {}
+    vocab_digest = hashlib.sha256(json.dumps(sorted(vocab.items()), ensure_ascii=False).encode("utf-8"))
+    template = getattr(tokenizer, "chat_template", None) or ""
+    if not isinstance(template, str):
+        template = json.dumps(template, sort_keys=True, default=str)
+    return _jsonable(
+        {
+            "name_or_path": str(getattr(tokenizer, "name_or_path", "") or ""),
+            "class": type(tokenizer).__name__,
+            "vocab_size": len(tokenizer),
+            "vocab": vocab_digest.hexdigest()[:24],
+            "bos_token_id": getattr(tokenizer, "bos_token_id", None),
+            "eos_token_id": getattr(tokenizer, "eos_token_id", None),
+            "pad_token_id": getattr(tokenizer, "pad_token_id", None),
+            "chat_template": hashlib.sha256(template.encode("utf-8")).hexdigest()[:24] if template else None,
+        }
+    )
+
+
+def reward_fingerprint(reward) -> Dict[str, Any]:
+    """The identity of a reward: ``reward.fingerprint()`` of a :class:`~hf_stackshape.rewards.RewardFunction`
+    (an HF reward model's id + revision or weights digest; a Python callable's module, qualified name and
+    source digest, or its explicit ``version``). Anything else goes through
+    :func:`~hf_stackshape.rewards.as_reward_function` first."""
+    if not hasattr(reward, "fingerprint"):
+        from .rewards import as_reward_function
+
+        reward = as_reward_function(reward)
+    return _jsonable(reward.fingerprint())
+
+
+def prompts_fingerprint(prompts: Sequence[str]) -> Dict[str, Any]:
+    """The identity of a prompt list: its length and the SHA-256 of its JSON encoding (order matters)."""
+    data = json.dumps(list(prompts), ensure_ascii=False).encode("utf-8")
+    return {"count": len(prompts), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+# ----------------------------------------------------------------------------------------------- processes
+
+
+class _Processes:
+    """Rank, world size, barrier and broadcast of this run (accelerate state, torch.distributed, or none)."""
+
+    def __init__(self, state=None):
+        import torch.distributed as dist
+
+        self._dist = dist if dist.is_available() and dist.is_initialized() else None
+        if state is not None:
+            self.rank, self.world = int(state.process_index), int(state.num_processes)
+        elif self._dist is not None:
+            self.rank, self.world = self._dist.get_rank(), self._dist.get_world_size()
+        else:
+            world = os.environ.get("WORLD_SIZE", "1")
+            if world.isdigit() and int(world) > 1:
+                raise RuntimeError(
+                    f"WORLD_SIZE={world} is set (a torchrun / accelerate launch?) but no torch.distributed process "
+                    "group is initialised, so every rank would compute everything into one output. Call "
+                    "torch.distributed.init_process_group() (or pass an accelerate PartialState) first, or run a "
+                    "single process."
+                )
+            self.rank, self.world = 0, 1
+        if self.world > 1 and self._dist is None:
+            raise RuntimeError(
+                f"A {self.world}-process run needs an initialised torch.distributed process group to share the "
+                "output's preparation; initialise it (accelerate's PartialState does) before opening the run."
+            )
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            self._dist.barrier()
+
+    def broadcast(self, obj: Any) -> Any:
+        """Rank 0's ``obj`` on every rank."""
+        if self.world == 1:
+            return obj
+        box = [obj]
+        self._dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+
+# ----------------------------------------------------------------------------------------------- the run
+
+
+def _flatten(obj: Any, prefix: str = "") -> Dict[str, Any]:
+    if isinstance(obj, dict) and obj:
+        out: Dict[str, Any] = {}
+        for key, value in obj.items():
+            out.update(_flatten(value, f"{prefix}{key}."))
+        return out
+    return {prefix[:-1]: obj}
+
+
+_MISSING = "<missing>"
+
+
+def _differences(old: Dict[str, Any], new: Dict[str, Any]) -> List[str]:
+    """``key: old -> new`` for every differing (dotted) key of two manifests' fingerprints, run kind and version."""
+    a, b = ({"run kind": m.get("kind"), "package version": m.get("package_version"),
+             **_flatten(m.get("fingerprint") or {})} for m in (old, new))
+    return [
+        f"{key}: {a.get(key, _MISSING)!r} -> {b.get(key, _MISSING)!r}"
+        for key in sorted(set(a) | set(b))
+        if a.get(key, _MISSING) != b.get(key, _MISSING)
+    ]
+
+
+def _package_version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+class Run:
+    """An open run (see :func:`open_run`): where its output is and whether it resumes an earlier one.
+
+    Attributes:
+        output (`Path`): the run's folder, or its file for a single-file run.
+        manifest_path (`Path`): ``<dir>/run.json`` or ``<file>.run.json``.
+        kind (`str`): what wrote it (``"calibrate"``, ``"generate"``, ...).
+        fingerprint (`dict`): the settings this run was opened with (plain JSON data).
+        digest (`str`): a short hash of ``fingerprint`` (e.g. to stamp the run's shards).
+        resumed (`bool`): a matching run existed, so its results may be reused.
+        rank, world_size (`int`): this process and the number of processes sharing the run.
+    """
+
+    def __init__(
+        self, output: Path, kind: str, fingerprint: Dict[str, Any], single_file: bool, procs: _Processes
+    ):
+        self.output = output
+        self.single_file = single_file
+        manifest_path = output.parent / f"{output.name}.run.json" if single_file else output / MANIFEST_NAME
+        self.manifest_path = manifest_path
+        self.kind = kind
+        self.fingerprint = fingerprint
+        self.digest = fingerprint_digest(fingerprint)
+        self.resumed = False
+        self._procs = procs
+        self._lock_fd: Optional[int] = None
+
+    @property
+    def rank(self) -> int:
+        return self._procs.rank
+
+    @property
+    def world_size(self) -> int:
+        return self._procs.world
+
+    @property
+    def is_main(self) -> bool:
+        return self._procs.is_main
+
+    def barrier(self) -> None:
+        """Wait for every process of the run (no-op in a single process)."""
+        self._procs.barrier()
+
+    def __repr__(self) -> str:
+        return f"Run({self.kind!r}, {str(self.output)!r}, resumed={self.resumed}, rank={self.rank}/{self.world_size})"
+
+    # ------------------------------------------------------------------------------------------ lock
+
+    def _lock_path(self) -> Path:
+        return self.output.parent / f".{self.output.name}.lock"
+
+    def _acquire(self) -> None:
+        path = self._lock_path()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:
+            holder = ""
+            try:
+                holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip()
+            except OSError:
+                pass
+            os.close(fd)
+            if err.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                who = f"process {holder}" if holder else "another process"
+                raise RunLockedError(
+                    f"{self.output} is in use by {who} (lock {path}); wait for it to finish or write to "
+                    "another output."
+                ) from None
+            raise
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+        self._lock_fd = fd
+
+    def _release(self) -> None:
+        if self._lock_fd is not None:
+            try:
+                os.ftruncate(self._lock_fd, 0)
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            finally:
+                os.close(self._lock_fd)
+                self._lock_fd = None
+
+    # ------------------------------------------------------------------------------------------ prepare
+
+    def _old_entries(self) -> List[Path]:
+        """Everything that belongs to the old run (the folder, or the file and its sidecars)."""
+        if not self.single_file:
+            return [self.output] if self.output.exists() or self.output.is_symlink() else []
+        parent, name = self.output.parent, self.output.name
+        if not parent.is_dir():
+            return []
+        return sorted(p for p in parent.iterdir() if p.name == name or p.name.startswith(name + "."))
+
+    def _trash_prefix(self) -> str:
+        return f".{self.output.name}.old-"
+
+    def _remove_old(self) -> None:
+        """Move the whole old run aside (one rename per entry, into one hidden folder), then delete it."""
+        entries = self._old_entries()
+        if not entries:
+            return
+        trash = self.output.parent / f"{self._trash_prefix()}{uuid.uuid4().hex[:8]}"
+        trash.mkdir()
+        for entry in entries:
+            os.replace(entry, trash / entry.name)
+        shutil.rmtree(trash, ignore_errors=True)
+
+    def _clean_leftovers(self) -> None:
+        parent = self.output.parent
+        if parent.is_dir():
+            # A killed overwrite's trash folder.
+            for stale in parent.glob(self._trash_prefix() + "*"):
+                shutil.rmtree(stale, ignore_errors=True)
+        if self.single_file:
+            for entry in self._old_entries() + [self.output]:
+                remove_temp_files(parent, entry.name)
+        elif self.output.is_dir():
+            remove_temp_files(self.output, recursive=True)
+
+    def _has_results(self) -> bool:
+        if self.single_file:
+            return any(p.name != self.manifest_path.name for p in self._old_entries())
+        if not self.output.is_dir():
+            return self.output.exists()
+        return any(self.output.iterdir())
+
+    def _prepare(self, overwrite: bool) -> Dict[str, Any]:
+        """Rank 0: check the manifest against the fingerprint, then start fresh, resume or refuse."""
+        self._clean_leftovers()
+        if overwrite:
+            if self._old_entries():
+                logger.warning("overwrite=True: removing the old run at %s.", self.output)
+            self._remove_old()
+        manifest = self._manifest_dict()
+        if self.manifest_path.is_file():
+            try:
+                old = read_json(self.manifest_path)
+            except (OSError, ValueError):
+                old = None
+            if not isinstance(old, dict) or "fingerprint" not in old:
+                raise RunMismatchError(
+                    f"{self.output}: the run manifest {self.manifest_path} is unreadable; start over with "
+                    "--overwrite (overwrite=True) or write to another output."
+                )
+            changes = _differences(old, manifest)
+            if changes:
+                raise RunMismatchError(
+                    f"{self.output} holds a {old.get('kind')} run made with other settings ("
+                    + "; ".join(changes)
+                    + "). Start over with --overwrite (overwrite=True in Python), or write to another output."
+                )
+            self.resumed = True
+            return {"resumed": True}
+        if self._has_results():
+            raise RunMismatchError(
+                f"{self.output} already holds files but no run manifest ({self.manifest_path.name}), so its "
+                "settings are unknown (made by an older version or by hand). Start over with --overwrite "
+                "(overwrite=True in Python), or write to another output."
+            )
+        if not self.single_file:
+            self.output.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(self.manifest_path, manifest)
+        return {"resumed": False}
+
+    def _manifest_dict(self) -> Dict[str, Any]:
+        return {
+            "format": MANIFEST_FORMAT,
+            "kind": self.kind,
+            "package_version": _package_version(),
+            "fingerprint": self.fingerprint,
+            "digest": self.digest,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+
+
+def _portable_error(err: BaseException) -> BaseException:
+    """``err`` if it survives pickling (to reach the other ranks), else a RuntimeError carrying its message."""
+    import pickle
+
+    try:
+        pickle.loads(pickle.dumps(err))
+        return err
+    except Exception:  # noqa: BLE001 - any unpicklable error is replaced, never lost
+        return RuntimeError(f"{type(err).__name__}: {err}")
+
+
+class open_run:  # noqa: N801 - used as a function: ``with open_run(...) as run``
+    """Open (create, resume or overwrite) the output of a resumable run; a context manager.
+
+    Args:
+        output (`str` or `os.PathLike`): the run's folder, or with ``single_file=True`` its one output file.
+        fingerprint (`dict`): JSON-able settings that change the outputs (see the ``*_fingerprint`` helpers).
+            Nested dicts are compared key by key, and the error names the dotted key (``model.weights``).
+        kind (`str`, *optional*, defaults to `"generate"`): what writes the run; a run of another kind in the
+            same place is refused like a changed setting.
+        overwrite (`bool`, *optional*, defaults to `False`): remove the whole old run (moved aside, then
+            deleted) and start fresh instead of refusing a mismatch.
+        single_file (`bool`, *optional*, defaults to `False`): the output is one file; the manifest is
+            ``<file>.run.json`` and overwriting also removes the sidecars ``<file>.*``.
+        state (`accelerate.PartialState`, *optional*): the process layout; default ``torch.distributed`` when
+            initialised, else one process.
+
+    Raises:
+        RunLockedError: another process holds the output.
+        RunMismatchError: the output holds a run with other settings (or files with no manifest).
+        RuntimeError: ``WORLD_SIZE > 1`` without an initialised process group.
+
+    Examples:
+
+    ```python
+    >>> import tempfile, os
+    >>> from hf_stackshape.runs import open_run, RunMismatchError
+    >>> out = os.path.join(tempfile.mkdtemp(), "run")
+    >>> with open_run(out, {"weight": 0.5}, kind="demo") as run:
+    ...     run.resumed
+    False
+    >>> with open_run(out, {"weight": 0.5}, kind="demo") as run:
+    ...     run.resumed
+    True
+    >>> try:
+    ...     open_run(out, {"weight": 2.0}, kind="demo").__enter__()
+    ... except RunMismatchError as err:
+    ...     print(str(err).split("(")[1].split(")")[0])
+    weight: 0.5 -> 2.0
+
+    ```
+    """
+
+    def __init__(
+        self,
+        output: PathLike,
+        fingerprint: Dict[str, Any],
+        kind: str = "generate",
+        overwrite: bool = False,
+        single_file: bool = False,
+        state=None,
+    ):
+        if not isinstance(fingerprint, dict):
+            raise ValueError(f"`fingerprint` must be a dict of settings, got {type(fingerprint).__name__}.")
+        if output is None or str(output) == "":
+            raise ValueError("A run needs an output path (a folder, or a file with single_file=True).")
+        path = Path(output).expanduser().absolute()
+        if single_file and path.is_dir():
+            raise ValueError(f"{path} is a folder; a single-file run needs a file path.")
+        if not single_file and path.is_file():
+            raise ValueError(f"{path} is a file; this run writes a folder there. Pick a folder path.")
+        self._args = (path, str(kind), _jsonable(fingerprint), bool(overwrite), bool(single_file), state)
+        self.run: Optional[Run] = None
+
+    def __enter__(self) -> Run:
+        path, kind, fingerprint, overwrite, single_file, state = self._args
+        procs = _Processes(state)
+        run = Run(path, kind, fingerprint, single_file, procs)
+        outcome: Dict[str, Any]
+        if procs.is_main:
+            try:
+                run._acquire()
+                outcome = run._prepare(overwrite)
+            except BaseException as err:  # broadcast the very error so no rank waits for a timeout
+                run._release()
+                procs.broadcast({"error": _portable_error(err)})
+                raise
+            procs.broadcast(outcome)
+        else:
+            outcome = procs.broadcast(None)
+            if "error" in outcome:
+                raise outcome["error"]
+            run.resumed = bool(outcome["resumed"])
+        if run.resumed and procs.is_main:
+            logger.info("Resuming the %s run in %s (same settings).", kind, path)
+        self.run = run
+        return run
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        run = self.run
+        if run is None:
+            return
+        try:
+            if exc_type is None:
+                run.barrier()  # nobody releases the lock while another rank still writes
+        finally:
+            run._release()
