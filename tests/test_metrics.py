@@ -9,18 +9,73 @@ import pytest
 import torch
 
 from hf_stackshape.evaluation import METRICS, load_metric, metric_path
-from hf_stackshape.evaluation.scores import diversity_scores, reward_scores, win_tie_scores
 from hf_stackshape.evaluation.judges import RewardModelJudge
+from hf_stackshape.evaluation.scores import coherence_scores, diversity_scores, reward_scores, win_tie_scores
+from hf_stackshape.evaluation.stats import bootstrap_ci
 from hf_stackshape.evaluation.text_stats import (
     cosine_similarity,
+    cut_at_next_turn,
     diversity,
     mean_pool,
     ngram_repetition,
+    summarize,
     win_tie_summary,
+    word_tokens,
 )
 from hf_stackshape.rewards import CallableReward
 
-# ----------------------------------------------------------------------------------------------- diversity
+# ----------------------------------------------------------------------------------------------- diversity (paper)
+
+
+def test_paper_diversity_of_a_b_a_b_a_b_by_hand():
+    # "a b a b a b": 2-grams ab ba ab ba ab (5, 2 unique), 3-grams aba bab aba bab (4, 2 unique),
+    # 4-grams abab baba abab (3, 2 unique). rep_n = 1 - unique / (total + 1):
+    rep_2, rep_3, rep_4 = 1 - 2 / 6, 1 - 2 / 5, 1 - 2 / 4
+    expected = (1 - rep_2) * (1 - rep_3) * (1 - rep_4)  # (1/3) (2/5) (1/2) = 1/15
+    assert expected == pytest.approx(1 / 15)
+    assert diversity("a b a b a b") == pytest.approx(expected, abs=1e-12)
+    assert round(diversity("a b a b a b"), 4) == 0.0667
+    assert ngram_repetition(["a", "b", "a", "b", "a", "b"], 2) == pytest.approx(rep_2)
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("a b c d e", (4 / 5) * (3 / 4) * (2 / 3)),  # no repeat still loses the +1 of each denominator
+        ("a a a a", (1 / 4) * (1 / 3) * (1 / 2)),  # 2-grams: 1 unique of 3; 3-grams 1 of 2; 4-grams 1 of 1
+        ("", 0.0),  # empty: no n-gram, rep_n = 1 - 0 / (0 + 1) = 1 for every n
+        ("a b c", 0.0),  # shorter than 4 words: the 4-gram factor is 0
+        ("a b", 0.0),  # shorter than 3 words
+        # NLTK word tokens: "Bad bad bad." -> Bad, bad, bad, "." (4 tokens; the period is a word).
+        # 2-grams: (Bad bad) (bad bad) (bad .): 3 unique of 3 -> 3/4; 3-grams 2 of 2 -> 2/3; 4-grams 1 of 1 -> 1/2.
+        ("Bad bad bad.", (3 / 4) * (2 / 3) * (1 / 2)),
+    ],
+)
+def test_paper_diversity_hand_computed(text, expected):
+    assert diversity(text) == pytest.approx(expected, abs=1e-12)
+    assert diversity(text, definition="paper") == diversity(text)
+
+
+def test_paper_diversity_cuts_at_the_next_human_turn():
+    clean = "a b c d e"
+    assert cut_at_next_turn(clean + "\n\nHuman: a b a b a b a b") == clean
+    assert cut_at_next_turn("x y z###Human: q\n\nHuman: r") == "x y z"
+    assert diversity(clean + "\n\nHuman: a b a b a b a b") == pytest.approx((4 / 5) * (3 / 4) * (2 / 3))
+    # Without the cut the repeated tail would count: the cut text scores higher.
+    assert diversity(clean + "\n\nHuman: a b a b a b a b", definition="ours") < 1.0
+    # A response that starts with the next turn is empty once cut: diversity 0.
+    assert diversity("\n\nHuman: hello there my friend") == 0.0
+    # "Human:" inside a line is not a new turn.
+    assert cut_at_next_turn("Human: rights matter") == "Human: rights matter"
+
+
+def test_paper_tokens_are_nltk_word_tokens_without_punkt():
+    assert word_tokens("I don't know, it's fine.") == ["I", "do", "n't", "know", ",", "it", "'s", "fine", "."]
+    assert word_tokens('She said "hi".') == ["She", "said", "``", "hi", "''", "."]
+    assert word_tokens("") == []
+
+
+# ----------------------------------------------------------------------------------------------- diversity (ours)
 
 
 @pytest.mark.parametrize(
@@ -37,20 +92,84 @@ from hf_stackshape.rewards import CallableReward
         ("", 1.0),
     ],
 )
-def test_diversity_hand_computed(text, expected):
-    assert diversity(text) == pytest.approx(expected, abs=1e-12)
+def test_ours_diversity_hand_computed(text, expected):
+    assert diversity(text, definition="ours") == pytest.approx(expected, abs=1e-12)
 
 
 def test_ngram_repetition_and_aggregate():
-    assert ngram_repetition(["a", "a", "a"], 2) == pytest.approx(0.5)
-    assert ngram_repetition(["a"], 2) == 0.0
+    assert ngram_repetition(["a", "a", "a"], 2, definition="ours") == pytest.approx(0.5)
+    assert ngram_repetition(["a", "a", "a"], 2) == pytest.approx(1 - 1 / 3)  # paper: 1 unique of 2, + 1
+    assert ngram_repetition(["a"], 2, definition="ours") == 0.0
+    assert ngram_repetition(["a"], 2) == 1.0
     with pytest.raises(ValueError, match="n=0"):
         ngram_repetition(["a"], 0)
-    out = diversity_scores(["a b c d e", "a a a a"])
+    with pytest.raises(ValueError, match="'whitespace'.*'paper'.*'ours'"):
+        diversity("a b", definition="whitespace")
+    with pytest.raises(ValueError, match="'nltk'"):
+        diversity_scores([], definition="nltk")
+    out = diversity_scores(["a b c d e", "a a a a"], definition="ours")
     assert out["diversities"] == pytest.approx([1.0, 1 / 6])
     assert out["diversity"] == pytest.approx((1 + 1 / 6) / 2)
     assert out["rep_2"] == pytest.approx((0 + 2 / 3) / 2)
     assert out["rep_4"] == pytest.approx(0.0)
+    assert out["diversity_definition"] == "ours"
+    paper = diversity_scores(["a b c d e", "a a a a"])
+    assert paper["diversity_definition"] == "paper"
+    assert paper["diversities"] == pytest.approx([0.4, 1 / 24])
+    assert paper["rep_2"] == pytest.approx(((1 - 4 / 5) + (1 - 1 / 4)) / 2)
+    assert paper["rep_4"] == pytest.approx(((1 - 2 / 3) + (1 - 1 / 2)) / 2)
+
+
+# ----------------------------------------------------------------------------------------------- intervals
+
+
+def test_summarize_carries_a_seeded_bootstrap_interval():
+    values = [0.1, 0.9, 0.4, 0.35, 0.8, 0.05, 0.6]
+    out = summarize(values)
+    reference = bootstrap_ci(values, seed=0)
+    assert (out["ci_low"], out["ci_high"]) == (reference["ci_low"], reference["ci_high"])
+    assert out["mean"] == pytest.approx(sum(values) / len(values)) and out["count"] == 7
+    assert out["ci_low"] < out["mean"] < out["ci_high"]
+    assert summarize(values) == out  # same seed, same interval
+    other = summarize(values, seed=1)
+    assert (other["ci_low"], other["ci_high"]) != (out["ci_low"], out["ci_high"])
+    wider = summarize(values, confidence=0.99)
+    assert wider["ci_low"] <= out["ci_low"] and wider["ci_high"] >= out["ci_high"]
+    assert summarize([2.0])["ci_low"] == summarize([2.0])["ci_high"] == 2.0
+    assert all(math.isnan(summarize([])[k]) for k in ("mean", "ci_low", "ci_high"))
+    broken = summarize([1.0, float("nan")])
+    assert math.isnan(broken["mean"]) and math.isnan(broken["ci_low"])  # a NaN score shows
+
+
+def test_every_score_function_reports_its_interval():
+    responses = ["a b c d e", "a a a a", "a b a b a b", "x y z w v u", "the cat the cat"]
+    prompts = ["p"] * len(responses)
+    words = CallableReward(lambda r: float(len(r.split())))
+    r = reward_scores(prompts, responses, words, seed=3)
+    assert r["average_reward"] == pytest.approx(sum(r["rewards"]) / 5) and "reward_std" in r
+    ci = bootstrap_ci(r["rewards"], seed=3)
+    assert (r["average_reward_ci_low"], r["average_reward_ci_high"]) == (ci["ci_low"], ci["ci_high"])
+    d = diversity_scores(responses)
+    ci = bootstrap_ci(d["diversities"], seed=0)
+    assert (d["diversity_ci_low"], d["diversity_ci_high"]) == (ci["ci_low"], ci["ci_high"])
+    assert d["diversity_ci_low"] < d["diversity"] < d["diversity_ci_high"]
+    assert diversity_scores(responses) == d
+
+    class FixedEmbedder:
+        def similarity(self, a, b):
+            return torch.tensor([0.1, 0.5, 0.2, 0.9, 0.4], dtype=torch.float64)
+
+    c = coherence_scores(prompts, responses, FixedEmbedder(), confidence=0.9)
+    ci = bootstrap_ci([0.1, 0.5, 0.2, 0.9, 0.4], confidence=0.9)
+    assert (c["coherence_ci_low"], c["coherence_ci_high"]) == (ci["ci_low"], ci["ci_high"])
+
+    # Win-tie: the interval of the mean of a 0/1 outcome (1 = win or tie) over the counted comparisons.
+    winners = ["a", "tie", "b", "a", None, "b", "tie", "a"]
+    summary = win_tie_summary(winners, seed=5)
+    ci = bootstrap_ci([1, 1, 0, 1, 0, 1, 1], seed=5)
+    assert summary["win_tie"] == pytest.approx(5 / 7)
+    assert (summary["win_tie_ci_low"], summary["win_tie_ci_high"]) == (ci["ci_low"], ci["ci_high"])
+    assert summary["win_tie_ci_low"] < summary["win_tie"] < summary["win_tie_ci_high"]
 
 
 # ----------------------------------------------------------------------------------------------- coherence math
@@ -113,7 +232,10 @@ def test_average_reward_module_matches_hand_computed():
     out = load_metric("average_reward").compute(predictions=responses, prompts=prompts, reward=words)
     assert out["rewards"] == pytest.approx(expected)
     assert out["average_reward"] == pytest.approx(sum(expected) / 3)
+    assert out["average_reward_ci_low"] < out["average_reward"] < out["average_reward_ci_high"]
     assert out == reward_scores(prompts, responses, words)
+    reseeded = load_metric("average_reward").compute(predictions=responses, prompts=prompts, reward=words, seed=7)
+    assert reseeded == reward_scores(prompts, responses, words, seed=7)
     with pytest.raises(ValueError, match="needs a reward"):
         load_metric("average_reward").compute(predictions=["a"], prompts=["p"])
 
@@ -129,7 +251,13 @@ def test_average_reward_by_config_name_vader():
 
 def test_diversity_and_win_tie_modules():
     out = load_metric("diversity").compute(predictions=["a b a b a b", "a b c d"])
-    assert out["diversities"] == pytest.approx([(2 / 5) * (2 / 4) * (2 / 3), 1.0])
+    assert out["diversities"] == pytest.approx([1 / 15, (3 / 4) * (2 / 3) * (1 / 2)])
+    assert out["diversity_definition"] == "paper" and out["diversity_ci_low"] <= out["diversity"]
+    assert out == load_metric("diversity").compute(predictions=["a b a b a b", "a b c d"])  # seeded
+    ours = load_metric("diversity").compute(predictions=["a b a b a b", "a b c d"], definition="ours")
+    assert ours["diversities"] == pytest.approx([(2 / 5) * (2 / 4) * (2 / 3), 1.0])
+    by_config = load_metric("diversity", config_name="ours").compute(predictions=["a b a b a b", "a b c d"])
+    assert by_config["diversities"] == ours["diversities"]
     judge = RewardModelJudge(lambda r: len(r))
     metric = load_metric("win_tie")
     out = metric.compute(predictions=["long", "s", "ab"], references=["s", "long", "cd"], prompts=["p"] * 3, judge=judge)
@@ -148,6 +276,7 @@ def test_coherence_module_identical_texts_near_one():
     assert identical == pytest.approx(1.0, abs=1e-5)
     assert identical > related > unrelated
     assert out["coherence"] == pytest.approx(sum(out["coherences"]) / 3)
+    assert out["coherence_ci_low"] < out["coherence"] < out["coherence_ci_high"]
 
 
 def test_bundled_embedder_matches_sentence_transformers():
@@ -195,7 +324,9 @@ def test_cli_evaluate_end_to_end(tmp_path, capsys):
     assert srs["average_reward"] == pytest.approx(sum(rewards[0::2]) / 3, abs=1e-6)
     assert vanilla["average_reward"] == pytest.approx(sum(rewards[1::2]) / 3, abs=1e-6)
     assert [s["reward"] for s in samples] == pytest.approx(rewards, abs=1e-6)
-    assert samples[1]["diversity"] == pytest.approx(3 / 4)  # "Bad bad bad bad bad.": 3 unique of 4 2-grams
+    # "Bad bad bad bad bad." under the paper's definition: NLTK words Bad bad bad bad bad "." (6); 2-grams 3 unique
+    # of 5, 3-grams 3 of 4, 4-grams 3 of 3: (3/6) (3/5) (3/4).
+    assert samples[1]["diversity"] == pytest.approx((3 / 6) * (3 / 5) * (3 / 4))
     assert 0 < samples[0]["coherence"] < 1
     # srs vs vanilla per prompt under the VADER judge: win, tie (same text), loss.
     win_tie = srs["win_tie"]

@@ -1,7 +1,9 @@
 """Evaluation of aligned generations, as in Wang et al. (2026), section 5 (after ARGS, Khanov et al. 2024).
 
 * Metrics, shipped as `evaluate` modules inside the package and loadable offline with
-  :func:`load_metric`: ``average_reward``, ``diversity``, ``coherence``, ``win_tie``.
+  :func:`load_metric`: ``average_reward``, ``diversity``, ``coherence``, ``win_tie``. They follow the
+  paper's definitions by default (diversity as in the authors' metrics script; ``definition="ours"`` for our
+  variant), and every mean comes with its seeded 95% bootstrap interval (``<metric>_ci_low`` / ``_ci_high``).
 * Judges for the win-tie rate: :class:`RewardModelJudge` (a gold reward) and :class:`LLMJudge` (any
   OpenAI-compatible endpoint, the paper's pairwise protocol).
 * The same metrics as plain functions (:mod:`.scores`) over the pure math of :mod:`.text_stats`.
@@ -20,7 +22,7 @@ import importlib
 from pathlib import Path
 
 #: The packaged `evaluate` modules (folders under ``hf_stackshape/evaluation/metrics/``).
-METRICS = ("average_reward", "diversity", "coherence", "win_tie")
+METRICS = ("average_reward", "diversity", "coherence", "win_tie", "stackelberg_utility")
 
 _LAZY = {
     "Judgement": "judges",

@@ -11,7 +11,10 @@ from hf_stackshape.evaluation.embeddings import SentenceEmbedder
 from hf_stackshape.evaluation.module_info import metric_info
 from hf_stackshape.evaluation.scores import coherence_scores
 
-_DESCRIPTION = "Mean cosine similarity of the sentence embeddings of each prompt and its response."
+_DESCRIPTION = (
+    "Mean cosine similarity of the sentence embeddings of each prompt and its response, with a bootstrap "
+    "confidence interval."
+)
 
 _KWARGS_DESCRIPTION = """
 Args:
@@ -20,8 +23,9 @@ Args:
     model (optional): None (bundled all-MiniLM-L6-v2), a sentence-transformers model id or folder, a
         (model, tokenizer) pair, or a `SentenceEmbedder`. Default: the config name when one is given.
     batch_size (`int`, defaults to 32), device (optional).
+    confidence (`float`, defaults to 0.95), seed (`int`, defaults to 0): the bootstrap interval over prompts.
 Returns:
-    coherence (`float`), coherence_std (`float`), coherences (`list[float]`).
+    coherence (`float`), coherence_std, coherence_ci_low, coherence_ci_high (`float`), coherences (`list[float]`).
 Examples:
     >>> load_metric("coherence").compute(predictions=["Bake it at 220 C."], prompts=["How do I bake bread?"])
 """
@@ -32,7 +36,7 @@ class Coherence(evaluate.Metric):
     def _info(self):
         return metric_info(_DESCRIPTION, _KWARGS_DESCRIPTION, ["predictions", "prompts"], ["srs", "simcse"])
 
-    def _compute(self, predictions, prompts, model=None, batch_size=32, device=None):
+    def _compute(self, predictions, prompts, model=None, batch_size=32, device=None, confidence=0.95, seed=0):
         if model is None and self.config_name not in (None, "default"):
             model = self.config_name
         if isinstance(model, SentenceEmbedder):
@@ -44,4 +48,4 @@ class Coherence(evaluate.Metric):
                 self._embedder = SentenceEmbedder(model, batch_size=batch_size, device=device)
                 self._embedder_key = key
             embedder = self._embedder
-        return coherence_scores(prompts, predictions, embedder)
+        return coherence_scores(prompts, predictions, embedder, confidence=confidence, seed=seed)
