@@ -53,6 +53,56 @@ class RewardFunction:
     def name_or_path(self) -> str:
         return type(self).__name__
 
+    def fingerprint(self) -> dict:
+        """The identity of this reward, for run manifests (:mod:`hf_stackshape.runs`): a changed identity
+        means other rewards, so a cached run is not reused. A subclass is identified by its module,
+        qualified name and a digest of its source; override this to add what else changes its scores."""
+        return {"type": "RewardFunction", "class": _code_identity(type(self)), "name": self.name_or_path}
+
+
+def _source_digest(obj) -> Optional[str]:
+    import hashlib
+
+    try:
+        source = inspect.getsource(obj)
+    except (OSError, TypeError):
+        code = getattr(obj, "__code__", None)
+        if code is None:
+            return None
+        # No source file (a REPL, a notebook): the bytecode and constants still identify the function.
+        source = f"{code.co_code.hex()}|{code.co_consts!r}|{code.co_names!r}"
+    return hashlib.sha256(source.encode("utf-8")).hexdigest()[:24]
+
+
+def _code_identity(obj) -> dict:
+    """Module, qualified name and source digest of a function or class; a callable object is identified by
+    its class, a ``functools.partial`` by its function and arguments; simple captured values (a closure's
+    numbers and strings) are part of a function's identity too."""
+    import functools
+
+    if isinstance(obj, functools.partial):
+        return {"partial": _code_identity(obj.func), "args": repr(obj.args)[:500],
+                "keywords": repr(sorted(obj.keywords.items()))[:500]}
+    if not (inspect.isfunction(obj) or inspect.ismethod(obj) or inspect.isclass(obj) or inspect.isbuiltin(obj)):
+        obj = type(obj)
+    out = {
+        "module": getattr(obj, "__module__", None),
+        "qualname": getattr(obj, "__qualname__", getattr(obj, "__name__", type(obj).__name__)),
+        "source_sha256": _source_digest(obj),
+    }
+    cells = getattr(getattr(obj, "__func__", obj), "__closure__", None) or ()
+    captured = []
+    for cell in cells:
+        try:
+            value = cell.cell_contents
+        except ValueError:  # an empty cell
+            continue
+        if isinstance(value, (bool, int, float, str, type(None))):
+            captured.append(repr(value)[:200])
+    if captured:
+        out["captured"] = captured
+    return out
+
 
 class CallableReward(RewardFunction):
     """A reward from any Python callable.
@@ -64,6 +114,11 @@ class CallableReward(RewardFunction):
             ``fn(prompts: list[str], responses: list[str]) -> Sequence[float]``.
         batched (`bool`, *optional*, defaults to `False`): whether ``fn`` takes whole lists.
         name (`str`, *optional*): a name recorded in results and model cards.
+        version (`str`, *optional*):
+            The reward's identity in run manifests (:mod:`hf_stackshape.runs`). Default: ``fn``'s module,
+            qualified name and a digest of its source, so editing the function invalidates cached runs; give
+            a version when its scores depend on more than its source (data files, a service) and bump it
+            when they change.
 
     Examples:
 
@@ -75,10 +130,13 @@ class CallableReward(RewardFunction):
     ```
     """
 
-    def __init__(self, fn: Callable, batched: bool = False, name: Optional[str] = None):
+    def __init__(self, fn: Callable, batched: bool = False, name: Optional[str] = None, version: Optional[str] = None):
         if not callable(fn):
             raise ValueError(f"`fn` must be callable, got {type(fn).__name__}.")
+        if version is not None and (not isinstance(version, str) or not version.strip()):
+            raise ValueError(f"`version` must be a non-empty string, got {version!r}.")
         self.fn = fn
+        self.version = version
         self.batched = bool(batched)
         self._name = name or getattr(fn, "__name__", type(fn).__name__)
         self._takes_prompt = True
@@ -96,6 +154,11 @@ class CallableReward(RewardFunction):
     @property
     def name_or_path(self) -> str:
         return self._name
+
+    def fingerprint(self) -> dict:
+        """``version`` when given, else the callable's module, qualified name and source digest."""
+        identity = {"version": self.version} if self.version is not None else _code_identity(self.fn)
+        return {"type": "CallableReward", "name": self._name, "batched": self.batched, "fn": identity}
 
     def score(self, prompts: Sequence[str], responses: Sequence[str]) -> torch.Tensor:
         prompts, responses = self._check_pairs(prompts, responses)
@@ -237,6 +300,26 @@ class HFRewardModel(RewardFunction):
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
+
+    def fingerprint(self) -> dict:
+        """The model's id + Hub revision (or a weights digest), its tokenizer and how pairs become text.
+
+        A subclass (one that logs, say) scores the same, so it is identified as an ``HFRewardModel``.
+        """
+        from .runs import model_fingerprint, tokenizer_fingerprint
+
+        model = model_fingerprint(self.model)
+        model.pop("generation_config", None)  # a classifier does not generate
+        template = self.template if isinstance(self.template, str) else _code_identity(self.template)
+        return {
+            "type": "HFRewardModel",
+            "model": model,
+            "tokenizer": tokenizer_fingerprint(self.tokenizer),
+            "template": None if self.use_chat_template else template,
+            "use_chat_template": self.use_chat_template,
+            "max_length": self.max_length,
+            "padding_side": self.padding_side,
+        }
 
     def format(self, prompt: str, response: str) -> str:
         """The text the reward model reads for one pair."""
