@@ -366,11 +366,80 @@ def test_load_reward_specs_used_by_the_metrics():
     from hf_stackshape.rewards import RewardFunction, load_reward
 
     assert load_reward("length").score(["p", "p"], ["a b c", ""]).tolist() == [3.0, 0.0]
-    imported = load_reward("builtins:len")  # "module:function", here fn(response) -> float
+    imported = load_reward("builtins:len", trust_remote_code=True)  # "module:function", here fn(response) -> float
     assert imported.score(["p"], ["abcd"]).tolist() == [4.0]
     custom = CallableReward(lambda r: 1.0)
     assert load_reward(custom) is custom and isinstance(load_reward(lambda r: 2.0), RewardFunction)
     with pytest.raises(ValueError, match="Reward spec"):
         load_reward("  ")
     with pytest.raises(ValueError, match="Cannot import the reward"):
-        load_reward("no_such_module_xyz:fn")
+        load_reward("no_such_module_xyz:fn", trust_remote_code=True)
+
+
+# ----------------------------------------------------------------------------------------------- SimCSE pooling
+
+
+@pytest.fixture(scope="module")
+def tiny_bert():
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from hf_stackshape.defaults import minilm_path
+
+    tokenizer = AutoTokenizer.from_pretrained(str(minilm_path()))
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37
+    )
+    return BertModel(config).eval(), tokenizer
+
+
+def test_embedder_poolings_match_the_model_outputs(tiny_bert):
+    from hf_stackshape.evaluation import SentenceEmbedder
+
+    model, tokenizer = tiny_bert
+    texts = ["A short one.", "A much longer sentence that needs the padding of the batch to be right."]
+    with torch.no_grad():
+        batch = tokenizer(texts, padding=True, truncation=True, max_length=128, return_tensors="pt")
+        outputs = model(**batch)
+    expected = {
+        "pooler": outputs.pooler_output,  # what the SimCSE tool (the authors' coherence) embeds with
+        "cls": outputs.last_hidden_state[:, 0],
+        "mean": mean_pool(outputs.last_hidden_state, batch["attention_mask"]),
+    }
+    got = {}
+    for pooling, want in expected.items():
+        got[pooling] = SentenceEmbedder((model, tokenizer), pooling=pooling).encode(texts)
+        torch.testing.assert_close(got[pooling], torch.nn.functional.normalize(want, dim=-1), atol=1e-5, rtol=1e-4)
+    assert not torch.allclose(got["pooler"], got["mean"])
+    torch.testing.assert_close(SentenceEmbedder((model, tokenizer)).encode(texts), got["mean"])  # default: mean
+    with pytest.raises(ValueError, match="'max'"):
+        SentenceEmbedder((model, tokenizer), pooling="max")
+
+
+def test_simcse_alias_loads_the_papers_embedder_with_its_pooler(tiny_bert, monkeypatch, tmp_path):
+    import transformers
+
+    from hf_stackshape.evaluation import SentenceEmbedder
+    from hf_stackshape.evaluation.embeddings import SIMCSE_MODEL
+
+    model, tokenizer = tiny_bert
+    model.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    loaded = []
+    real_model, real_tok = transformers.AutoModel.from_pretrained, transformers.AutoTokenizer.from_pretrained
+
+    def fake(real):
+        def load(name, *args, **kwargs):
+            loaded.append(name)
+            return real(str(tmp_path))
+
+        return load
+
+    monkeypatch.setattr(transformers.AutoModel, "from_pretrained", fake(real_model))
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", fake(real_tok))
+    embedder = SentenceEmbedder("simcse")  # the Hub is offline here: the loaders hand back the tiny BERT
+    assert loaded == [SIMCSE_MODEL, SIMCSE_MODEL]
+    assert (embedder.pooling, embedder.max_length, embedder.name_or_path) == ("pooler", 128, SIMCSE_MODEL)
+    direct = SentenceEmbedder((model, tokenizer), pooling="pooler", max_length=128)
+    texts = ["How do I bake bread?", "Mix flour and water."]
+    torch.testing.assert_close(embedder.encode(texts), direct.encode(texts))

@@ -4,6 +4,10 @@ The papers embed prompt and response with SimCSE and report their cosine similar
 embedder works; offline, the default is the bundled all-MiniLM-L6-v2 (``hf_stackshape.defaults``),
 run through plain ``transformers`` with the pooling sentence-transformers applies to that model:
 mean over the real tokens, then L2 normalisation, inputs truncated to 256 tokens.
+
+``SentenceEmbedder("simcse")`` is the paper's embedder, exactly as the SimCSE tool the authors call runs it:
+``princeton-nlp/sup-simcse-bert-base-uncased`` through ``transformers``, the BERT pooler output (the ``[CLS]``
+state through the pooler's dense + tanh), inputs truncated to 128 tokens (needs the Hub or a local copy).
 """
 
 from __future__ import annotations
@@ -20,9 +24,14 @@ from .text_stats import cosine_similarity, mean_pool
 
 logger = logging.get_logger(__name__)
 
-__all__ = ["SentenceEmbedder"]
+__all__ = ["SentenceEmbedder", "SIMCSE_MODEL", "POOLINGS"]
 
 DEFAULT_EMBEDDER = "all-MiniLM-L6-v2 (bundled)"
+#: The sentence embedder of the paper's coherence metric (and of ARGS, Khanov et al. 2024).
+SIMCSE_MODEL = "princeton-nlp/sup-simcse-bert-base-uncased"
+#: ``"mean"``: average of the real tokens' states (sentence-transformers' MiniLM); ``"pooler"``: the model's
+#: ``pooler_output`` (SimCSE); ``"cls"``: the first token's last hidden state.
+POOLINGS = ("mean", "pooler", "cls")
 
 
 class SentenceEmbedder:
@@ -30,15 +39,19 @@ class SentenceEmbedder:
 
     Args:
         model (`str`, `tuple` or object, *optional*):
-            ``None`` (default): the bundled all-MiniLM-L6-v2, offline. A string: any sentence-transformers
-            model id or local folder (needs the ``sentence-transformers`` package). A
-            ``(model, tokenizer)`` pair of ``transformers`` objects: mean pooling + normalisation. Any
+            ``None`` (default): the bundled all-MiniLM-L6-v2, offline. ``"simcse"``: the paper's
+            ``princeton-nlp/sup-simcse-bert-base-uncased`` with its pooler output and 128 tokens. Another
+            string: any sentence-transformers model id or local folder (needs the ``sentence-transformers``
+            package), or, when ``pooling`` is given, any ``transformers`` model id or folder. A
+            ``(model, tokenizer)`` pair of ``transformers`` objects: ``pooling`` + normalisation. Any
             object with an ``encode(list_of_texts)`` method (e.g. a ``SentenceTransformer``).
         batch_size (`int`, *optional*, defaults to 32): texts per forward pass.
         max_length (`int`, *optional*): token budget per text for ``transformers`` models (default: the
             model's ``sentence_bert_config.json`` value when present, else 256).
         device (`str` or `torch.device`, *optional*): where to run (default: CPU).
         show_progress (`bool`, *optional*, defaults to `False`): tqdm bar over batches.
+        pooling (`str`, *optional*): one of :data:`POOLINGS` for ``transformers`` models (default ``"mean"``;
+            ``"pooler"`` for ``"simcse"``).
 
     Examples:
 
@@ -56,9 +69,16 @@ class SentenceEmbedder:
         max_length: Optional[int] = None,
         device: Optional[Union[str, torch.device]] = None,
         show_progress: bool = False,
+        pooling: Optional[str] = None,
     ):
         if int(batch_size) < 1:
             raise ValueError(f"`batch_size` must be >= 1, got {batch_size!r}.")
+        if pooling is not None and pooling not in POOLINGS:
+            raise ValueError(f"Unknown pooling {pooling!r}; use one of {list(POOLINGS)}.")
+        if isinstance(model, str) and model.lower() == "simcse":
+            model, pooling = SIMCSE_MODEL, pooling or "pooler"
+            max_length = 128 if max_length is None else max_length
+        self.pooling = pooling or "mean"
         self.batch_size = int(batch_size)
         self.show_progress = show_progress
         self.device = torch.device(device) if device is not None else torch.device("cpu")
@@ -70,6 +90,13 @@ class SentenceEmbedder:
             self.model, self.tokenizer = load_minilm(device=self.device)
             self.name_or_path = DEFAULT_EMBEDDER
             folder = minilm_path()
+        elif isinstance(model, (str, Path)) and pooling is not None:
+            from transformers import AutoModel, AutoTokenizer
+
+            self.tokenizer = AutoTokenizer.from_pretrained(str(model))
+            self.model = AutoModel.from_pretrained(str(model)).to(self.device).eval()
+            self.name_or_path = str(model)
+            folder = Path(model) if Path(str(model)).is_dir() else None
         elif isinstance(model, (str, Path)):
             try:
                 from sentence_transformers import SentenceTransformer
@@ -130,8 +157,15 @@ class SentenceEmbedder:
                 max_length=self.max_length,
                 return_tensors="pt",
             ).to(self.device)
-            hidden = self.model(**batch).last_hidden_state
-            pooled = mean_pool(hidden, batch["attention_mask"])
+            outputs = self.model(**batch)
+            if self.pooling == "pooler":
+                if getattr(outputs, "pooler_output", None) is None:
+                    raise ValueError(f"{self.name_or_path!r} has no pooler output; use pooling='mean' or 'cls'.")
+                pooled = outputs.pooler_output
+            elif self.pooling == "cls":
+                pooled = outputs.last_hidden_state[:, 0]
+            else:
+                pooled = mean_pool(outputs.last_hidden_state, batch["attention_mask"])
             chunks.append(torch.nn.functional.normalize(pooled.float(), dim=-1).cpu())
         stacked = torch.cat(chunks)
         out = torch.empty_like(stacked)
