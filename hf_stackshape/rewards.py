@@ -14,6 +14,7 @@ Both return a float32 CPU tensor of shape ``(n,)``, one reward per pair.
 from __future__ import annotations
 
 import inspect
+import os
 from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -22,7 +23,15 @@ from transformers.utils import logging
 
 logger = logging.get_logger(__name__)
 
-__all__ = ["RewardFunction", "HFRewardModel", "CallableReward", "as_reward_function", "load_reward", "REWARD_SPECS"]
+__all__ = [
+    "RewardFunction",
+    "HFRewardModel",
+    "CallableReward",
+    "as_reward_function",
+    "load_reward",
+    "REWARD_SPECS",
+    "not_found_error",
+]
 
 
 class RewardFunction:
@@ -282,15 +291,34 @@ class HFRewardModel(RewardFunction):
         model_kwargs: Optional[dict] = None,
         **kwargs,
     ) -> "HFRewardModel":
-        """Load a reward model (and its tokenizer) by Hub id or local folder; a peft adapter folder works too."""
+        """Load a reward model (and its tokenizer) by Hub id or local folder; a peft adapter folder works too.
+
+        The built-in names resolve here exactly as in :func:`load_reward` and on the command line: ``"demo"``
+        loads the bundled demo reward model (:func:`hf_stackshape.demo_assets.load_demo_reward_model`, offline),
+        and ``"vader"`` / ``"length"`` return their :class:`CallableReward` (they are not neural models). A name
+        that is neither a built-in, nor an existing local path, nor a loadable Hub id raises an ``OSError``
+        that says all three, with the valid names.
+        """
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+        name = str(pretrained_model_name_or_path).strip()
+        if name.lower() == "demo":
+            from .demo_assets import load_demo_reward_model
+
+            return load_demo_reward_model(dtype=dtype or torch.float32, device=device, **kwargs)
+        if name.lower() in _CALLABLE_REWARDS:
+            return load_reward(name)
         model_kwargs = dict(model_kwargs or {})
         if dtype is not None:
             model_kwargs["dtype"] = dtype
-        model = AutoModelForSequenceClassification.from_pretrained(pretrained_model_name_or_path, **model_kwargs)
-        if tokenizer is None:
-            tokenizer = AutoTokenizer.from_pretrained(pretrained_model_name_or_path)
+        try:
+            model = AutoModelForSequenceClassification.from_pretrained(pretrained_model_name_or_path, **model_kwargs)
+            if tokenizer is None:
+                tokenizer = AutoTokenizer.from_pretrained(pretrained_model_name_or_path)
+        except (OSError, ValueError) as err:
+            if os.path.exists(os.path.expanduser(name)):
+                raise
+            raise not_found_error("reward model", name, err, REWARD_SPECS) from None
         return cls(model, tokenizer, device=device, **kwargs)
 
     @property
@@ -546,36 +574,76 @@ def _word_count(response: str) -> float:
     return float(len(response.split()))
 
 
-#: Built-in reward names accepted by :func:`load_reward` (and ``--reward`` options of the CLI).
+#: Built-in reward names accepted by :func:`load_reward`, :meth:`HFRewardModel.from_pretrained` and the CLI.
 REWARD_SPECS = {
+    "demo": "the bundled demo reward model (SmolLM2-135M + LoRA, trained on VADER-labelled pairs; offline)",
     "vader": "VADER compound sentiment of the response, in [-1, 1] (no model, offline)",
     "length": "number of whitespace words of the response",
 }
 
+_CALLABLE_REWARDS = {"vader": (_vader_compound, "vader"), "length": (_word_count, "length")}
 
-def load_reward(spec, **kwargs) -> RewardFunction:
+
+def not_found_error(what: str, name: str, err: BaseException, names: Optional[dict] = None) -> OSError:
+    """The error for a ``from_pretrained`` name that is no local path and could not be loaded from the Hub.
+
+    It says that the local path does not exist (with its absolute form, to catch typos), that the Hub
+    lookup failed too (and that the Hub is offline when ``HF_HUB_OFFLINE`` is set), the Hub's own reason,
+    and the valid built-in ``names``.
+    """
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+    reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    hub = "HF_HUB_OFFLINE is set, so it was not looked up on the Hub" if offline else f"not found on the Hub as a repo id ({reason})"
+    message = f"No {what} {name!r}: no local file or folder {os.path.abspath(os.path.expanduser(name))} exists, and {hub}."
+    if names:
+        message += " Built-in names: " + "; ".join(f"{k!r} ({v})" for k, v in names.items()) + "."
+    return OSError(message)
+
+
+def load_reward(spec, trust_remote_code: bool = False, **kwargs) -> RewardFunction:
     """A reward from a short spec, so configs and the command line can name one.
 
     Args:
         spec (`str` or reward):
-            ``"vader"`` (VADER sentiment of the response) or ``"length"`` (word count), as
-            :class:`CallableReward`; ``"package.module:function"`` for a Python callable ``fn(prompt,
-            response)`` or ``fn(response)``; otherwise a local folder / Hub id of a sequence-classification
-            reward model (:meth:`HFRewardModel.from_pretrained`, which receives ``kwargs``). A non-string
-            (a :class:`RewardFunction`, a callable, a ``(model, tokenizer)`` pair) goes through
-            :func:`as_reward_function`.
+            ``"demo"`` (the bundled demo reward model), ``"vader"`` (VADER sentiment of the response) or
+            ``"length"`` (word count) (:data:`REWARD_SPECS`); ``"package.module:function"`` for a Python
+            callable ``fn(prompt, response)`` or ``fn(response)``; otherwise a local folder / Hub id of a
+            sequence-classification reward model (:meth:`HFRewardModel.from_pretrained`, which receives
+            ``kwargs``, as ``"demo"`` does). A non-string (a :class:`RewardFunction`, a callable, a
+            ``(model, tokenizer)`` pair) goes through :func:`as_reward_function`.
+        trust_remote_code (`bool`, *optional*, defaults to `False`):
+            A ``module:function`` spec imports and runs that module's code, so, like transformers' remote
+            code, it needs this explicit opt-in (CLI: ``--trust_remote_code``): a spec read from a config
+            file someone else wrote must not run code unnoticed.
+
+    Examples:
+
+    ```python
+    >>> from hf_stackshape.rewards import load_reward
+    >>> load_reward("length")(["Hi"], ["one two three"]).tolist()
+    [3.0]
+    >>> load_reward("builtins:len", trust_remote_code=True)(["Hi"], ["abcd"]).tolist()
+    [4.0]
+    ```
     """
     if not isinstance(spec, str):
         return as_reward_function(spec)
     name = spec.strip()
     if not name:
-        raise ValueError(f"Reward spec must be 'vader', 'length', 'module:function' or a reward model path / Hub id, got {spec!r}.")
-    if name.lower() == "vader":
-        return CallableReward(_vader_compound, name="vader")
-    if name.lower() == "length":
-        return CallableReward(_word_count, name="length")
+        raise ValueError(
+            f"Reward spec must be one of {sorted(REWARD_SPECS)}, 'module:function' or a reward model path / Hub id, "
+            f"got {spec!r}."
+        )
+    if name.lower() in _CALLABLE_REWARDS:
+        fn, label = _CALLABLE_REWARDS[name.lower()]
+        return CallableReward(fn, name=label)
     head = name.split(":", 1)[0]
     if ":" in name and len(head) > 1 and "/" not in head and "\\" not in head and not head.startswith("."):
+        if not trust_remote_code:
+            raise ValueError(
+                f"The reward spec {name!r} imports the Python module {head!r} and runs its code. If you trust it, "
+                "pass trust_remote_code=True (command line: --trust_remote_code), as for transformers' remote code."
+            )
         import importlib
 
         module_name, attr = name.split(":", 1)

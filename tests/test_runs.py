@@ -290,11 +290,11 @@ def test_reward_fingerprints_tell_callables_apart(tmp_path, monkeypatch, tiny_rm
             f"def score(response):\n    return len(response) * {1 if package == 'rewards_a' else 2}\n"
         )
     monkeypatch.syspath_prepend(str(tmp_path))
-    a, b = load_reward("rewards_a:score"), load_reward("rewards_b:score")
+    a, b = load_reward("rewards_a:score", trust_remote_code=True), load_reward("rewards_b:score", trust_remote_code=True)
     assert a.name_or_path == b.name_or_path == "score"
     fa, fb = reward_fingerprint(a), reward_fingerprint(b)
     assert fa != fb and fa["fn"]["module"] == "rewards_a" and fa["fn"]["qualname"] == "score"
-    assert reward_fingerprint(load_reward("rewards_a:score")) == fa
+    assert reward_fingerprint(load_reward("rewards_a:score", trust_remote_code=True)) == fa
     # An explicit version replaces the source digest; a plain callable goes through as_reward_function.
     assert reward_fingerprint(CallableReward(len, version="v2"))["fn"] == {"version": "v2"}
     assert reward_fingerprint(len)["fn"]["qualname"] == "len"

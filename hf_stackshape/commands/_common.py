@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import List, Optional, Tuple
 
@@ -56,22 +57,42 @@ def load_base_model(name: Optional[str], dtype: str = "float32", device: Optiona
 
         model, tokenizer = load_smollm2(dtype=torch_dtype, device=device)
         return model, tokenizer
-    model = AutoModelForCausalLM.from_pretrained(name, dtype=torch_dtype).to(device).eval()
-    tokenizer = AutoTokenizer.from_pretrained(name, padding_side="left")
+    try:
+        model = AutoModelForCausalLM.from_pretrained(name, dtype=torch_dtype)
+        tokenizer = AutoTokenizer.from_pretrained(name, padding_side="left")
+    except (OSError, ValueError) as err:
+        if os.path.exists(os.path.expanduser(str(name))):
+            raise
+        from ..rewards import not_found_error
+
+        raise not_found_error("base model", str(name), err, {"smollm2": "the embedded SmolLM2-135M-Instruct"}) from None
+    model = model.to(device).eval()
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model, tokenizer
 
 
-def load_reward_spec(spec: str, dtype: str = "float32", device: Optional[str] = None, batch_size: int = 16):
-    """A reward from the command line: 'vader', 'length', 'demo' (the bundled demo RM), 'module:fn', or an RM id."""
+TRUST_REMOTE_CODE_HELP = (
+    "Allow reward specs of the form 'package.module:function', which import and run that module's code "
+    "(like transformers' remote code: a config file must not run code unnoticed)."
+)
+
+
+def load_reward_spec(
+    spec: str,
+    dtype: str = "float32",
+    device: Optional[str] = None,
+    batch_size: int = 16,
+    trust_remote_code: bool = False,
+):
+    """A reward named on the command line, resolved by :func:`hf_stackshape.rewards.load_reward` (the same names
+    as the Python API: 'demo', 'vader', 'length', 'module:function' with ``trust_remote_code``, an RM path / Hub id)."""
     from ..rewards import load_reward
 
-    text = str(spec).strip()
-    if text.lower() == "demo":
-        from ..demo_assets import load_demo_reward_model
-
-        return load_demo_reward_model(device=device or default_device())
-    if text.lower() in ("vader", "length") or (":" in text and "/" not in text.split(":", 1)[0]):
-        return load_reward(text)
-    return load_reward(text, dtype=dtype_from_name(dtype), device=device or default_device(), batch_size=batch_size)
+    return load_reward(
+        spec,
+        trust_remote_code=trust_remote_code,
+        dtype=dtype_from_name(dtype),
+        device=device or default_device(),
+        batch_size=batch_size,
+    )

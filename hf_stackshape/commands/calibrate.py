@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from ..calibration import CalibrationConfig
-from ._common import PromptSourceArguments
+from ._common import TRUST_REMOTE_CODE_HELP, PromptSourceArguments
 
 DESCRIPTION = __doc__.strip().splitlines()[0]
 
@@ -31,6 +31,7 @@ class CalibrateArguments(PromptSourceArguments):
         metadata={"help": "'vader', 'length', 'demo', 'module:function', or a reward model path / Hub id."},
     )
     reward_batch_size: int = field(default=16, metadata={"help": "Pairs per reward-model forward pass."})
+    trust_remote_code: bool = field(default=False, metadata={"help": TRUST_REMOTE_CODE_HELP})
     dtype: str = field(default="float32", metadata={"help": "Weights dtype: float32, bfloat16 or float16."})
 
 
@@ -49,7 +50,7 @@ def run(args: CalibrateArguments, config: CalibrationConfig) -> int:
         state = PartialState(cpu=not torch.cuda.is_available())
         device = str(state.device)
     model, tokenizer = load_base_model(args.model, args.dtype, device)
-    reward = load_reward_spec(args.reward_model, args.dtype, device, args.reward_batch_size)
+    reward = load_reward_spec(args.reward_model, args.dtype, device, args.reward_batch_size, args.trust_remote_code)
     dataset = ThresholdCalibrator(model, tokenizer, reward, config).calibrate(prompts, state=state)
     if state is None or state.is_main_process:
         mean_threshold = sum(dataset["threshold"]) / len(dataset)
