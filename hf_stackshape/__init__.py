@@ -13,7 +13,9 @@ The pipeline, module by module:
 5. ``qhead``        - :class:`QHeadModel` and :class:`QHeadTrainer` (value / Q heads on shaped rewards);
 6. ``evaluation``   - metrics (``evaluate`` modules), judges, sweeps and plots.
 
-Heavy submodules are imported on first use, so ``import hf_stackshape`` stays fast.
+Heavy submodules are imported on first use. Importing the package registers the Q-head with
+`transformers.AutoConfig` / `AutoModel` (model type ``stackshape_qhead``), so saved heads load through the Auto
+classes too.
 """
 
 import importlib
@@ -58,6 +60,7 @@ _EXPORTS = {
     # guidance
     "ARGSLogitsProcessor": "guidance.args",
     "CDLogitsProcessor": "guidance.cd",
+    "guided_generate": "guidance.guided",
     # Q-heads
     "QHeadConfig": "qhead.configuration_qhead",
     "QHeadModel": "qhead.modeling_qhead",
@@ -66,6 +69,15 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def _register_auto_classes() -> None:
+    from .qhead import register_auto_classes
+
+    register_auto_classes()
+
+
+_register_auto_classes()
 
 
 def __getattr__(name):
@@ -90,6 +102,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .defaults import load_minilm, load_smollm2
     from .guidance.args import ARGSLogitsProcessor
     from .guidance.cd import CDLogitsProcessor
+    from .guidance.guided import guided_generate
     from .qhead.configuration_qhead import QHeadConfig
     from .qhead.modeling_qhead import QHeadModel
     from .qhead.trainer import QHeadTrainer, QHeadTrainerConfig

@@ -1,9 +1,40 @@
 """Value / Q heads for Controlled Decoding (Mudgal et al., 2023) trained on Stackelberg-shaped rewards
 (SRS-CD, Wang et al., 2026): the model (:class:`QHeadModel`, :class:`QHeadConfig`) and its TRL-style trainer
-(:class:`QHeadTrainer`, :class:`QHeadTrainerConfig`)."""
+(:class:`QHeadTrainer`, :class:`QHeadTrainerConfig`).
 
-from .configuration_qhead import QHeadConfig
-from .modeling_qhead import QHeadModel, QHeadOutput
-from .trainer import QHeadTrainer, QHeadTrainerConfig
+Submodules are imported on first use (the trainer pulls in `transformers.Trainer`), so registering the Auto
+classes at ``import hf_stackshape`` stays cheap.
+"""
 
-__all__ = ["QHeadConfig", "QHeadModel", "QHeadOutput", "QHeadTrainer", "QHeadTrainerConfig"]
+import importlib
+
+_EXPORTS = {
+    "QHeadConfig": "configuration_qhead",
+    "QHeadModel": "modeling_qhead",
+    "QHeadOutput": "modeling_qhead",
+    "QHeadTrainer": "trainer",
+    "QHeadTrainerConfig": "trainer",
+}
+
+__all__ = sorted(_EXPORTS) + ["register_auto_classes"]
+
+
+def register_auto_classes() -> None:
+    """Register [`QHeadConfig`] with `transformers.AutoConfig` and [`QHeadModel`] with `transformers.AutoModel`
+    (model type ``stackshape_qhead``), so ``AutoConfig.from_pretrained(head)`` and ``AutoModel.from_pretrained(head)``
+    read a saved Q-head. Called when ``hf_stackshape`` is imported; safe to call again."""
+    from transformers import AutoConfig, AutoModel
+
+    from .configuration_qhead import QHeadConfig
+    from .modeling_qhead import QHeadModel
+
+    AutoConfig.register(QHeadConfig.model_type, QHeadConfig, exist_ok=True)
+    AutoModel.register(QHeadConfig, QHeadModel, exist_ok=True)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'hf_stackshape.qhead' has no attribute {name!r}")

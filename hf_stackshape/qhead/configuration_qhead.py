@@ -7,10 +7,13 @@ from typing import Any, Dict, Optional
 
 from transformers import PretrainedConfig
 
-__all__ = ["QHeadConfig", "HEAD_TYPES"]
+__all__ = ["QHeadConfig", "HEAD_TYPES", "INIT_SCHEMES"]
 
 #: ``value``: one value per prefix ``V(x, y_<=t)``; ``q``: one value per next token ``Q(x, y_<t, v)``.
 HEAD_TYPES = ("value", "q")
+#: ``normal``: N(0, initializer_range) weights, zero biases; ``orthogonal``: orthogonal weights (gain 1), zero
+#: biases, as in the authors' value function.
+INIT_SCHEMES = ("normal", "orthogonal")
 
 
 class QHeadConfig(PretrainedConfig):
@@ -45,7 +48,25 @@ class QHeadConfig(PretrainedConfig):
         has_adapter (`bool`, *optional*, defaults to `False`):
             Whether a peft LoRA adapter of the backbone is saved next to the head (sub-folder ``adapter``).
         initializer_range (`float`, *optional*, defaults to 0.02):
-            Standard deviation of the normal initialisation of the head.
+            Standard deviation of the ``normal`` initialisation of the head.
+        init (`str`, *optional*, defaults to `"normal"`):
+            Initialisation of the head's linear layers: ``"normal"`` (``N(0, initializer_range)``) or
+            ``"orthogonal"`` (gain 1, the authors' value function). Biases start at zero either way.
+        training_settings (`dict`, *optional*):
+            How the head was trained (loss, learning rate, epochs, rollouts...), filled by [`QHeadTrainer`] and
+            shown on the model card.
+        training_metrics (`dict`, *optional*):
+            Diagnostics of the training run (validation MSE, Spearman correlations...), filled by
+            [`QHeadTrainer`] and shown on the model card.
+
+    Examples:
+
+    ```python
+    >>> from hf_stackshape import QHeadConfig
+    >>> config = QHeadConfig.from_preset("paper", hidden_size=576)  # the authors' value MLP
+    >>> config.head_hidden_size, config.init
+    (8192, 'orthogonal')
+    ```
     """
 
     model_type = "stackshape_qhead"
@@ -63,10 +84,15 @@ class QHeadConfig(PretrainedConfig):
         shaping: Optional[Dict[str, Any]] = None,
         has_adapter: bool = False,
         initializer_range: float = 0.02,
+        init: str = "normal",
+        training_settings: Optional[Dict[str, Any]] = None,
+        training_metrics: Optional[Dict[str, float]] = None,
         **kwargs,
     ):
         if head_type not in HEAD_TYPES:
             raise ValueError(f"`head_type` must be one of {HEAD_TYPES}, got {head_type!r}.")
+        if init not in INIT_SCHEMES:
+            raise ValueError(f"`init` must be one of {INIT_SCHEMES}, got {init!r}.")
         for name, value in (("head_hidden_size", head_hidden_size), ("rank", rank)):
             if int(value) < 1:
                 raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
@@ -81,4 +107,20 @@ class QHeadConfig(PretrainedConfig):
         self.shaping = dict(shaping) if shaping else {"name": "raw"}
         self.has_adapter = bool(has_adapter)
         self.initializer_range = float(initializer_range)
+        self.init = init
+        self.training_settings = dict(training_settings) if training_settings else {}
+        self.training_metrics = dict(training_metrics) if training_metrics else {}
         super().__init__(**kwargs)
+
+    @classmethod
+    def from_preset(cls, name: str = "paper", **overrides: Any) -> "QHeadConfig":
+        """A config from a named preset's ``qhead_model`` settings (``hf_stackshape.presets``), then ``overrides``.
+
+        Args:
+            name (`str`): the preset; ``"paper"`` is the authors' value function (``H -> 8192 -> H -> 1``, tanh,
+                orthogonal init).
+            overrides: any [`QHeadConfig`] argument (e.g. ``hidden_size``), applied after the preset.
+        """
+        from ..presets import get_preset
+
+        return cls(**{**get_preset(name, "qhead_model"), **overrides})

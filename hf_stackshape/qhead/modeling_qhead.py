@@ -13,8 +13,7 @@ import json
 import os
 from dataclasses import dataclass
 from importlib import resources
-from string import Template
-from typing import Any, Dict, Optional, Union
+from typing import Any, Dict, List, Optional, Union
 
 import torch
 from torch import nn
@@ -26,7 +25,14 @@ from .configuration_qhead import QHeadConfig
 
 logger = logging.get_logger(__name__)
 
-__all__ = ["QHeadModel", "QHeadOutput", "render_model_card", "last_hidden_state_module", "backbone_decoder"]
+__all__ = [
+    "QHeadModel",
+    "QHeadOutput",
+    "render_model_card",
+    "is_hub_id",
+    "last_hidden_state_module",
+    "backbone_decoder",
+]
 
 ADAPTER_FOLDER = "adapter"
 HEAD_WEIGHTS = "model.safetensors"
@@ -127,7 +133,7 @@ class QHeadModel(PreTrainedModel):
     supports_gradient_checkpointing = False
     _no_split_modules = []
 
-    def __init__(self, config: QHeadConfig, backbone: Optional[nn.Module] = None):
+    def __init__(self, config: QHeadConfig, backbone: Optional[nn.Module] = None, seed: int = 0):
         if backbone is not None:
             _fill_config_from_backbone(config, backbone)
         if config.hidden_size is None or (config.head_type == "q" and config.vocab_size is None):
@@ -137,6 +143,7 @@ class QHeadModel(PreTrainedModel):
         super().__init__(config)
         self.head = _ValueHead(config) if config.head_type == "value" else _QHead(config)
         self.post_init()
+        self.reset_head(seed)
         # Attached after post_init so the (pretrained) backbone is never re-initialised.
         self.backbone = backbone
         if backbone is not None and not config.has_adapter:
@@ -145,9 +152,16 @@ class QHeadModel(PreTrainedModel):
 
     def _init_weights(self, module: nn.Module) -> None:
         if isinstance(module, nn.Linear):
-            nn.init.normal_(module.weight, mean=0.0, std=self.config.initializer_range)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
+            _init_linear(module, self.config)
+
+    def reset_head(self, seed: int = 0) -> None:
+        """Re-initialise the head from ``seed`` with a local `torch.Generator` (the global RNG is neither read nor
+        advanced), so two processes building the same head get the same weights."""
+        generator = torch.Generator(device="cpu").manual_seed(int(seed))
+        with torch.no_grad():
+            for module in self.head.modules():
+                if isinstance(module, nn.Linear):
+                    _init_linear(module, self.config, generator)
 
     # ---------------------------------------------------------------------------------------------- build
 
@@ -155,21 +169,38 @@ class QHeadModel(PreTrainedModel):
     def from_backbone(
         cls,
         backbone: Union[str, os.PathLike, nn.Module],
-        head_type: str = "value",
+        head_type: Optional[str] = None,
+        seed: int = 0,
+        preset: Optional[str] = None,
         **config_kwargs: Any,
     ) -> "QHeadModel":
         """A freshly initialised head on ``backbone`` (a loaded causal LM, a peft model, or an id / path).
 
-        ``config_kwargs`` go to [`QHeadConfig`] (``head_hidden_size``, ``rank``, ``base_model_name_or_path``,
-        ``reward_model_name_or_path``, ``shaping``...). A peft backbone sets ``has_adapter=True`` (its LoRA trains
-        with the head); any other backbone is frozen in place (``requires_grad_(False)`` on its parameters).
+        Args:
+            backbone: the causal LM whose last hidden state the head reads (loaded, peft-wrapped, or an id / path).
+            head_type (`str`, *optional*): ``"value"`` (default) or ``"q"``.
+            seed (`int`, *optional*, defaults to 0): the head's initialisation seed (a local generator: the global
+                RNG state does not matter, so two processes get the same head).
+            preset (`str`, *optional*): start from a named preset's ``qhead_model`` settings (``"paper"``: the
+                authors' ``H -> 8192 -> H -> 1`` tanh MLP, orthogonal init); ``config_kwargs`` override it.
+            config_kwargs: [`QHeadConfig`] arguments (``head_hidden_size``, ``rank``, ``init``,
+                ``base_model_name_or_path``, ``reward_model_name_or_path``, ``shaping``...).
+
+        A peft backbone sets ``has_adapter=True`` (its LoRA trains with the head); any other backbone is frozen in
+        place (``requires_grad_(False)`` on its parameters).
         """
+        if preset is not None:
+            from ..presets import get_preset
+
+            config_kwargs = {**get_preset(preset, "qhead_model"), **config_kwargs}
+        if head_type is not None:
+            config_kwargs["head_type"] = head_type
         if isinstance(backbone, (str, os.PathLike)):
             config_kwargs.setdefault("backbone_name_or_path", str(backbone))
             backbone = AutoModelForCausalLM.from_pretrained(str(backbone))
-        config = QHeadConfig(head_type=head_type, **config_kwargs)
+        config = QHeadConfig(**config_kwargs)
         config.has_adapter = hasattr(backbone, "peft_config")
-        model = cls(config, backbone=backbone)
+        model = cls(config, backbone=backbone, seed=seed)
         return model.to(_backbone_device(backbone))
 
     @property
@@ -243,24 +274,107 @@ class QHeadModel(PreTrainedModel):
 
     # ---------------------------------------------------------------------------------------------- save / load
 
-    def save_pretrained(self, save_directory: Union[str, os.PathLike], *args: Any, **kwargs: Any) -> None:
-        """Save the head weights, config (with the shaping settings), the LoRA adapter if any, and a model card.
+    def save_pretrained(
+        self,
+        save_directory: Union[str, os.PathLike],
+        is_main_process: bool = True,
+        state_dict: Optional[Dict[str, torch.Tensor]] = None,
+        push_to_hub: bool = False,
+        repo_id: Optional[str] = None,
+        tags: Optional[List[str]] = None,
+        **kwargs: Any,
+    ) -> None:
+        """Save the head weights, its config (with the shaping settings and training metrics), the peft LoRA
+        adapter if any (sub-folder ``adapter/``) and the model card (``README.md``).
 
         The frozen backbone is not saved: it is re-attached from ``config.backbone_name_or_path`` at load time.
+        With ``push_to_hub=True`` the whole folder (head, adapter and card) is uploaded to ``repo_id`` (default: the
+        folder's name) once everything is written; ``commit_message``, ``private``, ``token``, ``create_pr`` and
+        ``revision`` are passed on to the Hub.
+
+        Args:
+            save_directory (`str` or `os.PathLike`): the folder to write.
+            push_to_hub (`bool`, *optional*, defaults to `False`): upload the folder afterwards.
+            repo_id (`str`, *optional*): the Hub repository named by the card's usage snippet (and the upload).
+            tags (`list[str]`, *optional*): extra tags for the card's metadata.
         """
+        hub = {k: kwargs.pop(k) for k in _PUSH_KWARGS if k in kwargs}
         os.makedirs(save_directory, exist_ok=True)
-        is_main = kwargs.get("is_main_process", True)
+        timestamps = self._get_files_timestamps(save_directory) if push_to_hub else {}
+        if push_to_hub and is_main_process:
+            from transformers.utils.hub import hf_api
+
+            repo_id = repo_id or os.path.basename(os.path.normpath(str(save_directory)))
+            repo_id = hf_api().create_repo(
+                repo_id, exist_ok=True, private=hub.get("private"), token=hub.get("token")
+            ).repo_id
         self.config.has_adapter = self.backbone is not None and hasattr(self.backbone, "peft_config")
-        state_dict = kwargs.pop("state_dict", None)
         if state_dict is None:
             state_dict = self.state_dict()
         state_dict = {k: v for k, v in state_dict.items() if k.startswith("head.")}
-        super().save_pretrained(save_directory, *args, state_dict=state_dict, **kwargs)
-        if not is_main:
+        # The parent writes config.json and the head's weights; uploading is ours, once the folder is complete.
+        super().save_pretrained(save_directory, is_main_process=is_main_process, state_dict=state_dict, **kwargs)
+        if not is_main_process:
             return
         if self.config.has_adapter:
             self.backbone.save_pretrained(os.path.join(save_directory, ADAPTER_FOLDER))
-        atomic_write_text(os.path.join(save_directory, "README.md"), render_model_card(self.config, save_directory))
+        card = render_model_card(self.config, repo_id=repo_id, tags=_merge_tags(self.model_tags, tags))
+        atomic_write_text(os.path.join(save_directory, "README.md"), str(card))
+        if push_to_hub:
+            self._upload_modified_files(
+                save_directory,
+                repo_id,
+                timestamps,
+                commit_message=hub.get("commit_message"),
+                token=hub.get("token"),
+                create_pr=hub.get("create_pr", False),
+                revision=hub.get("revision"),
+                commit_description=hub.get("commit_description"),
+            )
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        commit_message: Optional[str] = None,
+        commit_description: Optional[str] = None,
+        private: Optional[bool] = None,
+        token: Optional[Union[bool, str]] = None,
+        revision: Optional[str] = None,
+        create_pr: bool = False,
+        max_shard_size: Optional[Union[int, str]] = "50GB",
+        tags: Optional[List[str]] = None,
+    ):
+        """Upload the head, its LoRA adapter (if any) and its model card to the Hub repository ``repo_id``.
+
+        Same arguments as `transformers.PreTrainedModel.push_to_hub`; unlike it, the uploaded ``README.md`` is this
+        head's card (shaping settings, training diagnostics, a usage snippet naming ``repo_id``), not the generic
+        transformers card.
+
+        Examples:
+
+        ```python
+        >>> qhead.push_to_hub("me/smollm2-srs-value-head")  # doctest: +SKIP
+        >>> qhead = QHeadModel.from_pretrained("me/smollm2-srs-value-head", backbone=base)  # doctest: +SKIP
+        ```
+        """
+        import tempfile
+
+        from transformers.utils.hub import hf_api
+
+        repo_id = hf_api().create_repo(repo_id, private=private, token=token, exist_ok=True).repo_id
+        with tempfile.TemporaryDirectory() as tmp_dir:
+            self.save_pretrained(tmp_dir, max_shard_size=max_shard_size, repo_id=repo_id, tags=tags)
+            return self._upload_modified_files(
+                tmp_dir,
+                repo_id,
+                files_timestamps={},
+                commit_message=commit_message,
+                token=token,
+                create_pr=create_pr,
+                revision=revision,
+                commit_description=commit_description,
+            )
 
     @classmethod
     def from_pretrained(
@@ -279,13 +393,25 @@ class QHeadModel(PreTrainedModel):
             backbone (`PreTrainedModel`, *optional*): an already loaded backbone (e.g. the base model itself,
                 so it is not loaded twice). Otherwise ``config.backbone_name_or_path`` is loaded with
                 `AutoModelForCausalLM.from_pretrained(..., **backbone_kwargs)`.
-            kwargs: Hub arguments (``revision``, ``token``, ``cache_dir``, ``local_files_only``...).
+            config ([`QHeadConfig`], *optional*): use this config instead of the saved one.
+            backbone_kwargs (`dict`, *optional*): arguments of the backbone's `from_pretrained` (``dtype``, ...).
+            kwargs: the usual Hub arguments (``subfolder``, ``revision``, ``token``, ``cache_dir``,
+                ``local_files_only``, ``force_download``, ``proxies``), used for the head, its config and its
+                adapter (loaded with peft's ``PeftModel.from_pretrained``); ``dtype`` casts the head.
+
+        Examples:
+
+        ```python
+        >>> qhead = QHeadModel.from_pretrained("me/smollm2-srs-value-head", revision="main")  # doctest: +SKIP
+        >>> qhead = QHeadModel.from_pretrained("me/heads", subfolder="srs", backbone=base)  # doctest: +SKIP
+        ```
         """
         from safetensors.torch import load_file
         from transformers.utils import cached_file
 
         path = str(pretrained_model_name_or_path)
-        hub_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in _HUB_KWARGS}
+        hub_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in _HUB_KWARGS and kwargs[k] is not None}
+        dtype = kwargs.pop("dtype", None)
         if config is None:
             config = QHeadConfig.from_pretrained(path, **hub_kwargs)
         if backbone is None:
@@ -304,16 +430,11 @@ class QHeadModel(PreTrainedModel):
         if config.has_adapter and not hasattr(backbone, "peft_config"):
             from peft import PeftModel
 
-            adapter = os.path.join(path, ADAPTER_FOLDER)
-            if not os.path.isdir(adapter):  # a Hub repo: the adapter lives in a sub-folder
-                adapter_config = cached_file(path, "adapter_config.json", subfolder=ADAPTER_FOLDER, **hub_kwargs)
-                cached_file(path, "adapter_model.safetensors", subfolder=ADAPTER_FOLDER, **hub_kwargs)
-                adapter = os.path.dirname(adapter_config)
-            backbone = PeftModel.from_pretrained(backbone, adapter)
+            adapter_kwargs = dict(hub_kwargs)
+            adapter_kwargs["subfolder"] = "/".join(p for p in (hub_kwargs.get("subfolder"), ADAPTER_FOLDER) if p)
+            backbone = PeftModel.from_pretrained(backbone, path, **adapter_kwargs)
         model = cls(config, backbone=backbone)
-        weights = os.path.join(path, HEAD_WEIGHTS)
-        if not os.path.isfile(weights):
-            weights = cached_file(path, HEAD_WEIGHTS, **hub_kwargs)
+        weights = cached_file(path, HEAD_WEIGHTS, **hub_kwargs)
         state = load_file(weights)
         missing, unexpected = model.head.load_state_dict(
             {k[len("head.") :]: v for k, v in state.items() if k.startswith("head.")}, strict=False
@@ -321,12 +442,33 @@ class QHeadModel(PreTrainedModel):
         if missing or unexpected:
             raise ValueError(f"Head weights at {weights} do not match the config: missing {missing}, unexpected {unexpected}.")
         model.to(_backbone_device(backbone))
-        if kwargs.get("dtype") not in (None, "auto"):
-            model.head.to(kwargs["dtype"])
+        if dtype not in (None, "auto"):
+            model.head.to(getattr(torch, dtype) if isinstance(dtype, str) else dtype)
         return model.eval()
 
 
 _HUB_KWARGS = ("revision", "token", "cache_dir", "local_files_only", "force_download", "proxies", "subfolder")
+_PUSH_KWARGS = ("commit_message", "commit_description", "private", "token", "create_pr", "revision")
+#: Tags of every Q-head card (the trainer and ``add_model_tags`` add theirs).
+CARD_TAGS = ["hf_stackshape", "controlled-decoding", "stackelberg-reward-shaping"]
+
+
+def _merge_tags(*groups: Optional[List[str]]) -> List[str]:
+    out: List[str] = []
+    for group in groups:
+        for tag in [group] if isinstance(group, str) else (group or []):
+            if tag not in out:
+                out.append(tag)
+    return out
+
+
+def _init_linear(module: nn.Linear, config: QHeadConfig, generator: Optional[torch.Generator] = None) -> None:
+    if config.init == "orthogonal":
+        nn.init.orthogonal_(module.weight, gain=1.0, generator=generator)
+    else:
+        nn.init.normal_(module.weight, mean=0.0, std=config.initializer_range, generator=generator)
+    if module.bias is not None:
+        nn.init.zeros_(module.bias)
 
 
 def _backbone_device(backbone: nn.Module) -> torch.device:
@@ -357,8 +499,41 @@ def _fill_config_from_backbone(config: QHeadConfig, backbone: nn.Module) -> None
         config.backbone_name_or_path = name or None
 
 
-def render_model_card(config: QHeadConfig, save_directory: Optional[str] = None, training: Optional[dict] = None) -> str:
-    """Fill ``hf_stackshape/model_cards/qhead.md`` (the single template) from a [`QHeadConfig`]."""
+def is_hub_id(name: Optional[str]) -> bool:
+    """True when ``name`` reads as a Hub repository id (``org/name``), not a local folder or cache path."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    if not name or os.path.isabs(name) or os.path.exists(name) or name.startswith((".", "~")):
+        return False
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return False
+    return "/" in name
+
+
+def render_model_card(
+    config: QHeadConfig,
+    repo_id: Optional[str] = None,
+    tags: Optional[List[str]] = None,
+    model_name: Optional[str] = None,
+    dataset_name: Optional[str] = None,
+):
+    """The head's model card, a `huggingface_hub.ModelCard` filled from ``hf_stackshape/model_cards/qhead.md``.
+
+    Metadata: ``library_name``, ``base_model`` (only when it is a Hub id: local folders and cache paths never
+    reach the card), ``tags``, the shaping settings and the training diagnostics. The usage snippet loads
+    ``repo_id`` (the Hub id; a placeholder when the head has not been pushed).
+
+    Args:
+        config ([`QHeadConfig`]): the head's config (shaping settings, ``training_metrics``).
+        repo_id (`str`, *optional*): the Hub repository the card describes.
+        tags (`list[str]`, *optional*): extra tags.
+        model_name (`str`, *optional*): the title (default: the repository's name).
+        dataset_name (`str`, *optional*): the Hub id of the rollouts' dataset, recorded as ``datasets``.
+    """
+    from huggingface_hub import ModelCard, ModelCardData
+
     template = resources.files("hf_stackshape").joinpath("model_cards/qhead.md").read_text(encoding="utf-8")
     shaping = dict(config.shaping or {"name": "raw"})
     transform = shaping.get("name", "raw")
@@ -367,20 +542,61 @@ def render_model_card(config: QHeadConfig, save_directory: Optional[str] = None,
         shape = f"MLP {config.hidden_size} -> {config.head_hidden_size} -> {config.hidden_size} -> 1, tanh"
     else:
         shape = f"low-rank {config.hidden_size} -> {config.rank} -> {config.vocab_size}"
-    rows = "\n".join(f"| {k} | `{v}` |" for k, v in (training or {}).items())
-    name = os.path.basename(os.path.normpath(save_directory)) if save_directory else "qhead"
-    text = Template(template).safe_substitute(
-        model_name=name,
-        repo_id=name,
-        base_model=config.base_model_name_or_path or config.backbone_name_or_path or "unknown",
-        backbone=config.backbone_name_or_path or "unknown",
+    base = config.base_model_name_or_path or config.backbone_name_or_path
+    base_id = base if is_hub_id(base) else None
+    backbone_id = config.backbone_name_or_path if is_hub_id(config.backbone_name_or_path) else None
+    reward_id = config.reward_model_name_or_path
+    metrics = {k: float(v) for k, v in (config.training_metrics or {}).items()}
+    settings_rows = list((config.training_settings or {}).items())
+    data = ModelCardData(
+        library_name="hf_stackshape",
+        base_model=base_id,
+        datasets=[dataset_name] if dataset_name and is_hub_id(dataset_name) else None,
+        tags=_merge_tags(CARD_TAGS, [f"{config.head_type}-head", f"{transform}-shaping"], tags),
+        stackshape={
+            "head_type": config.head_type,
+            "transform": transform,
+            "shaping": settings,
+            "backbone": backbone_id,
+            "reward_model": reward_id if is_hub_id(reward_id) else None,
+            "training_metrics": {k: round(v, 6) for k, v in metrics.items()},
+        },
+    )
+    if config.training_settings.get("loss_type") == "consistency":
+        training_text = (
+            "The head regresses its value at the last response token to the rollout's shaped reward, plus "
+            f"{config.training_settings.get('consistency_weight', 1.0)} x the mean squared difference of "
+            "consecutive prefix values (the authors' `train_value_function.py`)."
+        )
+    else:
+        training_text = (
+            "The head regresses every response prefix of base-policy rollouts to the rollout's shaped reward "
+            "(CD-FUDGE), optionally with a consistency term between consecutive prefix values."
+        )
+
+    def shown(name: Optional[str], hub: Optional[str]) -> str:
+        if hub:
+            return f"[`{hub}`](https://huggingface.co/{hub})"
+        return "a local model" if name else "unknown"
+
+    card = ModelCard.from_template(
+        data,
+        template_str=template,
+        model_name=model_name or (repo_id.split("/")[-1] if repo_id else f"{transform}-{config.head_type}-head"),
+        repo_id=repo_id or "<your-hub-id>",
+        base_model=shown(base, base_id),
+        base_model_id=base_id or "<base model id>",
+        backbone=shown(config.backbone_name_or_path, backbone_id),
         backbone_note="LoRA adapter saved here" if config.has_adapter else "frozen, not saved here",
-        reward_model=config.reward_model_name_or_path or "unknown",
+        backbone_argument="" if backbone_id else ", backbone=base",
+        reward_model=shown(reward_id, reward_id if is_hub_id(reward_id) else None) if reward_id else "unknown",
         head_type=config.head_type,
         head_shape=shape,
         transform=transform,
         shaping=", ".join(f"{k}=`{json.dumps(v)}`" for k, v in settings.items()) or "none",
-        training_rows=rows,
+        training_rows=settings_rows,
+        training_text=training_text,
+        metrics_rows=[(k, f"{v:.4f}") for k, v in metrics.items()],
         adapter_note=" (and its LoRA adapter, in `adapter/`)" if config.has_adapter else "",
     )
-    return text.replace("base_model: unknown\n", "")
+    return card
