@@ -139,4 +139,10 @@ PAPER_VS_DEFAULTS: List[Dict[str, str]] = [
         "ours": "same MLP (width 8192 in the preset), all candidates of all rows in one cached forward",
         "why": "same function, k times fewer forwards",
     },
+    {
+        "setting": "Coherence embedder",
+        "paper": "SimCSE sup-simcse-bert-base-uncased, pooler output (`SentenceEmbedder(\"simcse\")`)",
+        "ours": "the bundled all-MiniLM-L6-v2, mean pooling",
+        "why": "works offline with nothing to download; the cosine of prompt and response is the same metric",
+    },
 ]
