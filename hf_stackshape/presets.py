@@ -93,7 +93,9 @@ _PAPER: Dict[str, Dict[str, Any]] = {
     # parse failure counts as a tie.
     "judge": {
         "protocol": "paper",
+        "model": "gpt-4.1",
         "temperature": 0.0,
+        "max_tokens": 2048,
         "api_error": "tie",
     },
 }
@@ -144,5 +146,11 @@ PAPER_VS_DEFAULTS: List[Dict[str, str]] = [
         "paper": "SimCSE sup-simcse-bert-base-uncased, pooler output (`SentenceEmbedder(\"simcse\")`)",
         "ours": "the bundled all-MiniLM-L6-v2, mean pooling",
         "why": "works offline with nothing to download; the cosine of prompt and response is the same metric",
+    },
+    {
+        "setting": "Judge reply budget (max_tokens)",
+        "paper": "2048",
+        "ours": "256",
+        "why": "the verdict is the reply's first line; the explanation after it is not used, so a short budget costs less",
     },
 ]

@@ -79,6 +79,14 @@ class EvaluateArguments:
     judge_timeout: float = field(default=60.0, metadata={"help": "LLM judge seconds per request."})
     judge_max_retries: int = field(default=4, metadata={"help": "LLM judge retries per comparison."})
     judge_concurrency: int = field(default=4, metadata={"help": "LLM judge requests in flight."})
+    judge_api_error: str = field(
+        default="tie",
+        metadata={
+            "help": "LLM judge: a comparison the endpoint could not answer counts as a tie (the paper's tally) "
+            "or is dropped from the win-tie rate; either way it is reported as api_errors.",
+            "choices": ["tie", "drop"],
+        },
+    )
     seed: int = field(default=0, metadata={"help": "Seed of the LLM judge's answer-order swaps."})
     limit: Optional[int] = field(default=None, metadata={"help": "Score only the first N rows."})
 
@@ -153,6 +161,7 @@ def _make_judge(args: EvaluateArguments, cache_file: Path):
             timeout=args.judge_timeout,
             max_retries=args.judge_max_retries,
             concurrency=args.judge_concurrency,
+            api_error=args.judge_api_error,
             seed=args.seed,
             cache_file=cache_file,
             show_progress=True,

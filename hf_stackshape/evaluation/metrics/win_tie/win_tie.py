@@ -14,12 +14,15 @@ Args:
     predictions (`list[str]`): the candidate answers (e.g. SRS), side "a".
     references (`list[str]`): the baseline answers (e.g. vanilla ARGS), side "b".
     prompts (`list[str]`): the prompts.
-    judge: a `hf_stackshape.evaluation.Judge` (`LLMJudge`, `RewardModelJudge`), "llm" (an LLMJudge configured
-        from STACKSHAPE_JUDGE_BASE_URL / STACKSHAPE_JUDGE_MODEL / OPENAI_API_KEY), or a reward for a
+    judge: a `hf_stackshape.evaluation.Judge` (`LLMJudge`, `RewardModelJudge`), "llm" (an LLMJudge under the
+        paper's protocol, configured from STACKSHAPE_JUDGE_BASE_URL / STACKSHAPE_JUDGE_MODEL /
+        STACKSHAPE_JUDGE_API_KEY, or OPENAI_API_KEY for api.openai.com only), or a reward for a
         RewardModelJudge ("vader", a reward model id, a RewardFunction). Default: the config name.
 Returns:
     win_tie, win_rate, tie_rate, loss_rate (`float`), wins, ties, losses, total, failed (`int`),
-    failed_indices (`list[int]`), parse_failures (`int`), judgements (`list[dict]`).
+    failed_indices (`list[int]`), parse_failures (`int`: replies counted as ties), api_errors (`int`:
+    comparisons the judge could not answer, ties under the paper's tally unless the judge drops them),
+    judgements (`list[dict]`).
 Examples:
     >>> metric = load_metric("win_tie")
     >>> metric.compute(predictions=["Great!"], references=["Bad."], prompts=["Hi"], judge="vader")["win_tie"]
