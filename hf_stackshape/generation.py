@@ -7,7 +7,9 @@ A *method* names a decoder and a reward transform, as in the paper's tables (Wan
 * ``srs-args``: ARGS on the Stackelberg-shaped reward; ``minmax-args``, ``meanstd-args``, ``meansoft-args``,
   ``hard-args``: the paper's baselines;
 * ``cd`` / ``vanilla-cd``: Controlled Decoding (Mudgal et al., 2023) with a Q-head trained on raw rewards;
-* ``srs-cd`` (and ``<transform>-cd``): CD with a Q-head trained on shaped rewards.
+* ``srs-cd`` (and ``<transform>-cd``): CD with a Q-head trained on shaped rewards;
+* ``bon``: classic best-of-N on the raw reward; ``soft-bon``: sample one of N from ``softmax(r / beta)``;
+  ``srs-bon`` (and ``<transform>-bon``): the same on the shaped reward (:class:`~hf_stackshape.bon.StackelbergBestOfN`).
 
 Everything here is a thin adapter over :class:`~hf_stackshape.guidance.args.ARGSLogitsProcessor`,
 :class:`~hf_stackshape.guidance.cd.CDLogitsProcessor` and ``model.generate``.
@@ -16,7 +18,7 @@ Everything here is a thin adapter over :class:`~hf_stackshape.guidance.args.ARGS
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import torch
 from tqdm.auto import tqdm
@@ -27,9 +29,17 @@ from .shaping import TRANSFORMS, get_transform
 
 logger = logging.get_logger(__name__)
 
-__all__ = ["Method", "parse_method", "METHOD_EXAMPLES", "format_prompts", "generate_responses"]
+__all__ = [
+    "Method",
+    "parse_method",
+    "METHOD_EXAMPLES",
+    "format_prompts",
+    "decoder_settings",
+    "prompt_budget",
+    "generate_responses",
+]
 
-DECODERS = ("args", "cd")
+DECODERS = ("args", "cd", "bon")
 METHOD_EXAMPLES = (
     "base",
     "args",
@@ -40,23 +50,37 @@ METHOD_EXAMPLES = (
     "hard-args",
     "cd",
     "srs-cd",
+    "bon",
+    "soft-bon",
+    "srs-bon",
 )
 
 
 @dataclass(frozen=True)
 class Method:
-    """A decoding method: ``decoder`` in ``{None, "args", "cd"}`` and the reward ``transform`` it uses."""
+    """A decoding method: ``decoder`` in ``{None, "args", "cd", "bon"}``, the reward ``transform`` it uses and,
+    for best-of-N, the ``selection`` (``"soft"`` or ``"argmax"``)."""
 
     name: str
     decoder: Optional[str]
     transform: str = "raw"
+    selection: Optional[str] = None
 
     @property
     def label(self) -> str:
         if self.decoder is None:
             return "base"
+        if self.decoder == "bon":
+            if self.transform == "raw":
+                return "bon" if self.selection == "argmax" else "soft-bon"
+            return f"{self.transform}-bon"
         prefix = "vanilla" if self.transform == "raw" else self.transform
         return f"{prefix}-{self.decoder}"
+
+    @property
+    def vanilla(self) -> str:
+        """The method this one is compared with: the same decoder (and selection) on the raw reward."""
+        return "soft-bon" if self.decoder == "bon" and self.selection == "soft" else str(self.decoder)
 
 
 def parse_method(name: str) -> Method:
@@ -64,6 +88,8 @@ def parse_method(name: str) -> Method:
     text = str(name).strip().lower()
     if text in ("base", "greedy", "none", "sample"):
         return Method(text, None, "raw")
+    if text in ("bon", "soft-bon"):
+        return Method(text, "bon", "raw", "argmax" if text == "bon" else "soft")
     if text in DECODERS:
         return Method(text, text, "raw")
     if "-" in text:
@@ -74,7 +100,7 @@ def parse_method(name: str) -> Method:
             except ValueError:
                 canonical = None
             if canonical is not None:
-                return Method(text, decoder, canonical)
+                return Method(text, decoder, canonical, "soft" if decoder == "bon" else None)
     raise ValueError(
         f"Unknown method {name!r}. Use 'base', '<decoder>' or '<transform>-<decoder>' with decoder in "
         f"{list(DECODERS)} and transform in {sorted(TRANSFORMS) + ['vanilla']} (e.g. {', '.join(METHOD_EXAMPLES)})."
@@ -94,17 +120,89 @@ def format_prompts(tokenizer, prompts: Sequence[str], chat_template: Optional[bo
     ]
 
 
-def _build_processor(method: Method, *, reward, qheads, tokenizer, model, weight, k, bound, alpha, beta, temperature):
+#: Keyword arguments of each decoder that a method run records and a preset may set (``presets.get_preset``).
+_DECODER_KEYS = {
+    "args": ("k", "weight", "bound", "alpha", "beta", "safeguards", "cap", "rm_input"),
+    "cd": ("k", "weight", "temperature"),
+    "bon": ("beta", "bound", "alpha"),
+}
+
+
+def _decoder_class(decoder: str):
+    if decoder == "args":
+        from .guidance.args import ARGSLogitsProcessor
+
+        return ARGSLogitsProcessor
+    if decoder == "cd":
+        from .guidance.cd import CDLogitsProcessor
+
+        return CDLogitsProcessor
+    from .bon import StackelbergBestOfN
+
+    return StackelbergBestOfN
+
+
+def decoder_settings(method, preset: Optional[str] = None, **explicit) -> Dict[str, Any]:
+    """The settings ``method``'s decoder runs with: its class defaults, then ``preset``, then ``explicit``.
+
+    ``explicit`` values that are ``None`` mean "not given". The result always holds ``weight``, the guidance
+    weight ``lambda = 1/beta`` actually used (``0.0`` for the base policy; ``1/beta`` for best-of-N), so a
+    record never says ``null`` where a default applied. ARGS's ``beta`` defaults to ``1 / weight`` (the
+    authors' script), and is recorded resolved.
+
+    Args:
+        method (`str` or [`Method`]): see :func:`parse_method`.
+        preset (`str`, *optional*): a preset of :mod:`hf_stackshape.presets` (e.g. ``"paper"``); its component
+            named after the decoder (``args``, ``cd``) fills what ``explicit`` leaves unset.
+        explicit: ``k``, ``weight``, ``bound``, ``alpha``, ``beta``, ``temperature`` (CD), ...
+
+    Examples:
+
+    ```python
+    >>> from hf_stackshape.generation import decoder_settings
+    >>> decoder_settings("srs-args")["weight"], decoder_settings("cd")["weight"]
+    (0.5, 1.5)
+    >>> decoder_settings("srs-args", preset="paper", weight=2.0)["rm_input"]
+    'raw'
+    ```
+    """
+    import inspect
+
+    method = method if isinstance(method, Method) else parse_method(method)
+    if method.decoder is None:
+        return {"weight": 0.0}
+    keys = _DECODER_KEYS[method.decoder]
+    parameters = inspect.signature(_decoder_class(method.decoder).__init__).parameters
+    settings = {key: parameters[key].default for key in keys if key in parameters}
+    if preset is not None:
+        from .presets import get_preset
+
+        component = get_preset(preset, method.decoder) if method.decoder in ("args", "cd") else {}
+        settings.update({key: value for key, value in component.items() if key in keys})
+    weight = explicit.pop("weight", None)
+    settings.update({key: value for key, value in explicit.items() if value is not None and key in keys})
+    if method.decoder == "bon":
+        if weight is not None:
+            settings["beta"] = float("inf") if weight == 0 else 1.0 / float(weight)
+        beta = settings["beta"]
+        settings["weight"] = 0.0 if beta == float("inf") else 1.0 / float(beta)
+        return settings
+    if weight is not None:
+        settings["weight"] = float(weight)
+    if method.decoder == "args" and settings.get("beta") is None and settings["weight"] > 0:
+        settings["beta"] = 1.0 / settings["weight"]
+    return settings
+
+
+def _build_processor(method: Method, settings: Dict[str, Any], *, reward, qheads, tokenizer, model, temperature):
+    settings = {key: value for key, value in settings.items() if key in _DECODER_KEYS.get(method.decoder, ())}
     if method.decoder == "args":
         from .guidance.args import ARGSLogitsProcessor
 
         if reward is None:
             raise ValueError(f"Method {method.name!r} needs a reward model (--reward_model).")
-        kwargs = dict(k=k, transform=method.transform, tokenizer=tokenizer)
-        for key, value in (("weight", weight), ("bound", bound), ("alpha", alpha), ("beta", beta)):
-            if value is not None:
-                kwargs[key] = value
-        return ARGSLogitsProcessor(reward, **kwargs)
+        # With sampling, the processor owns the temperature (generate's would also divide the guidance term).
+        return ARGSLogitsProcessor(reward, transform=method.transform, tokenizer=tokenizer, temperature=temperature, **settings)
     if method.decoder == "cd":
         from .guidance.cd import CDLogitsProcessor
 
@@ -114,13 +212,52 @@ def _build_processor(method: Method, *, reward, qheads, tokenizer, model, weight
                 f"Method {method.name!r} needs a Q-head trained on the {method.transform!r} transform; "
                 f"have {sorted(qheads or {})}. Train one with `stackshape train-qhead --transform {method.transform}`."
             )
-        kwargs = dict(k=k, base_model=model, tokenizer=tokenizer)
-        if weight is not None:
-            kwargs["weight"] = weight
-        if temperature is not None:
-            kwargs["temperature"] = temperature
-        return CDLogitsProcessor(qhead, **kwargs)
+        return CDLogitsProcessor(qhead, base_model=model, tokenizer=tokenizer, **settings)
     return None
+
+
+def prompt_budget(model, max_new_tokens: int, max_prompt_length: Optional[int] = None) -> Optional[int]:
+    """Prompt tokens that fit: ``max_prompt_length`` or the model's context minus ``max_new_tokens``.
+
+    Longer prompts are truncated from the left (the end of the prompt, where the question usually is,
+    survives), with a warning: the calibrator's policy. Raises when no room is left for a prompt.
+    """
+    if max_prompt_length is not None:
+        if int(max_prompt_length) < 1:
+            raise ValueError(f"`max_prompt_length` must be >= 1, got {max_prompt_length!r}.")
+        return int(max_prompt_length)
+    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    context = getattr(config, "max_position_embeddings", None)
+    if not context:
+        return None
+    budget = int(context) - int(max_new_tokens)
+    if budget < 1:
+        raise ValueError(
+            f"max_new_tokens={max_new_tokens} leaves no room for the prompt in the model's context of {context} "
+            "tokens; lower max_new_tokens."
+        )
+    return budget
+
+
+def _encode_prompts(tokenizer, texts: Sequence[str], budget: Optional[int], first_index: int):
+    """Left-padded, left-truncated batch encoding; warns once per prompt that was cut."""
+    if budget is not None:
+        lengths = [len(ids) for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
+        for i, n in enumerate(lengths):
+            if n > budget:
+                logger.warning(
+                    "Prompt %d is %d tokens, more than the %d that fit before the response; its first %d tokens "
+                    "are dropped (left truncation).", first_index + i, n, budget, n - budget,
+                )
+    old = getattr(tokenizer, "truncation_side", "right")
+    tokenizer.truncation_side = "left"
+    try:
+        return tokenizer(
+            list(texts), return_tensors="pt", padding=True, add_special_tokens=False,
+            truncation=budget is not None, max_length=budget,
+        )
+    finally:
+        tokenizer.truncation_side = old
 
 
 @torch.no_grad()
@@ -132,13 +269,14 @@ def generate_responses(
     reward=None,
     qheads: Optional[Mapping[str, object]] = None,
     weight: Optional[float] = None,
-    k: int = 10,
+    k: Optional[int] = None,
     bound: Optional[float] = None,
     alpha: Optional[float] = None,
     beta: Optional[float] = None,
     cd_temperature: Optional[float] = None,
     thresholds: Optional[torch.Tensor] = None,
-    max_new_tokens: int = 64,
+    num_samples: int = 8,
+    max_new_tokens: int = 128,
     batch_size: int = 8,
     do_sample: bool = False,
     temperature: float = 1.0,
@@ -147,6 +285,8 @@ def generate_responses(
     chat_template: Optional[bool] = None,
     show_progress: bool = True,
     on_batch=None,
+    preset: Optional[str] = None,
+    max_prompt_length: Optional[int] = None,
 ) -> List[str]:
     """Generate one response per prompt with ``method``, in batches (left padding), and decode them.
 
@@ -157,9 +297,21 @@ def generate_responses(
         reward: the guiding reward for ARGS methods (any :mod:`hf_stackshape.rewards` adapter).
         qheads (`dict[str, QHeadModel]`): Q-heads for CD methods, keyed by the transform they were trained on.
         weight (`float`, *optional*): guidance weight ``lambda = 1/beta`` (ARGS default 0.5, CD default 1.5).
+        k, bound, alpha, beta, cd_temperature (*optional*): decoder settings; unset ones come from ``preset``,
+            then from the decoder's defaults (see :func:`decoder_settings`).
         thresholds (`torch.Tensor`, *optional*): per-prompt ``m*(x)`` for ARGS SRS with calibrated thresholds.
+        num_samples (`int`, *optional*, defaults to 8): ``N`` for best-of-N methods, whose ``beta`` is
+            ``1 / weight`` (weight 0: uniform choice) and whose samples follow the model's ``generation_config``
+            (``temperature`` / ``top_p`` override it only with ``do_sample=True``).
+        max_new_tokens (`int`, *optional*, defaults to 128): the authors' ARGS length.
+        do_sample, temperature, top_p, seed: sampling (greedy by default). With ARGS the temperature goes to the
+            processor (``score / T + weight * reward``) instead of ``generate``, which would also divide the
+            guidance term; CD applies its own ``cd_temperature`` and samples at generate's temperature 1.
         on_batch (`Callable[[int, list[str]], None]`, *optional*): called after each batch with the index of its
             first prompt and its responses (used to write results as they come, for resumable runs).
+        preset (`str`, *optional*): e.g. ``"paper"``: the authors' decoder settings where none are given.
+        max_prompt_length (`int`, *optional*): prompt token budget (default: the model's context minus
+            ``max_new_tokens``); longer prompts lose their start, with a warning.
 
     Returns:
         `list[str]`: the decoded responses (special tokens skipped), in prompt order.
@@ -169,19 +321,23 @@ def generate_responses(
         raise ValueError(f"`batch_size` must be >= 1, got {batch_size!r}.")
     if int(max_new_tokens) < 1:
         raise ValueError(f"`max_new_tokens` must be >= 1, got {max_new_tokens!r}.")
+    if method.decoder == "bon":
+        return _best_of_n(model, tokenizer, prompts, method, reward, weight, beta, bound, alpha, num_samples,
+                          max_new_tokens, batch_size, do_sample, temperature, top_p, seed, chat_template,
+                          show_progress, on_batch)
+    settings = decoder_settings(
+        method, preset, weight=weight, k=k, bound=bound, alpha=alpha, beta=beta, temperature=cd_temperature
+    )
     processor = _build_processor(
         method,
+        settings,
         reward=reward,
         qheads=qheads,
         tokenizer=tokenizer,
         model=model,
-        weight=weight,
-        k=k,
-        bound=bound,
-        alpha=alpha,
-        beta=beta,
-        temperature=cd_temperature,
+        temperature=float(temperature) if do_sample else 1.0,
     )
+    budget = prompt_budget(model, max_new_tokens, max_prompt_length)
     texts = format_prompts(tokenizer, prompts, chat_template)
     device = next(model.parameters()).device
     old_side = tokenizer.padding_side
@@ -191,9 +347,7 @@ def generate_responses(
         starts = range(0, len(texts), int(batch_size))
         for start in tqdm(starts, desc=f"generate {method.label}", disable=not show_progress, leave=False):
             batch_prompts = list(prompts[start : start + int(batch_size)])
-            enc = tokenizer(
-                texts[start : start + int(batch_size)], return_tensors="pt", padding=True, add_special_tokens=False
-            ).to(device)
+            enc = _encode_prompts(tokenizer, texts[start : start + int(batch_size)], budget, start).to(device)
             processors = LogitsProcessorList()
             if processor is not None:
                 if method.decoder == "args":
@@ -209,7 +363,8 @@ def generate_responses(
                 logits_processor=processors,
             )
             if do_sample:
-                gen_kwargs.update(temperature=temperature, top_p=top_p)
+                # A guided decoder owns the temperature (see the docstring).
+                gen_kwargs.update(temperature=1.0 if processor is not None else temperature, top_p=top_p)
                 torch.manual_seed(int(seed) + start)
             else:
                 gen_kwargs.update(temperature=None, top_p=None, top_k=None)
@@ -224,6 +379,21 @@ def generate_responses(
     return outputs
 
 
-def method_settings(method: Method, **settings) -> Dict[str, object]:
-    """A flat record describing a method run (for result tables)."""
-    return {"method": method.label, "decoder": method.decoder or "none", "transform": method.transform, **settings}
+def _best_of_n(model, tokenizer, prompts, method, reward, weight, beta, bound, alpha, num_samples, max_new_tokens,
+               batch_size, do_sample, temperature, top_p, seed, chat_template, show_progress, on_batch) -> List[str]:
+    """Best-of-N methods through :class:`~hf_stackshape.bon.StackelbergBestOfN`."""
+    from .bon import StackelbergBestOfN
+
+    if reward is None:
+        raise ValueError(f"Method {method.name!r} needs a reward model (--reward_model).")
+    if weight is not None:
+        beta = float("inf") if weight == 0 else 1.0 / weight
+    options = {k: v for k, v in (("beta", beta), ("bound", bound), ("alpha", alpha)) if v is not None}
+    if do_sample:
+        options.update(temperature=temperature, top_p=top_p)
+    bon = StackelbergBestOfN(
+        model, tokenizer, reward, n=int(num_samples), transform=method.transform, selection=method.selection,
+        max_new_tokens=int(max_new_tokens), batch_size=int(batch_size), seed=int(seed), chat_template=chat_template,
+        show_progress=show_progress, **options,
+    )
+    return bon.generate(list(prompts), on_batch=on_batch).responses

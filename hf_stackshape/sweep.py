@@ -51,6 +51,7 @@ class SweepConfig:
     )
     weights: List[float] = field(default_factory=lambda: [0.5, 1.0, 2.0], metadata={"help": "Grid of 1/beta (guidance weight)."})
     k: int = field(default=10, metadata={"help": "Candidates per step (top-k of the base model)."})
+    num_samples: int = field(default=8, metadata={"help": "Samples N per prompt of best-of-N methods (bon, soft-bon, srs-bon)."})
     max_new_tokens: int = field(default=48, metadata={"help": "Tokens per response (greedy)."})
     batch_size: int = field(default=8, metadata={"help": "Prompts per generate call."})
     bound: Optional[float] = field(default=None, metadata={"help": "Reward bound B of shaped ARGS transforms (default 12)."})
@@ -119,7 +120,7 @@ def run_sweep(
     # The vanilla method of each decoder is needed for win_tie_vs_vanilla.
     for m in methods:
         if m.decoder is not None and m.transform != "raw":
-            vanilla = parse_method(m.decoder)
+            vanilla = parse_method(m.vanilla)
             cells += [(vanilla, float(w)) for w in config.weights if (vanilla, float(w)) not in cells]
 
     generations: Dict[str, List[str]] = {}
@@ -144,6 +145,7 @@ def run_sweep(
             bound=config.bound,
             alpha=config.alpha,
             thresholds=thresholds if method.transform == "srs" else None,
+            num_samples=config.num_samples,
             max_new_tokens=config.max_new_tokens,
             batch_size=config.batch_size,
             show_progress=show_progress,
@@ -167,7 +169,7 @@ def run_sweep(
         if method.decoder is not None:
             row["win_tie_vs_base"] = win_tie_scores(prompts, responses, base, judge)["win_tie"]
             if method.transform != "raw":
-                vanilla = generations[_cell_name(parse_method(method.decoder), weight)]
+                vanilla = generations[_cell_name(parse_method(method.vanilla), weight)]
                 row["win_tie_vs_vanilla"] = win_tie_scores(prompts, responses, vanilla, judge)["win_tie"]
         table.append(row)
     write_table(table, out)
@@ -248,6 +250,13 @@ def plot_sweep(table: Sequence[Dict[str, object]], path, reward_key: Optional[st
     for ax in (ax_r, ax_w):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
+    return save_figure(fig, path, title)
+
+
+def save_figure(fig, path, title: str = "") -> Path:
+    """Title, lay out and close a matplotlib figure, and write it atomically as PNG; return the path."""
+    import matplotlib.pyplot as plt
+
     if title:
         fig.suptitle(title)
     fig.tight_layout()

@@ -27,7 +27,10 @@ class GenerateArguments(EvalPromptSourceArguments):
     output_file: str = field(default="generations.jsonl", metadata={"help": "JSONL file the responses go to."})
     method: str = field(
         default="srs-args",
-        metadata={"help": "base | args | srs-args | minmax-args | meanstd-args | meansoft-args | hard-args | cd | srs-cd"},
+        metadata={
+            "help": "base | args | srs-args | minmax-args | meanstd-args | meansoft-args | hard-args | cd | srs-cd | "
+            "bon | soft-bon | srs-bon"
+        },
     )
     model: Optional[str] = field(default=None, metadata={"help": "Base model path / Hub id (default: embedded SmolLM2)."})
     reward_model: str = field(
@@ -36,6 +39,7 @@ class GenerateArguments(EvalPromptSourceArguments):
     qhead: Optional[str] = field(default=None, metadata={"help": "CD: a saved Q-head folder or Hub id (QHeadModel)."})
     weight: Optional[float] = field(default=None, metadata={"help": "Guidance weight lambda = 1/beta (ARGS 0.5, CD 1.5)."})
     k: int = field(default=10, metadata={"help": "Candidates per step (top-k of the base model)."})
+    num_samples: int = field(default=8, metadata={"help": "Best-of-N methods: samples N per prompt (beta = 1/weight)."})
     bound: Optional[float] = field(default=None, metadata={"help": "Reward bound B for shaped transforms (ARGS default 12)."})
     alpha: Optional[float] = field(default=None, metadata={"help": "SRS sigmoid sharpness (ARGS default 1.5)."})
     thresholds_from: Optional[str] = field(
@@ -87,7 +91,7 @@ def run(args: GenerateArguments) -> int:
         atomic_write_bytes(out_path, b"".join(out_path.read_bytes().splitlines(keepends=True)[:done]))
     model, tokenizer = load_base_model(args.model, args.dtype)
     device = next(model.parameters()).device
-    reward = load_reward_spec(args.reward_model, args.dtype, str(device)) if method.decoder == "args" else None
+    reward = load_reward_spec(args.reward_model, args.dtype, str(device)) if method.decoder in ("args", "bon") else None
     qheads = None
     if method.decoder == "cd":
         if not args.qhead:
@@ -132,6 +136,7 @@ def run(args: GenerateArguments) -> int:
         bound=args.bound,
         alpha=args.alpha,
         thresholds=thresholds,
+        num_samples=args.num_samples,
         max_new_tokens=args.max_new_tokens,
         batch_size=args.batch_size,
         do_sample=args.do_sample,

@@ -1,0 +1,445 @@
+"""Stackelberg best-of-N: the follower's best response on N base samples, a third inference-time method.
+
+ARGS (Khanov et al., 2024) and CD (Mudgal et al., 2023) approximate the follower's policy
+``rho_r(y|x) ∝ pi_ref(y|x) exp(r(x, y) / beta)`` token by token. Soft best-of-N does it at the sequence
+level (Verdun et al., 2025, "Soft Best-of-n Sampling for Model Alignment"): draw ``N`` responses from
+``pi_ref``, then pick response ``i`` with probability ``∝ exp(r(y_i) / beta)``; as ``N`` grows this tends to
+``rho_r``. On the ``N`` samples themselves the theorem of Wang et al. (2026, arXiv 2602.02572) holds
+exactly: among rewards bounded in ``[0, B]``, the threshold reward ``B * 1[r_U > m*]``, with ``m*`` solved
+from the same samples (:func:`~hf_stackshape.shaping.solve_threshold`), maximises the user's utility
+``E_rho[r_U]``. SRS-BoN uses its smooth version ``B * sigmoid(alpha (r_U - m*))``.
+
+The cost is one batched ``generate(num_return_sequences=N)`` call and one batched reward call per batch of
+prompts; no calibration pass is needed, since ``m*(x)`` comes from the very samples being selected from.
+
+* :func:`follower_weights`: ``softmax(shaped / beta)`` over the samples (pure tensor math, also used by the
+  utility metric of :mod:`hf_stackshape.evaluation.utility`);
+* :class:`StackelbergBestOfN`: sampling, grouped scoring, shaping and seeded selection for a batch of prompts.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional, Sequence, Union
+
+import torch
+from tqdm.auto import tqdm
+from transformers.utils import logging
+
+from .rewards import HFRewardModel, RewardFunction, as_reward_function
+from .shaping import RewardTransform, ThresholdSafeguards, get_safeguards, get_transform, solve_threshold
+
+logger = logging.get_logger(__name__)
+
+__all__ = [
+    "SELECTIONS",
+    "BON_SAFEGUARDS",
+    "follower_weights",
+    "effective_sample_size",
+    "sample_threshold",
+    "shape_samples",
+    "BestOfNOutput",
+    "StackelbergBestOfN",
+]
+
+#: ``soft``: sample from ``softmax(shaped / beta)``; ``argmax``: the best shaped reward (classic best-of-N).
+SELECTIONS = ("soft", "argmax")
+
+#: Default safeguards: the offline CD script's bound clip ``B_eff = min(B, 2 * (max u - min u))`` without its
+#: exponent cap, so that ``m*`` is solved with the very ``gamma = exp(B_eff / beta)`` of the selection that
+#: follows (the theorem is then exact on the samples) while ``B_eff`` stays on the scale of the rewards.
+BON_SAFEGUARDS = ThresholdSafeguards(bound_clip=2.0)
+
+
+def _inverse_beta(beta: float) -> float:
+    """``1 / beta``; ``beta = inf`` (guidance weight 0) gives 0, i.e. the base policy (uniform selection)."""
+    try:
+        beta = float(beta)
+    except (TypeError, ValueError):
+        raise ValueError(f"`beta` must be a positive number (or math.inf for no guidance), got {beta!r}.") from None
+    if not beta > 0 or math.isnan(beta):
+        raise ValueError(f"`beta` must be > 0 (or math.inf for no guidance), got {beta!r}.")
+    return 0.0 if math.isinf(beta) else 1.0 / beta
+
+
+def follower_weights(shaped: torch.Tensor, beta: float, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """The follower's best response on ``N`` base samples: ``rho_i ∝ exp(shaped_i / beta)``.
+
+    The samples come from ``pi_ref``, so on them the KL-regularised policy ``rho ∝ pi_ref exp(r / beta)`` puts
+    probability ``softmax(r / beta)`` on sample ``i`` (soft best-of-N, Verdun et al., 2025).
+
+    Args:
+        shaped (`torch.Tensor` of shape `(..., N)`): the (shaped) rewards of the samples.
+        beta (`float`): KL strength, ``> 0``; ``math.inf`` gives uniform weights (the base policy).
+        mask (`torch.BoolTensor` of shape `(..., N)`, *optional*): ``False`` marks padding (weight 0).
+
+    Returns:
+        `torch.Tensor` of shape `(..., N)`, float64: probabilities summing to 1 over the unmasked samples.
+
+    Examples:
+
+    ```python
+    >>> import torch
+    >>> from hf_stackshape.bon import follower_weights
+    >>> follower_weights(torch.tensor([0.0, 1.0]), beta=1.0).tolist()  # [1, e] / (1 + e)
+    [0.2689414213699951, 0.7310585786300049]
+    ```
+    """
+    inverse = _inverse_beta(beta)
+    logits = torch.as_tensor(shaped).double() * inverse
+    if mask is not None:
+        mask = torch.as_tensor(mask, device=logits.device).bool()
+        if mask.shape != logits.shape:
+            raise ValueError(f"`mask` has shape {tuple(mask.shape)} but `shaped` has {tuple(logits.shape)}.")
+        if not mask.any(dim=-1).all():
+            raise ValueError("Every prompt needs at least one unmasked sample; drop the rows without any.")
+        logits = logits.masked_fill(~mask, -math.inf)
+    return torch.softmax(logits, dim=-1)
+
+
+def effective_sample_size(weights: torch.Tensor) -> torch.Tensor:
+    """Kish's effective sample size ``(sum w)^2 / sum w^2`` over the last dimension (1 to N)."""
+    w = torch.as_tensor(weights).double()
+    return w.sum(dim=-1) ** 2 / (w**2).sum(dim=-1)
+
+
+def sample_threshold(
+    rewards: torch.Tensor,
+    beta: float,
+    bound: float,
+    safeguards: Union[str, ThresholdSafeguards, None] = BON_SAFEGUARDS,
+    mask: Optional[torch.Tensor] = None,
+) -> torch.Tensor:
+    """``m*(x)`` per prompt from its ``N`` sample rewards, float64 (:func:`~hf_stackshape.shaping.solve_threshold`
+    with uniform weights; with ``beta = inf`` the follower ignores the reward and ``m*`` is the plain mean)."""
+    u = torch.as_tensor(rewards).double()
+    if _inverse_beta(beta) == 0.0:
+        keep = torch.ones_like(u, dtype=torch.bool) if mask is None else torch.as_tensor(mask).bool()
+        return (u * keep).sum(-1) / keep.sum(-1)
+    return solve_threshold(u, beta, bound, mask=mask, safeguards=safeguards)
+
+
+def shape_samples(
+    rewards: torch.Tensor,
+    transform: RewardTransform,
+    threshold: torch.Tensor,
+    mask: Optional[torch.Tensor] = None,
+) -> torch.Tensor:
+    """``transform(rewards)`` at the threshold ``m*``, float64, with samples tied with ``m*`` counted above it.
+
+    A sample exactly at ``m*`` adds nothing to ``F(m*)``, so giving it the bound keeps the fixed point
+    ``m* = E_rho[u]``; and when ``B / beta`` is large, ``m*`` is within a rounding error of ``max u`` and rounds to
+    it, where a strict ``u > m*`` would leave no sample above the threshold (a uniform choice instead of the best).
+    """
+    below = torch.nextafter(torch.as_tensor(threshold).double(), torch.tensor(-math.inf, dtype=torch.float64))
+    return transform(torch.as_tensor(rewards).double(), mask=mask, threshold=below).double()
+
+
+@dataclass
+class BestOfNOutput:
+    """What :meth:`StackelbergBestOfN.generate` returns: the chosen responses and per-prompt diagnostics.
+
+    Attributes:
+        responses (`list[str]`): the chosen response of each prompt.
+        chosen_index (`torch.LongTensor` of shape `(P,)`): which of the ``N`` samples was chosen.
+        rewards (`torch.Tensor` of shape `(P, N)`): the guiding reward ``r_U`` of every sample.
+        shaped (`torch.Tensor` of shape `(P, N)`): the transformed rewards the selection used.
+        threshold (`torch.Tensor` of shape `(P,)`): ``m*(x)`` solved from the ``N`` samples.
+        weights (`torch.Tensor` of shape `(P, N)`): selection probabilities (one-hot for ``argmax``).
+        chosen_reward (`torch.Tensor` of shape `(P,)`): ``r_U`` of the chosen response.
+        expected_reward (`torch.Tensor` of shape `(P,)`): ``E_rho[r_U]`` under the selection probabilities,
+            the exact utility of the method on these samples (no selection noise).
+        effective_sample_size (`torch.Tensor` of shape `(P,)`): ``1 / sum_i weights_i^2``.
+        candidates (`list[list[str]]`, *optional*): all ``N`` samples per prompt (``return_candidates=True``).
+    """
+
+    responses: List[str]
+    chosen_index: torch.Tensor
+    rewards: torch.Tensor
+    shaped: torch.Tensor
+    threshold: torch.Tensor
+    weights: torch.Tensor
+    chosen_reward: torch.Tensor
+    expected_reward: torch.Tensor
+    effective_sample_size: torch.Tensor
+    candidates: Optional[List[List[str]]] = None
+
+    def diagnostics(self) -> List[Dict[str, float]]:
+        """One plain dict per prompt: ``threshold``, ``chosen_index``, ``chosen_reward``, ``expected_reward``,
+        ``effective_sample_size`` (JSON-ready)."""
+        return [
+            {
+                "threshold": float(self.threshold[i]),
+                "chosen_index": int(self.chosen_index[i]),
+                "chosen_reward": float(self.chosen_reward[i]),
+                "expected_reward": float(self.expected_reward[i]),
+                "effective_sample_size": float(self.effective_sample_size[i]),
+            }
+            for i in range(len(self.responses))
+        ]
+
+
+def _concat(parts: List["BestOfNOutput"], with_candidates: bool) -> "BestOfNOutput":
+    tensors = {
+        name: torch.cat([getattr(p, name) for p in parts])
+        for name in ("chosen_index", "rewards", "shaped", "threshold", "weights", "chosen_reward",
+                     "expected_reward", "effective_sample_size")
+    }
+    candidates = [c for p in parts for c in p.candidates] if with_candidates else None
+    return BestOfNOutput(responses=[r for p in parts for r in p.responses], candidates=candidates, **tensors)
+
+
+def _score_groups(reward: RewardFunction, prompts: List[str], groups: List[List[str]]) -> torch.Tensor:
+    """``(P, N)`` rewards; an :class:`HFRewardModel` encodes each prompt's prefix once (``score_grouped``)."""
+    n = len(groups[0])
+    if isinstance(reward, HFRewardModel):
+        scored = reward.score_grouped(prompts, groups)
+    else:
+        scored = reward.score([p for p in prompts for _ in range(n)], [r for g in groups for r in g])
+    scored = torch.as_tensor(scored, dtype=torch.float32).reshape(-1)
+    if scored.numel() != len(prompts) * n:
+        raise ValueError(f"The reward returned {scored.numel()} values for {len(prompts) * n} responses.")
+    return scored.view(len(prompts), n)
+
+
+class StackelbergBestOfN:
+    """Best-of-N with Stackelberg reward shaping (Wang et al., 2026) on ``N`` samples of the base policy.
+
+    For each prompt: sample ``N`` responses from the model (one batched ``generate`` call with
+    ``num_return_sequences=N`` per batch of prompts, with the model's ``generation_config`` and sampling on),
+    score them with the reward (an [`HFRewardModel`] encodes each prompt's prefix once), solve every prompt's
+    threshold ``m*(x)`` at once with :func:`~hf_stackshape.shaping.solve_threshold`, transform the rewards,
+    and select one response.
+
+    Methods, by ``transform`` and ``selection``: ``raw`` + ``argmax`` is classic best-of-N (``bon``); ``raw`` +
+    ``soft`` samples from ``softmax(r_U / beta)``, the follower's response to the raw reward (``soft-bon``,
+    Verdun et al., 2025); ``srs`` + ``soft`` samples from ``softmax(B_eff sigmoid(alpha (r_U - m*)) / beta)``
+    (``srs-bon``). ``hard`` is the theorem's bang-bang reward ``B_eff 1[r_U > m*]``, optimal on the samples.
+
+    Args:
+        model (`PreTrainedModel`): the base policy, a causal LM (any device and dtype).
+        tokenizer (`PreTrainedTokenizerBase`): its tokenizer (left padding is set while generating).
+        reward: the guiding reward ``r_U``: a [`RewardFunction`], a ``(model, tokenizer)`` pair or a callable.
+        n (`int`, *optional*, defaults to 16): samples ``N`` per prompt.
+        beta (`float`, *optional*, defaults to 1.0):
+            KL strength of the follower (``1 / beta`` is the guidance weight); ``math.inf`` picks uniformly.
+        transform (`str` or [`RewardTransform`], *optional*, defaults to `"srs"`):
+            ``"srs"``, ``"raw"``, ``"hard"`` or a paper baseline (``"minmax"``, ``"meanstd"``, ``"meansoft"``),
+            see :func:`~hf_stackshape.shaping.get_transform`.
+        selection (`str`, *optional*, defaults to `"soft"`): ``"soft"`` or ``"argmax"``.
+        bound (`float`, *optional*, defaults to 15.0):
+            The reward bound ``B`` (the paper's value for sequence-level rewards of offline rollouts, SRS-CD).
+        alpha (`float`, *optional*, defaults to 1.0): SRS sigmoid sharpness (the paper's SRS-CD value).
+        safeguards (`str` or [`ThresholdSafeguards`], *optional*, defaults to [`BON_SAFEGUARDS`]):
+            ``B_eff = min(B, 2 * range)`` and no gamma cap, so ``m*`` is the exact fixed point
+            ``m* = E_rho[r_U]`` of the threshold reward under this very selection; ``"cd"`` adds the offline
+            CD script's exponent cap (``gamma <= e^2``), ``"none"`` uses ``B`` as given.
+        max_new_tokens (`int`, *optional*, defaults to 128): tokens per sample.
+        batch_size (`int`, *optional*, defaults to 4): prompts per ``generate`` call (``batch_size * n`` rows).
+        seed (`int`, *optional*, defaults to 0):
+            Sampling seed (the batch starting at prompt ``s`` samples under ``torch.manual_seed(seed + s)``, on a
+            forked RNG) and selection seed (one uniform per prompt, in prompt order, from a generator seeded with
+            ``seed``, so the selection does not depend on ``batch_size``).
+        chat_template (`bool`, *optional*): wrap prompts in the tokenizer's chat template (default: when it has one).
+        show_progress (`bool`, *optional*, defaults to `True`): tqdm bar over batches.
+        generation_kwargs: overrides of the model's ``generation_config`` (``temperature``, ``top_p``, ``top_k``...).
+
+    Examples:
+
+    ```python
+    >>> from hf_stackshape import StackelbergBestOfN, load_smollm2
+    >>> from hf_stackshape.demo_assets import load_demo_reward_model
+    >>> model, tokenizer = load_smollm2()  # doctest: +SKIP
+    >>> bon = StackelbergBestOfN(model, tokenizer, load_demo_reward_model(), n=8, beta=0.5)  # doctest: +SKIP
+    >>> out = bon.generate(["How do I bake bread?"])  # doctest: +SKIP
+    >>> out.responses[0], out.diagnostics()[0]["threshold"]  # doctest: +SKIP
+    ```
+    """
+
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        reward,
+        n: int = 16,
+        beta: float = 1.0,
+        transform: Union[str, RewardTransform] = "srs",
+        selection: str = "soft",
+        bound: float = 15.0,
+        alpha: float = 1.0,
+        safeguards: Union[str, ThresholdSafeguards, None] = BON_SAFEGUARDS,
+        max_new_tokens: int = 128,
+        batch_size: int = 4,
+        seed: int = 0,
+        chat_template: Optional[bool] = None,
+        show_progress: bool = True,
+        **generation_kwargs,
+    ):
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"`n` (samples per prompt) must be an integer >= 1, got {n!r}.")
+        if selection not in SELECTIONS:
+            raise ValueError(f"`selection` must be one of {list(SELECTIONS)}, got {selection!r}.")
+        for name, value in (("max_new_tokens", max_new_tokens), ("batch_size", batch_size)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"`{name}` must be an integer >= 1, got {value!r}.")
+        if generation_kwargs.get("do_sample") is False:
+            raise ValueError("Best-of-N needs sampled candidates: drop do_sample=False (greedy gives N copies).")
+        for key in ("num_return_sequences", "num_beams"):
+            if key in generation_kwargs:
+                raise ValueError(f"Do not pass `{key}`: best-of-N sets it (num_return_sequences=n, num_beams=1).")
+        self.inverse_beta = _inverse_beta(beta)
+        self.beta = float(beta)
+        self.bound = float(bound)
+        self.safeguards = get_safeguards(safeguards)
+        # The transform's own beta only serves to solve m*, which is passed to it explicitly.
+        transform_beta = self.beta if self.inverse_beta > 0 else 1.0
+        self.transform = get_transform(transform, bound=bound, alpha=alpha, beta=transform_beta, safeguards=self.safeguards)
+        self.model = model
+        self.tokenizer = tokenizer
+        self.reward = as_reward_function(reward)
+        self.n = n
+        self.selection = selection
+        self.max_new_tokens = max_new_tokens
+        self.batch_size = batch_size
+        self.seed = int(seed)
+        self.chat_template = chat_template
+        self.show_progress = show_progress
+        self.generation_kwargs = {k: v for k, v in generation_kwargs.items() if v is not None}
+
+    # ------------------------------------------------------------------------------------ pure selection
+
+    def select(
+        self,
+        rewards: torch.Tensor,
+        generator: Optional[torch.Generator] = None,
+        mask: Optional[torch.Tensor] = None,
+    ) -> Dict[str, torch.Tensor]:
+        """Choose one sample per prompt from its rewards: the whole method after scoring, no model needed.
+
+        Args:
+            rewards (`torch.Tensor` of shape `(P, N)`): the guiding reward of each sample.
+            generator (`torch.Generator`, *optional*): CPU generator of the soft selection's uniforms
+                (default: one seeded with ``seed``).
+            mask (`torch.BoolTensor` of shape `(P, N)`, *optional*): ``False`` marks padding, never chosen.
+
+        Returns:
+            `dict` with ``chosen_index``, ``shaped``, ``threshold``, ``weights``, ``chosen_reward``,
+            ``expected_reward``, ``effective_sample_size`` (see [`BestOfNOutput`]).
+        """
+        u = torch.as_tensor(rewards).detach().double().cpu()
+        if u.ndim != 2:
+            raise ValueError(f"`rewards` must have shape (prompts, N), got {tuple(u.shape)}.")
+        if mask is not None:
+            mask = torch.as_tensor(mask).bool().cpu()
+        m = sample_threshold(u, self.beta, self.bound, self.safeguards, mask)
+        shaped = shape_samples(u, self.transform, m, mask)
+        if self.selection == "argmax":
+            masked = shaped if mask is None else shaped.masked_fill(~mask, -math.inf)
+            index = masked.argmax(dim=-1)
+            weights = torch.nn.functional.one_hot(index, u.shape[-1]).double()
+        else:
+            weights = follower_weights(shaped, self.beta, mask)
+            if generator is None:
+                generator = torch.Generator().manual_seed(self.seed)
+            uniform = torch.rand(u.shape[0], generator=generator, dtype=torch.float64)
+            cdf = weights.cumsum(dim=-1)
+            # Inverse CDF: the first sample whose cumulative weight exceeds the uniform (zero weights never win).
+            index = (cdf <= (uniform * cdf[:, -1]).unsqueeze(-1)).sum(dim=-1)
+            last = torch.where(weights > 0, torch.arange(u.shape[-1]), torch.zeros_like(index[:, None])).amax(-1)
+            index = torch.minimum(index, last)
+        chosen = index.unsqueeze(-1)
+        return {
+            "chosen_index": index,
+            "shaped": shaped,
+            "threshold": m,
+            "weights": weights,
+            "chosen_reward": u.gather(-1, chosen).squeeze(-1),
+            "expected_reward": (weights * u).sum(dim=-1),
+            "effective_sample_size": effective_sample_size(weights),
+        }
+
+    # ------------------------------------------------------------------------------------ sampling
+
+    def generation_config(self):
+        """The model's ``generation_config`` with sampling on, ``num_return_sequences=n`` and the overrides."""
+        cfg = copy.deepcopy(self.model.generation_config)
+        cfg.update(
+            do_sample=True,
+            num_beams=1,
+            num_return_sequences=self.n,
+            max_new_tokens=self.max_new_tokens,
+            **self.generation_kwargs,
+        )
+        if cfg.pad_token_id is None:
+            cfg.pad_token_id = self.tokenizer.pad_token_id
+        if cfg.eos_token_id is None:
+            cfg.eos_token_id = self.tokenizer.eos_token_id
+        return cfg
+
+    @torch.no_grad()
+    def sample(self, prompts: Sequence[str], seed: int) -> List[List[str]]:
+        """``N`` decoded samples per prompt from one ``generate`` call under ``torch.manual_seed(seed)``."""
+        from .generation import format_prompts
+
+        texts = format_prompts(self.tokenizer, list(prompts), self.chat_template)
+        device = next(self.model.parameters()).device
+        old_side = self.tokenizer.padding_side
+        self.tokenizer.padding_side = "left"
+        try:
+            enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+        finally:
+            self.tokenizer.padding_side = old_side
+        devices = [device.index or 0] if device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(int(seed))
+            out = self.model.generate(**enc, generation_config=self.generation_config())
+        decoded = self.tokenizer.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
+        decoded = [t.strip() for t in decoded]
+        return [decoded[i * self.n : (i + 1) * self.n] for i in range(len(texts))]
+
+    def generate(
+        self,
+        prompts: Sequence[str],
+        return_candidates: bool = False,
+        on_batch: Optional[Callable[[int, List[str]], None]] = None,
+        first_index: int = 0,
+    ) -> BestOfNOutput:
+        """Answer every prompt with its selected sample.
+
+        Args:
+            prompts (`list[str]`): raw user prompts (the chat template is applied for the base model; the
+                reward reads the raw prompt and the response, as in the calibrator).
+            return_candidates (`bool`, *optional*, defaults to `False`): keep all ``N`` samples in the output.
+            on_batch (`Callable[[int, list[str]], None]`, *optional*): called after each batch with the index of
+                its first prompt and its chosen responses (for resumable writers).
+            first_index (`int`, *optional*, defaults to 0): index of ``prompts[0]`` in the whole job; seeds
+                follow the global index, so a resumed run samples and selects as an uninterrupted one would.
+
+        Returns:
+            [`BestOfNOutput`].
+        """
+        if isinstance(prompts, str):
+            raise ValueError("Pass a list of prompts (wrap a single prompt as [prompt]).")
+        prompts = list(prompts)
+        if not prompts:
+            raise ValueError("No prompts to answer.")
+        generator = torch.Generator().manual_seed(self.seed)
+        if first_index:
+            torch.rand(int(first_index), generator=generator, dtype=torch.float64)  # skip earlier prompts' draws
+        parts = []
+        starts = range(0, len(prompts), self.batch_size)
+        label = f"best-of-{self.n} {self.transform.name}/{self.selection}"
+        for start in tqdm(starts, desc=label, disable=not self.show_progress, leave=False):
+            batch = prompts[start : start + self.batch_size]
+            groups = self.sample(batch, self.seed + first_index + start)
+            rewards = _score_groups(self.reward, batch, groups)
+            chosen = self.select(rewards, generator)
+            responses = [g[i] for g, i in zip(groups, chosen["chosen_index"].tolist())]
+            parts.append(BestOfNOutput(responses=responses, candidates=groups, rewards=rewards, **{
+                k: v for k, v in chosen.items()
+            }))
+            if on_batch is not None:
+                on_batch(start, responses)
+        return _concat(parts, return_candidates)
