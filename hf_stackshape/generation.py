@@ -322,9 +322,9 @@ def generate_responses(
     if int(max_new_tokens) < 1:
         raise ValueError(f"`max_new_tokens` must be >= 1, got {max_new_tokens!r}.")
     if method.decoder == "bon":
-        return _best_of_n(model, tokenizer, prompts, method, reward, weight, beta, bound, alpha, num_samples,
-                          max_new_tokens, batch_size, do_sample, temperature, top_p, seed, chat_template,
-                          show_progress, on_batch)
+        settings = decoder_settings(method, preset, weight=weight, beta=beta, bound=bound, alpha=alpha)
+        return _best_of_n(model, tokenizer, prompts, method, reward, settings, num_samples, max_new_tokens,
+                          batch_size, do_sample, temperature, top_p, seed, chat_template, show_progress, on_batch)
     settings = decoder_settings(
         method, preset, weight=weight, k=k, bound=bound, alpha=alpha, beta=beta, temperature=cd_temperature
     )
@@ -379,16 +379,14 @@ def generate_responses(
     return outputs
 
 
-def _best_of_n(model, tokenizer, prompts, method, reward, weight, beta, bound, alpha, num_samples, max_new_tokens,
-               batch_size, do_sample, temperature, top_p, seed, chat_template, show_progress, on_batch) -> List[str]:
-    """Best-of-N methods through :class:`~hf_stackshape.bon.StackelbergBestOfN`."""
+def _best_of_n(model, tokenizer, prompts, method, reward, settings, num_samples, max_new_tokens, batch_size,
+               do_sample, temperature, top_p, seed, chat_template, show_progress, on_batch) -> List[str]:
+    """Best-of-N methods through :class:`~hf_stackshape.bon.StackelbergBestOfN` (``beta = 1 / weight``)."""
     from .bon import StackelbergBestOfN
 
     if reward is None:
         raise ValueError(f"Method {method.name!r} needs a reward model (--reward_model).")
-    if weight is not None:
-        beta = float("inf") if weight == 0 else 1.0 / weight
-    options = {k: v for k, v in (("beta", beta), ("bound", bound), ("alpha", alpha)) if v is not None}
+    options = {key: settings[key] for key in ("beta", "bound", "alpha")}
     if do_sample:
         options.update(temperature=temperature, top_p=top_p)
     bon = StackelbergBestOfN(
