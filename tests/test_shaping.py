@@ -624,3 +624,26 @@ def test_threshold_benchmark_smoke():
     assert out["bisection_prompts_timed"] == 10 and out["targets"] == {"ratio_vs_bisection": ">= 50"}
     assert out["max_abs_diff"] < 1e-5  # 30 halvings of a range of ~10, plus float32 rounding
     assert out["ratio_vs_bisection"] > 0 and out["solve_threshold_s"] > 0
+
+
+@SETTINGS
+@given(
+    rewards=st.lists(st.floats(-50, 50, allow_nan=False), min_size=1, max_size=12),
+    shift=st.floats(-100, 100, allow_nan=False),
+    cap=st.one_of(st.none(), st.floats(0.01, 20.0)),
+)
+def test_cap_and_meansoft_properties(rewards, shift, cap):
+    u = torch.tensor([rewards], dtype=torch.float64)
+    p = torch.rand(u.shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64) + 0.01
+    capped = get_transform("cap", cap=cap)(u)
+    limit = math.inf if cap is None else cap
+    assert (capped >= 0).all() and (capped <= limit).all()
+    assert capped.min() == 0.0  # the worst candidate gets 0
+    # Order-preserving, and blind to a common shift of the rewards (up to rounding of the shift).
+    order = torch.argsort(u[0])
+    assert (capped[0, order].diff() >= -1e-9).all()
+    torch.testing.assert_close(get_transform("cap", cap=cap)(u + shift), capped, atol=1e-9, rtol=0)
+    # meansoft (paper): centred at the plain mean, so the candidate weights never move it; shift-invariant.
+    meansoft = get_transform("meansoft", bound=12.0, alpha=1.5, safeguards="args")
+    torch.testing.assert_close(meansoft(u, weights=p), meansoft(u))
+    torch.testing.assert_close(meansoft(u + shift), meansoft(u), atol=1e-7, rtol=0)
