@@ -10,6 +10,7 @@ The pipeline, module by module:
 2. ``rewards``      - reward adapters (HF reward models, Python callables);
 3. ``calibration``  - :class:`ThresholdCalibrator`, ``m*(x)`` per prompt from base-policy samples;
 4. ``guidance``     - :class:`ARGSLogitsProcessor`, :class:`CDLogitsProcessor` for ``model.generate``;
+   ``bon``          - :class:`StackelbergBestOfN`, the follower's best response on N samples (a third method);
 5. ``qhead``        - :class:`QHeadModel` and :class:`QHeadTrainer` (value / Q heads on shaped rewards);
 6. ``evaluation``   - metrics (``evaluate`` modules), judges, sweeps and plots.
 
@@ -47,6 +48,11 @@ _EXPORTS = {
     "CalibrationConfig": "calibration",
     "recompute_thresholds": "calibration",
     "map_thresholds": "calibration",
+    # Stackelberg best-of-N and the exact utility metric
+    "StackelbergBestOfN": "bon",
+    "BestOfNOutput": "bon",
+    "utility_table": "evaluation.utility",
+    "plot_utility": "evaluation.utility",
     # batched generation by method name, sweeps
     "generate_responses": "generation",
     "parse_method": "generation",
@@ -94,9 +100,11 @@ def __dir__():
 
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .bon import BestOfNOutput, StackelbergBestOfN
     from .calibration import CalibrationConfig, ThresholdCalibrator, map_thresholds, recompute_thresholds
     from .evaluation import load_metric
     from .evaluation.judges import LLMJudge, RewardModelJudge
+    from .evaluation.utility import plot_utility, utility_table
     from .generation import generate_responses, parse_method
     from .sweep import SweepConfig, plot_sweep, run_sweep
     from .defaults import load_minilm, load_smollm2

@@ -1,0 +1,114 @@
+"""``stackshape bench bon``: SRS best-of-N end to end vs the same N-sample ``generate`` alone.
+
+Setting (the embedded SmolLM2-135M-Instruct): 8 prompts x 8 samples x 48 new tokens, sampled with the model's
+``generation_config``. The reward model has the same size as the policy (as in ``bench calibrate``: SmolLM2's
+backbone weights and a seeded random score head).
+
+Timed side by side in one run, on the same prompts and the same seed, so both sample the very same tokens
+(``same_samples_as_generate``), the fastest of ``repeats`` interleaved runs counting:
+
+* ``generate_s``: one plain ``model.generate(num_return_sequences=N)`` call, what any best-of-N must pay;
+* ``reward_s``: the reward model scoring those ``P x N`` pairs alone (``score_grouped``, prefix shared);
+* ``bon_s``: :meth:`StackelbergBestOfN.generate` with ``srs`` and soft selection (sampling, grouped scoring,
+  ``m*`` for every prompt, shaping, seeded selection, decoding).
+
+``overhead_vs_sampling = bon_s / generate_s`` includes the reward model's forward pass, the one cost that
+best-of-N adds to sampling; ``overhead_vs_sampling_and_reward = bon_s / (generate_s + reward_s)`` isolates what
+the method adds on top of both model costs (the threshold and the selection: microseconds).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+DESCRIPTION = "SRS best-of-N end to end vs the same N-sample generate alone on SmolLM2 (8 prompts x 8 samples)."
+
+
+@dataclass
+class BenchArgs:
+    """Settings of the best-of-N benchmark."""
+
+    prompts: int = field(default=8, metadata={"help": "Prompts (the first of the bundled demo train split)."})
+    samples: int = field(default=8, metadata={"help": "Samples N per prompt."})
+    max_new_tokens: int = field(default=48, metadata={"help": "New tokens per sample."})
+    weight: float = field(default=2.0, metadata={"help": "Guidance weight 1/beta of the soft selection."})
+    repeats: int = field(default=1, metadata={"help": "Interleaved runs per configuration (the fastest counts)."})
+    seed: int = field(default=0, metadata={"help": "Sampling seed and seed of the random score head."})
+    threads: int = field(
+        default=1,
+        metadata={"help": "torch intra-op threads (1: stable on a shared CPU; 0: torch's default)."},
+    )
+
+
+def run(args: BenchArgs) -> dict:
+    if min(args.prompts, args.samples, args.max_new_tokens, args.repeats) < 1:
+        raise ValueError("`prompts`, `samples`, `max_new_tokens` and `repeats` must all be >= 1.")
+    if not args.weight > 0:
+        raise ValueError(f"`weight` (1/beta) must be > 0, got {args.weight!r}.")
+    previous = torch.get_num_threads()
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    try:
+        return _run(args)
+    finally:
+        torch.set_num_threads(previous)
+
+
+@torch.no_grad()
+def _run(args: BenchArgs) -> dict:
+    from ..bon import StackelbergBestOfN
+    from ..defaults import load_smollm2
+    from ..demo_assets import demo_prompts
+    from ..generation import format_prompts
+    from ..rewards import HFRewardModel
+    from .calibrate import _reward_model_like
+
+    model, tokenizer = load_smollm2()
+    reward = HFRewardModel(_reward_model_like(model, tokenizer, args.seed), tokenizer, batch_size=64)
+    pool = demo_prompts("train")
+    prompts = [pool[i % len(pool)] for i in range(args.prompts)]
+    bon = StackelbergBestOfN(
+        model, tokenizer, reward, n=args.samples, beta=1.0 / args.weight, transform="srs", selection="soft",
+        max_new_tokens=args.max_new_tokens, batch_size=args.prompts, seed=args.seed, show_progress=False,
+    )
+    # The plain baseline, as a user would write it: chat template, left padding, N samples per prompt.
+    enc = tokenizer(format_prompts(tokenizer, prompts), padding=True, add_special_tokens=False,
+                    return_tensors="pt").to(model.device)
+    sampling = dict(do_sample=True, num_return_sequences=args.samples, max_new_tokens=args.max_new_tokens,
+                    pad_token_id=tokenizer.pad_token_id)
+    model.generate(**enc, **{**sampling, "max_new_tokens": 2})  # warm-up (first-call allocations)
+
+    best = {"generate": float("inf"), "reward": float("inf"), "bon": float("inf")}
+    for _ in range(args.repeats):
+        torch.manual_seed(args.seed)
+        start = time.perf_counter()
+        out = model.generate(**enc, **sampling)
+        best["generate"] = min(best["generate"], time.perf_counter() - start)
+        texts = [t.strip() for t in tokenizer.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)]
+        groups = [texts[i * args.samples : (i + 1) * args.samples] for i in range(args.prompts)]
+
+        start = time.perf_counter()
+        reward.score_grouped(prompts, groups)
+        best["reward"] = min(best["reward"], time.perf_counter() - start)
+
+        start = time.perf_counter()
+        result = bon.generate(prompts, return_candidates=True)
+        best["bon"] = min(best["bon"], time.perf_counter() - start)
+    return {
+        "device": str(model.device),
+        "threads": torch.get_num_threads(),
+        "prompts": args.prompts,
+        "samples": args.samples,
+        "max_new_tokens": args.max_new_tokens,
+        "generate_s": best["generate"],
+        "reward_s": best["reward"],
+        "bon_s": best["bon"],
+        "same_samples_as_generate": result.candidates == groups,
+        "mean_effective_sample_size": float(result.effective_sample_size.mean()),
+        "overhead_vs_sampling": best["bon"] / best["generate"],
+        "overhead_vs_sampling_and_reward": best["bon"] / (best["generate"] + best["reward"]),
+        "targets": {"overhead_vs_sampling": "<= 1.15", "overhead_vs_sampling_and_reward": "<= 1.05"},
+    }
