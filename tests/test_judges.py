@@ -164,6 +164,7 @@ class _Endpoint:
         self.lock = threading.Lock()
         self.healthy = False  # when True every tag answers like OK
         self.redirect_to = None
+        self.in_flight = self.max_in_flight = 0
         endpoint = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -199,6 +200,13 @@ class _Endpoint:
                     return self._send(200, b'{"object": "chat.completion"}')
                 if tag == "SLOW":
                     time.sleep(1.5)
+                if tag == "WAIT":  # hold the request a moment to see how many arrive at once
+                    with endpoint.lock:
+                        endpoint.in_flight += 1
+                        endpoint.max_in_flight = max(endpoint.max_in_flight, endpoint.in_flight)
+                    time.sleep(0.3)
+                    with endpoint.lock:
+                        endpoint.in_flight -= 1
                 content = "I like both answers." if tag == "CHAT" else "9 2\nAssistant 1 is better."
                 reply = {"choices": [{"index": 0, "message": {"role": "assistant", "content": content}}]}
                 self._send(200, json.dumps(reply).encode())
@@ -406,6 +414,14 @@ def test_cache_is_not_reused_across_settings_and_survives_a_torn_line(endpoint, 
         _fast_judge(endpoint.url, cache_file=cache).compare(*args)
 
 
+@pytest.mark.parametrize("concurrency", [1, 3])
+def test_concurrency_limit(endpoint, concurrency):
+    out = _fast_judge(endpoint.url, concurrency=concurrency).compare([f"WAIT {i}" for i in range(7)], ["a"] * 7, ["b"] * 7)
+    assert out.failures == [] and endpoint.counts["WAIT"] == 7
+    assert endpoint.max_in_flight <= concurrency  # the limit holds...
+    assert endpoint.max_in_flight > 1 or concurrency == 1  # ...and requests do run side by side
+
+
 def test_duplicate_comparisons_are_requested_once(endpoint):
     out = _fast_judge(endpoint.url).compare(["OK same"] * 3, ["a"] * 3, ["b"] * 3)
     assert endpoint.counts["OK"] == 1 and len(out) == 3 and out[0] == out[1] == out[2]
@@ -457,6 +473,17 @@ def test_no_key_over_plain_http_to_a_remote_host(url, monkeypatch):
 @pytest.mark.parametrize("url", ["http://127.0.0.1:8000/v1", "http://localhost:8000/v1", "http://127.0.0.5/v1", "http://[::1]:8000/v1"])
 def test_key_over_plain_http_is_fine_on_loopback(url):
     assert LLMJudge(base_url=url, api_key="sk-x").client._api_key == "sk-x"
+
+
+def test_client_refuses_a_hub_that_bypasses_its_transport(monkeypatch):
+    from huggingface_hub import InferenceClient
+
+    def chat_completion(self, messages, **kwargs):  # a future client that posts some other way
+        return get_session().post(self.model, json=messages)  # noqa: F821
+
+    monkeypatch.setattr(InferenceClient, "chat_completion", chat_completion)
+    with pytest.raises(RuntimeError, match="key rules cannot be enforced"):
+        LLMJudge(base_url="http://127.0.0.1:9/v1")
 
 
 # ----------------------------------------------------------------------------------------------- CLI

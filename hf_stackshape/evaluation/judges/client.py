@@ -114,6 +114,14 @@ class EndpointClient(InferenceClient):
     """
 
     def __init__(self, base_url: str, api_key: Optional[str], timeout: float):
+        if "_inner_post" not in InferenceClient.chat_completion.__code__.co_names:
+            # Our transport (and with it every key rule) hooks into InferenceClient._inner_post; a
+            # huggingface_hub that no longer sends through it would bypass them: stop before any request.
+            raise RuntimeError(
+                "This huggingface_hub's InferenceClient.chat_completion no longer sends through _inner_post, so "
+                "the judge's key rules cannot be enforced; install a huggingface_hub version this hf_stackshape "
+                "supports (tested with 2.4)."
+            )
         super().__init__(base_url=base_url, timeout=timeout)
         self._api_key = api_key
         host = urllib.parse.urlparse(base_url).hostname
