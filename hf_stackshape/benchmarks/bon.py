@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .calibrate import intra_op_threads, smollm2_with_reward
+
 DESCRIPTION = "SRS best-of-N end to end vs the same N-sample generate alone on SmolLM2 (8 prompts x 8 samples)."
 
 
@@ -48,28 +50,16 @@ def run(args: BenchArgs) -> dict:
         raise ValueError("`prompts`, `samples`, `max_new_tokens` and `repeats` must all be >= 1.")
     if not args.weight > 0:
         raise ValueError(f"`weight` (1/beta) must be > 0, got {args.weight!r}.")
-    previous = torch.get_num_threads()
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
-    try:
+    with intra_op_threads(args.threads):
         return _run(args)
-    finally:
-        torch.set_num_threads(previous)
 
 
 @torch.no_grad()
 def _run(args: BenchArgs) -> dict:
     from ..bon import StackelbergBestOfN
-    from ..defaults import load_smollm2
-    from ..demo_assets import demo_prompts
     from ..generation import format_prompts
-    from ..rewards import HFRewardModel
-    from .calibrate import _reward_model_like
 
-    model, tokenizer = load_smollm2()
-    reward = HFRewardModel(_reward_model_like(model, tokenizer, args.seed), tokenizer, batch_size=64)
-    pool = demo_prompts("train")
-    prompts = [pool[i % len(pool)] for i in range(args.prompts)]
+    model, tokenizer, reward, prompts = smollm2_with_reward(args.prompts, args.seed, reward_batch_size=64)
     bon = StackelbergBestOfN(
         model, tokenizer, reward, n=args.samples, beta=1.0 / args.weight, transform="srs", selection="soft",
         max_new_tokens=args.max_new_tokens, batch_size=args.prompts, seed=args.seed, show_progress=False,

@@ -20,6 +20,7 @@ reward_s)`` isolates what the calibrator adds on top of the two unavoidable mode
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -60,29 +61,42 @@ def _reward_model_like(model, tokenizer, seed: int):
     return rm.eval()
 
 
-def run(args: BenchArgs) -> dict:
-    if min(args.prompts, args.samples, args.max_new_tokens) < 1:
-        raise ValueError("`prompts`, `samples` and `max_new_tokens` must all be >= 1.")
+@contextlib.contextmanager
+def intra_op_threads(threads: int):
+    """``torch.set_num_threads(threads)`` inside the block when ``threads > 0``, restored after."""
     previous = torch.get_num_threads()
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
+    if threads > 0:
+        torch.set_num_threads(threads)
     try:
-        return _run(args)
+        yield
     finally:
         torch.set_num_threads(previous)
 
 
-@torch.no_grad()
-def _run(args: BenchArgs) -> dict:
-    from ..calibration import ThresholdCalibrator, _chunk_seed
+def smollm2_with_reward(num_prompts: int, seed: int, reward_batch_size: int = 16):
+    """``(model, tokenizer, reward, prompts)``: SmolLM2, a same-size reward model, the first demo train prompts."""
     from ..defaults import load_smollm2
     from ..demo_assets import demo_prompts
     from ..rewards import HFRewardModel
 
     model, tokenizer = load_smollm2()
-    reward = HFRewardModel(_reward_model_like(model, tokenizer, args.seed), tokenizer, batch_size=16)
+    reward = HFRewardModel(_reward_model_like(model, tokenizer, seed), tokenizer, batch_size=reward_batch_size)
     pool = demo_prompts("train")
-    prompts = [pool[i % len(pool)] for i in range(args.prompts)]
+    return model, tokenizer, reward, [pool[i % len(pool)] for i in range(num_prompts)]
+
+
+def run(args: BenchArgs) -> dict:
+    if min(args.prompts, args.samples, args.max_new_tokens) < 1:
+        raise ValueError("`prompts`, `samples` and `max_new_tokens` must all be >= 1.")
+    with intra_op_threads(args.threads):
+        return _run(args)
+
+
+@torch.no_grad()
+def _run(args: BenchArgs) -> dict:
+    from ..calibration import ThresholdCalibrator, _chunk_seed
+
+    model, tokenizer, reward, prompts = smollm2_with_reward(args.prompts, args.seed)
     calibrator = ThresholdCalibrator(
         model, tokenizer, reward, num_samples=args.samples, max_new_tokens=args.max_new_tokens,
         chunk_size=args.prompts, seed=args.seed, show_progress=False,
