@@ -4,7 +4,6 @@ paper's tally, the resumable cache and the key-handling rules. Every test here r
 (tests/conftest.py): a judge on loopback is not the Hub and must work offline."""
 
 import json
-import os
 import socket
 import threading
 import time
@@ -14,7 +13,6 @@ import pytest
 
 from hf_stackshape.evaluation.judges import (
     PROTOCOLS,
-    Judgement,
     JudgeError,
     LLMJudge,
     RewardModelJudge,
@@ -27,7 +25,12 @@ from hf_stackshape.evaluation.text_stats import win_tie_summary
 from hf_stackshape.presets import get_preset
 from hf_stackshape.rewards import CallableReward
 
-KEY_VARS = ("OPENAI_API_KEY", "STACKSHAPE_JUDGE_API_KEY", "STACKSHAPE_JUDGE_BASE_URL", "STACKSHAPE_JUDGE_MODEL")
+KEY_VARS = (
+    "OPENAI_API_KEY",
+    "STACKSHAPE_JUDGE_API_KEY",
+    "STACKSHAPE_JUDGE_BASE_URL",
+    "STACKSHAPE_JUDGE_MODEL",
+)
 
 
 @pytest.fixture(autouse=True)
@@ -226,7 +229,9 @@ class _Endpoint:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self.thread.start()
 
     def authorizations(self):
@@ -300,7 +305,11 @@ def test_llm_judge_paper_tally_parse_failure_and_api_error_are_ties(endpoint, tm
     assert by_tag["OK"].ok and by_tag["OK"].winner in ("a", "b")
     # A reply that does not parse is a finished judgement: a tie without scores.
     assert by_tag["CHAT"].ok and not by_tag["CHAT"].parsed
-    assert (by_tag["CHAT"].winner, by_tag["CHAT"].score_a, by_tag["CHAT"].raw) == ("tie", None, "I like both answers.")
+    assert (by_tag["CHAT"].winner, by_tag["CHAT"].score_a, by_tag["CHAT"].raw) == (
+        "tie",
+        None,
+        "I like both answers.",
+    )
     assert by_tag["FLAKY"].ok and endpoint.counts["FLAKY"] == 3  # two 500s, then success
     for tag in ("E500", "JUNK", "NOCHOICES"):
         assert "gave up after 3 attempts" in by_tag[tag].error
@@ -345,7 +354,9 @@ def test_llm_judge_drop_policy_and_win_tie_scores_report_errors(endpoint):
 
 def test_llm_judge_timeout_and_dead_port(endpoint, tmp_path):
     start = time.monotonic()
-    slow = _fast_judge(endpoint.url, timeout=0.3, max_retries=1).compare(["SLOW q", "OK q"], ["a", "a"], ["b", "b"])
+    slow = _fast_judge(endpoint.url, timeout=0.3, max_retries=1).compare(
+        ["SLOW q", "OK q"], ["a", "a"], ["b", "b"]
+    )
     assert slow[0].error and "timed out" in slow[0].error and endpoint.counts["SLOW"] == 2
     assert slow[1].ok  # the finished comparison is kept
 
@@ -356,7 +367,9 @@ def test_llm_judge_timeout_and_dead_port(endpoint, tmp_path):
     dead = _fast_judge(dead_url, max_retries=2, on_error="raise", cache_file=tmp_path / "c.jsonl")
     with pytest.raises(JudgeError, match="2 of 2 judge comparisons failed, counted as ties") as info:
         dead.compare(["p1", "p2"], ["a", "a"], ["b", "b"])
-    assert all("gave up after 3 attempts" in j.error and "ConnectError" in j.error for j in info.value.judgements)
+    assert all(
+        "gave up after 3 attempts" in j.error and "ConnectError" in j.error for j in info.value.judgements
+    )
     assert not (tmp_path / "c.jsonl").exists()
     assert time.monotonic() - start < 60  # bounded retries; a hang would blow far past this
 
@@ -416,7 +429,9 @@ def test_cache_is_not_reused_across_settings_and_survives_a_torn_line(endpoint, 
 
 @pytest.mark.parametrize("concurrency", [1, 3])
 def test_concurrency_limit(endpoint, concurrency):
-    out = _fast_judge(endpoint.url, concurrency=concurrency).compare([f"WAIT {i}" for i in range(7)], ["a"] * 7, ["b"] * 7)
+    out = _fast_judge(endpoint.url, concurrency=concurrency).compare(
+        [f"WAIT {i}" for i in range(7)], ["a"] * 7, ["b"] * 7
+    )
     assert out.failures == [] and endpoint.counts["WAIT"] == 7
     assert endpoint.max_in_flight <= concurrency  # the limit holds...
     assert endpoint.max_in_flight > 1 or concurrency == 1  # ...and requests do run side by side
@@ -458,7 +473,9 @@ def test_openai_key_is_only_sent_to_openai(endpoint, monkeypatch):
     assert endpoint.authorizations()[1:] == ["Bearer sk-judge", "Bearer sk-explicit", None]
 
 
-@pytest.mark.parametrize("url", ["http://judge.example.com/v1", "http://10.0.0.5:8000/v1", "http://[2001:db8::1]/v1"])
+@pytest.mark.parametrize(
+    "url", ["http://judge.example.com/v1", "http://10.0.0.5:8000/v1", "http://[2001:db8::1]/v1"]
+)
 def test_no_key_over_plain_http_to_a_remote_host(url, monkeypatch):
     with pytest.raises(ValueError, match="clear text"):
         LLMJudge(base_url=url, api_key="sk-x")
@@ -470,7 +487,10 @@ def test_no_key_over_plain_http_to_a_remote_host(url, monkeypatch):
     LLMJudge(base_url=url.replace("http://", "https://"), api_key="sk-x")
 
 
-@pytest.mark.parametrize("url", ["http://127.0.0.1:8000/v1", "http://localhost:8000/v1", "http://127.0.0.5/v1", "http://[::1]:8000/v1"])
+@pytest.mark.parametrize(
+    "url",
+    ["http://127.0.0.1:8000/v1", "http://localhost:8000/v1", "http://127.0.0.5/v1", "http://[::1]:8000/v1"],
+)
 def test_key_over_plain_http_is_fine_on_loopback(url):
     assert LLMJudge(base_url=url, api_key="sk-x").client._api_key == "sk-x"
 
@@ -501,7 +521,17 @@ def test_cli_evaluate_with_llm_judge_reports_failures(endpoint, tmp_path, monkey
     ]
     source = tmp_path / "gen.jsonl"
     source.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    argv = ["evaluate", "--generations", str(source), "--judge", "llm", "--judge_model", "fake", "--baseline_method", "args"]
+    argv = [
+        "evaluate",
+        "--generations",
+        str(source),
+        "--judge",
+        "llm",
+        "--judge_model",
+        "fake",
+        "--baseline_method",
+        "args",
+    ]
     assert main(argv + ["--metrics", "win_tie", "--judge_max_retries", "1"]) == 0
     win_tie = json.loads((tmp_path / "gen.metrics.json").read_text())["methods"]["srs"]["win_tie"]
     assert (win_tie["total"], win_tie["ties"], win_tie["api_errors"]) == (2, 1, 1)  # the paper's tally
@@ -511,4 +541,8 @@ def test_cli_evaluate_with_llm_judge_reports_failures(endpoint, tmp_path, monkey
     assert len((tmp_path / "gen.judge_cache.jsonl").read_text().splitlines()) == 1
     assert main(argv + ["--metrics", "win_tie", "--judge_max_retries", "0", "--judge_api_error", "drop"]) == 0
     win_tie = json.loads((tmp_path / "gen.metrics.json").read_text())["methods"]["srs"]["win_tie"]
-    assert (win_tie["total"], win_tie["failed"], win_tie["failed_indices"]) == (1, 1, [2])  # row 2 of the file
+    assert (win_tie["total"], win_tie["failed"], win_tie["failed_indices"]) == (
+        1,
+        1,
+        [2],
+    )  # row 2 of the file

@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Union
 
 from ...rewards import RewardFunction
-from .base import Judge, Judgement, JudgeError, JudgementList
+from .base import Judge, JudgeError, Judgement, JudgementList
 from .llm_judge import LLMJudge
 from .protocol import JUDGE_SYSTEM_PROMPT, JUDGE_TEMPLATE, PROTOCOLS, JudgeProtocol, parse_scores
 from .reward_judge import RewardModelJudge

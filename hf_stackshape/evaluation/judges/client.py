@@ -140,7 +140,10 @@ class EndpointClient(InferenceClient):
             headers["authorization"] = f"Bearer {self._api_key}"
         try:
             response = self._http.post(
-                request_parameters.url, json=request_parameters.json, content=request_parameters.data, headers=headers
+                request_parameters.url,
+                json=request_parameters.json,
+                content=request_parameters.data,
+                headers=headers,
             )
         except httpx2.TimeoutException as err:
             raise InferenceTimeoutError(f"Judge request timed out: {request_parameters.url}") from err
@@ -172,7 +175,9 @@ class EndpointClient(InferenceClient):
         try:
             content = output.choices[0].message.content
         except (AttributeError, IndexError, KeyError, TypeError) as err:
-            raise RetryableError(f"malformed reply ({type(err).__name__}): no choices[0].message.content") from None
+            raise RetryableError(
+                f"malformed reply ({type(err).__name__}): no choices[0].message.content"
+            ) from None
         if not isinstance(content, str):
             raise RetryableError(f"malformed reply: message content is {type(content).__name__}")
         return content
@@ -208,7 +213,9 @@ class EndpointClient(InferenceClient):
                 if time.monotonic() - start + delay > max_time:
                     out_of_time = True
                     break
-                logger.info("Judge request failed (%s); retry %d/%d in %.1fs.", last, attempt + 1, max_retries, delay)
+                logger.info(
+                    "Judge request failed (%s); retry %d/%d in %.1fs.", last, attempt + 1, max_retries, delay
+                )
                 time.sleep(delay)
         limit = f" (max_time={max_time:g}s reached)" if out_of_time else ""
         raise RetryableError(f"gave up after {attempts} attempts{limit}: {last}")

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from transformers.utils import logging
 
 from ...presets import get_preset
-from .base import Judge, Judgement, JudgeError, JudgementList, winner_of
+from .base import Judge, JudgeError, Judgement, JudgementList, winner_of
 from .cache import JudgementCache
 from .client import DEFAULT_BASE_URL, EndpointClient, RetryableError, resolve_api_key
 from .protocol import get_protocol
@@ -112,7 +112,9 @@ class LLMJudge(Judge):
         base_url = (base_url or os.environ.get("STACKSHAPE_JUDGE_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
         parsed = urllib.parse.urlparse(base_url)
         if parsed.scheme not in ("http", "https") or not parsed.hostname:
-            raise ValueError(f"`base_url` must be an http(s) URL such as http://127.0.0.1:8000/v1, got {base_url!r}.")
+            raise ValueError(
+                f"`base_url` must be an http(s) URL such as http://127.0.0.1:8000/v1, got {base_url!r}."
+            )
         self.base_url = base_url
         self.model = model or os.environ.get("STACKSHAPE_JUDGE_MODEL") or "gpt-4.1"
         api_key = resolve_api_key(base_url, api_key)
@@ -121,13 +123,21 @@ class LLMJudge(Judge):
                 "The OpenAI judge needs an API key: set OPENAI_API_KEY (or pass api_key=), or point base_url / "
                 "STACKSHAPE_JUDGE_BASE_URL at your own OpenAI-compatible server."
             )
-        for name, value, minimum in (("max_tokens", max_tokens, 1), ("concurrency", concurrency, 1), ("max_retries", max_retries, 0)):
+        for name, value, minimum in (
+            ("max_tokens", max_tokens, 1),
+            ("concurrency", concurrency, 1),
+            ("max_retries", max_retries, 0),
+        ):
             if int(value) != value or int(value) < minimum:
                 raise ValueError(f"`{name}` must be an integer >= {minimum}, got {value!r}.")
         seconds = {"timeout": timeout, "backoff": backoff, "max_backoff": max_backoff, "max_time": max_time}
         for name, value in seconds.items():
-            if not (math.isfinite(float(value)) and float(value) >= 0) or (name == "timeout" and float(value) == 0):
-                raise ValueError(f"`{name}` must be a finite number of seconds >= 0 (timeout > 0), got {value!r}.")
+            if not (math.isfinite(float(value)) and float(value) >= 0) or (
+                name == "timeout" and float(value) == 0
+            ):
+                raise ValueError(
+                    f"`{name}` must be a finite number of seconds >= 0 (timeout > 0), got {value!r}."
+                )
         if not (math.isfinite(float(temperature)) and float(temperature) >= 0):
             raise ValueError(f"`temperature` must be a finite number >= 0, got {temperature!r}.")
         if api_error not in API_ERROR_POLICIES:
@@ -138,7 +148,11 @@ class LLMJudge(Judge):
         self.temperature = float(temperature)
         self.api_error = api_error
         self.max_tokens = int(max_tokens)
-        self.retry = {"max_retries": int(max_retries), "backoff": float(backoff), "max_backoff": float(max_backoff)}
+        self.retry = {
+            "max_retries": int(max_retries),
+            "backoff": float(backoff),
+            "max_backoff": float(max_backoff),
+        }
         self.retry["max_time"] = float(max_time)
         self.concurrency = int(concurrency)
         self.seed = int(seed)
@@ -199,7 +213,9 @@ class LLMJudge(Judge):
         if scores is None:
             return Judgement(winner="tie", raw=reply, parsed=False, swapped=swapped)
         score_a, score_b = (scores[1], scores[0]) if swapped else scores
-        return Judgement(winner=winner_of(score_a, score_b), score_a=score_a, score_b=score_b, raw=reply, swapped=swapped)
+        return Judgement(
+            winner=winner_of(score_a, score_b), score_a=score_a, score_b=score_b, raw=reply, swapped=swapped
+        )
 
     def _failed(self, prompt: str, answer_a: str, answer_b: str, error: Exception) -> Judgement:
         winner = "tie" if self.api_error == "tie" else None
@@ -212,9 +228,17 @@ class LLMJudge(Judge):
         done: Dict[str, Judgement] = self.cache.load() if self.cache is not None else {}
         todo = {k: i for i, k in reversed(list(enumerate(keys))) if k not in done}  # each comparison once
         if done and len(todo) < len(set(keys)):
-            logger.info("Judge cache %s: %d of %d comparisons already judged.", self.cache.path, len(set(keys)) - len(todo), len(set(keys)))
+            logger.info(
+                "Judge cache %s: %d of %d comparisons already judged.",
+                self.cache.path,
+                len(set(keys)) - len(todo),
+                len(set(keys)),
+            )
         pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="llm-judge")
-        futures = {pool.submit(self.judge_one, prompts[i], answers_a[i], answers_b[i]): (k, i) for k, i in todo.items()}
+        futures = {
+            pool.submit(self.judge_one, prompts[i], answers_a[i], answers_b[i]): (k, i)
+            for k, i in todo.items()
+        }
         bar = tqdm(total=len(futures), desc="judge", disable=not self.show_progress, leave=False)
         try:
             for future in as_completed(futures):
@@ -241,7 +265,9 @@ class LLMJudge(Judge):
         if failures:
             shown = ", ".join(f"#{i}: {e}" for i, e in failures[:3])
             more = ", ..." if len(failures) > 3 else ""
-            counted = "counted as ties (the paper's tally)" if self.api_error == "tie" else "left out of the tally"
+            counted = (
+                "counted as ties (the paper's tally)" if self.api_error == "tie" else "left out of the tally"
+            )
             message = f"{len(failures)} of {len(out)} judge comparisons failed, {counted} ({shown}{more})."
             if self.on_error == "raise":
                 raise JudgeError(message, out)
