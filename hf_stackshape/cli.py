@@ -159,7 +159,8 @@ def build_parser(command: str, module) -> Tuple[argparse.ArgumentParser, set]:
             "--help-all", "--help_all", action="store_true", help="Also show the transformers.TrainingArguments options."
         )
     group.add_argument("--config", metavar="FILE", help="JSON/YAML file of option values; flags override them.")
-    group.add_argument("--preset", metavar="NAME", help="Named settings, e.g. 'paper' (the authors' scripts).")
+    if "preset" not in {a.dest for a in parser._actions}:  # else the command's own `preset` field is the flag
+        group.add_argument("--preset", metavar="NAME", help="Named settings, e.g. 'paper' (the authors' scripts).")
     for action in group._group_actions:
         action._stackshape_no_default = True
     return parser, trainer_only

@@ -389,9 +389,8 @@ def _best_of_n(model, tokenizer, prompts, method, reward, settings, num_samples,
     options = {key: settings[key] for key in ("beta", "bound", "alpha")}
     if do_sample:
         options.update(temperature=temperature, top_p=top_p)
-    bon = StackelbergBestOfN(
-        model, tokenizer, reward, n=int(num_samples), transform=method.transform, selection=method.selection,
-        max_new_tokens=int(max_new_tokens), batch_size=int(batch_size), seed=int(seed), chat_template=chat_template,
-        show_progress=show_progress, **options,
+    bon = StackelbergBestOfN.from_method(
+        method, model, tokenizer, reward, n=int(num_samples), max_new_tokens=int(max_new_tokens),
+        batch_size=int(batch_size), seed=int(seed), chat_template=chat_template, show_progress=show_progress, **options,
     )
     return bon.generate(list(prompts), on_batch=on_batch).responses

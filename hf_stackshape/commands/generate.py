@@ -2,149 +2,271 @@
 
 Examples:
 
-    stackshape generate --prompts prompts.jsonl --method srs-args --reward_model demo --output_file out.jsonl
-    stackshape generate --prompts prompts.jsonl --method srs-cd --qhead runs/qhead-srs --output_file out.jsonl
+    stackshape generate --prompts prompts.jsonl --method srs-args --reward_model demo --output_file srs.jsonl
+    stackshape generate --prompts prompts.jsonl --method srs-cd --qhead runs/qhead-srs --output_file cd.jsonl
+    stackshape generate --preset paper --prompts prompts.jsonl --method srs-args --output_file paper.jsonl
 
-Responses are appended to OUTPUT_FILE batch by batch (one JSON object per line: id, prompt, response, method,
-weight); rerunning the same command skips the prompts already answered.
+Each response is a JSON line holding the prompt, the response and every setting that made it (method, the
+guidance weight actually used, k, bound, alpha, beta, threshold source, model, reward, seed, max_new_tokens,
+sampling), so files can be compared and combined by ``stackshape evaluate``. Responses are appended batch by
+batch; rerunning the same command resumes. The settings, the model, tokenizer and reward identities are kept
+in ``OUTPUT_FILE.run.json``: a rerun with other settings stops and names them (``--overwrite`` starts over).
 """
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Any, Dict, List, Optional
 
-from ._common import EvalPromptSourceArguments
+from ._common import TRUST_REMOTE_CODE_HELP, EvalPromptSourceArguments
 
 DESCRIPTION = __doc__.strip().splitlines()[0]
+
+#: Components of :mod:`hf_stackshape.presets` that ``--preset`` applies (see :mod:`hf_stackshape.cli`): the ARGS
+#: and CD settings (chosen per method; ``--weight`` left unset takes the preset's value for the method's decoder)
+#: and the generation length.
+PRESET_COMPONENTS = ("args", "cd", "generation")
 
 
 @dataclass
 class GenerateArguments(EvalPromptSourceArguments):
     output_file: str = field(default="generations.jsonl", metadata={"help": "JSONL file the responses go to."})
+    overwrite: bool = field(
+        default=False, metadata={"help": "Delete OUTPUT_FILE's earlier run (made with other settings) and start over."}
+    )
     method: str = field(
         default="srs-args",
         metadata={
-            "help": "base | args | srs-args | minmax-args | meanstd-args | meansoft-args | hard-args | cd | srs-cd | "
-            "bon | soft-bon | srs-bon"
+            "help": "base | args | srs-args | minmax-args | meanstd-args | meansoft-args | cap-args | hard-args | cd | "
+            "srs-cd | bon | soft-bon | srs-bon"
         },
     )
-    model: Optional[str] = field(default=None, metadata={"help": "Base model path / Hub id (default: embedded SmolLM2)."})
-    reward_model: str = field(
-        default="demo", metadata={"help": "ARGS reward: 'demo' (bundled RM), 'vader', 'length', 'module:fn' or an RM path / Hub id."}
+    model: Optional[str] = field(
+        default=None, metadata={"help": "Base model path / Hub id (default: the embedded SmolLM2-135M-Instruct)."}
     )
+    reward_model: str = field(
+        default="demo",
+        metadata={
+            "help": "ARGS / best-of-N reward: 'demo' (the bundled RM), 'vader', 'length', 'module:function' (with "
+            "--trust_remote_code) or an RM path / Hub id. The demo RM guides; VADER is the demo's independent judge."
+        },
+    )
+    trust_remote_code: bool = field(default=False, metadata={"help": TRUST_REMOTE_CODE_HELP})
     qhead: Optional[str] = field(default=None, metadata={"help": "CD: a saved Q-head folder or Hub id (QHeadModel)."})
-    weight: Optional[float] = field(default=None, metadata={"help": "Guidance weight lambda = 1/beta (ARGS 0.5, CD 1.5)."})
-    k: int = field(default=10, metadata={"help": "Candidates per step (top-k of the base model)."})
+    weight: Optional[float] = field(
+        default=None,
+        metadata={"help": "Guidance weight lambda = 1/beta (default: the method's, ARGS 0.5, CD 1.5, or the preset's)."},
+    )
+    k: Optional[int] = field(default=None, metadata={"help": "Candidates per step, top-k of the base model (default 10)."})
     num_samples: int = field(default=8, metadata={"help": "Best-of-N methods: samples N per prompt (beta = 1/weight)."})
-    bound: Optional[float] = field(default=None, metadata={"help": "Reward bound B for shaped transforms (ARGS default 12)."})
-    alpha: Optional[float] = field(default=None, metadata={"help": "SRS sigmoid sharpness (ARGS default 1.5)."})
+    bound: Optional[float] = field(default=None, metadata={"help": "ARGS: reward bound B of shaped transforms (default 12)."})
+    alpha: Optional[float] = field(default=None, metadata={"help": "ARGS: SRS sigmoid sharpness (default 1.5)."})
+    beta: Optional[float] = field(default=None, metadata={"help": "ARGS: KL strength in the threshold (default 1/weight)."})
+    cd_temperature: Optional[float] = field(
+        default=None, metadata={"help": "CD: temperature of the base log-probs it ranks (default 0.7)."}
+    )
     thresholds_from: Optional[str] = field(
         default=None, metadata={"help": "Calibration output dir: use its per-prompt m*(x) for srs-args instead of per-step thresholds."}
     )
-    max_new_tokens: int = field(default=64, metadata={"help": "Tokens to generate per response."})
+    max_new_tokens: int = field(default=128, metadata={"help": "Tokens to generate per response (the authors' ARGS length)."})
+    max_prompt_length: Optional[int] = field(
+        default=None,
+        metadata={
+            "help": "Prompt tokens kept; longer prompts lose their start, with a warning (default: the model's "
+            "context minus max_new_tokens)."
+        },
+    )
     batch_size: int = field(default=8, metadata={"help": "Prompts per generate call."})
     do_sample: bool = field(default=False, metadata={"help": "Sample (stochastic ARGS / CD) instead of greedy."})
     temperature: float = field(default=1.0, metadata={"help": "Sampling temperature (with --do_sample)."})
     seed: int = field(default=0, metadata={"help": "Random seed (with --do_sample)."})
     dtype: str = field(default="float32", metadata={"help": "float32, bfloat16 or float16."})
+    preset: Optional[str] = field(
+        default=None, metadata={"help": "Named settings, e.g. 'paper' (the authors' scripts); explicit options win."}
+    )
 
 
-def _done_ids(path: Path, prompts) -> int:
-    """How many leading prompts OUTPUT_FILE already answers (a torn last line is dropped)."""
-    if not path.is_file():
-        return 0
-    done = 0
-    with open(path, "rb") as handle:
-        for line in handle:
-            try:
-                row = json.loads(line)
-            except ValueError:
-                break
-            if done >= len(prompts) or row.get("prompt") != prompts[done]:
-                raise ValueError(
-                    f"{path} holds answers to other prompts (line {done + 1}); pass a new --output_file or delete it."
-                )
-            done += 1
-    return done
+#: Row keys that are not settings.
+ROW_FIELDS = ("id", "prompt", "response")
+
+
+def _read_rows(path: Path) -> List[dict]:
+    """The finished rows of OUTPUT_FILE; a line that is not a JSON object is an error naming the line."""
+    from ..io import _jsonl_lines
+
+    rows = []
+    for number, row in _jsonl_lines(path, complete_lines_only=True):
+        if not isinstance(row, dict) or not all(key in row for key in ROW_FIELDS):
+            kind = "an object without id/prompt/response" if isinstance(row, dict) else f"a JSON {type(row).__name__}"
+            raise ValueError(
+                f"{path}: line {number} is {kind}, not a generation row; fix or delete that line, or start over "
+                "with --overwrite."
+            )
+        rows.append(row)
+    return rows
+
+
+def _done_count(path: Path, rows: List[dict], prompts: List[str]) -> int:
+    """How many leading prompts the rows answer (they must answer the first prompts, in order)."""
+    for i, row in enumerate(rows):
+        if i >= len(prompts) or row["prompt"] != prompts[i]:
+            raise ValueError(
+                f"{path}: line {i + 1} answers another prompt than prompt {i} of this run; the file belongs to "
+                "another prompt list. Pass a new --output_file, or --overwrite to start over."
+            )
+    return len(rows)
+
+
+def _model_name(args: GenerateArguments) -> str:
+    if args.model is None or str(args.model).lower() in ("smollm2", "default"):
+        return "smollm2"
+    return str(args.model)
+
+
+def row_settings(args: GenerateArguments, method, decoder: Dict[str, Any], qhead=None) -> Dict[str, Any]:
+    """Everything that made a row, flat (the keys :mod:`hf_stackshape.commands.evaluate` groups rows by)."""
+    settings: Dict[str, Any] = {"method": method.label, "weight": decoder["weight"], "k": decoder.get("k")}
+    if method.decoder == "cd" and qhead is not None:
+        shaping = dict(getattr(qhead.config, "shaping", {}) or {})
+        settings.update(bound=shaping.get("bound"), alpha=shaping.get("alpha"), beta=shaping.get("beta"))
+        settings["threshold_source"] = "qhead" if method.transform != "raw" else None
+        settings["reward"] = getattr(qhead.config, "reward_model_name_or_path", None)
+        settings["qhead"] = str(args.qhead)
+    else:
+        settings.update(bound=decoder.get("bound"), alpha=decoder.get("alpha"), beta=decoder.get("beta"))
+        if method.decoder in ("args", "bon"):
+            settings["threshold_source"] = (
+                f"calibration:{os.path.abspath(args.thresholds_from)}" if args.thresholds_from else "per-step"
+            )
+            settings["reward"] = str(args.reward_model)
+        else:
+            settings["threshold_source"] = None
+            settings["reward"] = None
+        settings["qhead"] = None
+    if method.decoder == "args":
+        settings.update(safeguards=decoder.get("safeguards"), rm_input=decoder.get("rm_input"), cap=decoder.get("cap"))
+    if method.decoder == "cd":
+        settings["cd_temperature"] = decoder.get("temperature")
+    if method.decoder == "bon":
+        settings["num_samples"] = int(args.num_samples)
+    settings.update(
+        model=_model_name(args),
+        seed=int(args.seed),
+        max_new_tokens=int(args.max_new_tokens),
+        do_sample=bool(args.do_sample),
+        temperature=float(args.temperature) if args.do_sample else None,
+        preset=args.preset,
+    )
+    return settings
+
+
+def _load_thresholds(folder: str, prompts: List[str]):
+    import datasets
+    import torch
+
+    path = Path(folder) / "dataset"
+    if not path.is_dir():
+        raise FileNotFoundError(f"No calibrated dataset at {path}; run `stackshape calibrate --output_dir {folder}` first.")
+    calib = datasets.load_from_disk(str(path))
+    by_prompt = dict(zip(calib["prompt"], calib["threshold"]))
+    missing = [p for p in prompts if p not in by_prompt]
+    if missing:
+        raise ValueError(f"{len(missing)} prompts have no threshold in {folder} (first: {missing[0][:60]!r}).")
+    return torch.tensor([by_prompt[p] for p in prompts], dtype=torch.float32)
+
+
+def load_qhead(path: str, model):
+    """A Q-head by folder or Hub id, sharing ``model`` as backbone when it is the head's; clear error on a typo."""
+    from ..qhead.modeling_qhead import QHeadModel
+    from ..rewards import not_found_error
+
+    try:
+        return QHeadModel.from_pretrained(path, backbone=model if _same_backbone(path, model) else None)
+    except (OSError, ValueError) as err:
+        if os.path.exists(os.path.expanduser(path)):
+            raise
+        raise not_found_error("Q-head", path, err) from None
 
 
 def run(args: GenerateArguments) -> int:
-    import torch
-
-    from ..generation import generate_responses, parse_method
-    from ..io import atomic_write_bytes
+    from ..generation import decoder_settings, generate_responses, parse_method
+    from ..io import append_jsonl
+    from ..runs import model_fingerprint, open_run, reward_fingerprint, tokenizer_fingerprint
     from ._common import load_base_model, load_reward_spec
 
     method = parse_method(args.method)
+    if args.thresholds_from and not (method.decoder == "args" and method.transform == "srs"):
+        raise ValueError(f"--thresholds_from is for srs-args (per-prompt m*(x)); method {args.method!r} does not use it.")
+    if method.decoder == "cd" and not args.qhead:
+        raise ValueError(f"Method {args.method!r} needs --qhead (a Q-head folder from `stackshape train-qhead`).")
     prompts = args.load_prompts()
-    out_path = Path(args.output_file)
-    done = _done_ids(out_path, prompts)
-    if done == len(prompts):
-        print(f"All {done} prompts already answered in {out_path}.")
-        return 0
-    # Drop a torn last line before appending.
-    if out_path.is_file():
-        atomic_write_bytes(out_path, b"".join(out_path.read_bytes().splitlines(keepends=True)[:done]))
-    model, tokenizer = load_base_model(args.model, args.dtype)
-    device = next(model.parameters()).device
-    reward = load_reward_spec(args.reward_model, args.dtype, str(device)) if method.decoder in ("args", "bon") else None
-    qheads = None
-    if method.decoder == "cd":
-        if not args.qhead:
-            raise ValueError(f"Method {args.method!r} needs --qhead (a Q-head folder from `stackshape train-qhead`).")
-        from ..qhead.modeling_qhead import QHeadModel
-
-        qhead = QHeadModel.from_pretrained(args.qhead, backbone=model if _same_backbone(args.qhead, model) else None)
-        qheads = {method.transform: qhead}
-    thresholds = None
-    if args.thresholds_from:
-        import datasets
-
-        folder = Path(args.thresholds_from) / "dataset"
-        if not folder.is_dir():
-            raise FileNotFoundError(f"No calibrated dataset at {folder}; run `stackshape calibrate --output_dir {args.thresholds_from}` first.")
-        calib = datasets.load_from_disk(str(folder))
-        by_prompt = dict(zip(calib["prompt"], calib["threshold"]))
-        missing = [p for p in prompts if p not in by_prompt]
-        if missing:
-            raise ValueError(f"{len(missing)} prompts have no threshold in {args.thresholds_from} (first: {missing[0][:60]!r}).")
-        thresholds = torch.tensor([by_prompt[p] for p in prompts[done:]], dtype=torch.float32)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-
-    def write(start, responses):
-        with open(out_path, "a", encoding="utf-8") as handle:
-            for i, response in enumerate(responses):
-                idx = done + start + i
-                row = {"id": idx, "prompt": prompts[idx], "response": response, "method": method.label, "weight": args.weight}
-                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-
-    generate_responses(
-        model,
-        tokenizer,
-        prompts[done:],
-        method=method,
-        reward=reward,
-        qheads=qheads,
-        weight=args.weight,
-        k=args.k,
-        bound=args.bound,
-        alpha=args.alpha,
-        thresholds=thresholds,
-        num_samples=args.num_samples,
-        max_new_tokens=args.max_new_tokens,
-        batch_size=args.batch_size,
-        do_sample=args.do_sample,
-        temperature=args.temperature,
-        seed=args.seed,
-        on_batch=write,
+    decoder = decoder_settings(
+        method, args.preset, weight=args.weight, k=args.k, bound=args.bound, alpha=args.alpha, beta=args.beta,
+        temperature=args.cd_temperature,
     )
-    print(f"Wrote {len(prompts)} responses ({method.label}) to {out_path}")
+    model, tokenizer = load_base_model(args.model, args.dtype)
+    device = str(next(model.parameters()).device)
+    reward = None
+    if method.decoder in ("args", "bon"):
+        reward = load_reward_spec(args.reward_model, args.dtype, device, trust_remote_code=args.trust_remote_code)
+    qhead = load_qhead(args.qhead, model) if method.decoder == "cd" else None
+    settings = row_settings(args, method, decoder, qhead)
+    fingerprint = {
+        "settings": settings,
+        "model": model_fingerprint(model),
+        "tokenizer": tokenizer_fingerprint(tokenizer),
+        "reward": reward_fingerprint(reward) if reward is not None else None,
+        "qhead": model_fingerprint(qhead.head if hasattr(qhead, "head") else qhead) if qhead is not None else None,
+        "max_prompt_length": args.max_prompt_length,
+        "top_p": 1.0,
+    }
+    out_path = Path(args.output_file)
+    with open_run(out_path, fingerprint, kind="generate", overwrite=args.overwrite, single_file=True):
+        rows = _read_rows(out_path) if out_path.is_file() else []
+        done = _done_count(out_path, rows, prompts)
+        if done == len(prompts):
+            print(f"All {done} prompts already answered in {out_path} ({method.label}, weight {settings['weight']:g}).")
+            return 0
+        if done:
+            print(f"Resuming {out_path}: {done} of {len(prompts)} prompts already answered.")
+        thresholds = _load_thresholds(args.thresholds_from, prompts)[done:] if args.thresholds_from else None
+
+        def write(start, responses):
+            append_jsonl(
+                out_path,
+                [
+                    {"id": done + start + i, "prompt": prompts[done + start + i], "response": response, **settings}
+                    for i, response in enumerate(responses)
+                ],
+            )
+
+        generate_responses(
+            model,
+            tokenizer,
+            prompts[done:],
+            method=method,
+            reward=reward,
+            qheads={method.transform: qhead} if qhead is not None else None,
+            weight=args.weight,
+            k=args.k,
+            bound=args.bound,
+            alpha=args.alpha,
+            beta=args.beta,
+            cd_temperature=args.cd_temperature,
+            thresholds=thresholds,
+            num_samples=args.num_samples,
+            max_new_tokens=args.max_new_tokens,
+            max_prompt_length=args.max_prompt_length,
+            batch_size=args.batch_size,
+            do_sample=args.do_sample,
+            temperature=args.temperature,
+            seed=args.seed,
+            preset=args.preset,
+            on_batch=write,
+        )
+    print(f"Wrote {len(prompts) - done} responses ({method.label}, weight {settings['weight']:g}) to {out_path}")
     return 0
 
 
