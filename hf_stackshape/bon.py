@@ -308,6 +308,29 @@ class StackelbergBestOfN:
         self.show_progress = show_progress
         self.generation_kwargs = {k: v for k, v in generation_kwargs.items() if v is not None}
 
+    @classmethod
+    def from_method(cls, method, model, tokenizer, reward, weight: Optional[float] = None, **kwargs):
+        """Build the best-of-N of a method name: ``"bon"`` (raw, argmax), ``"soft-bon"`` (raw, soft),
+        ``"srs-bon"`` or ``"<transform>-bon"`` (soft), with ``beta = 1 / weight`` (weight 0: a uniform choice).
+
+        Examples:
+
+        ```python
+        >>> bon = StackelbergBestOfN.from_method("srs-bon", model, tokenizer, reward, weight=2.0, n=8)  # doctest: +SKIP
+        >>> out = bon.generate(prompts)  # doctest: +SKIP
+        ```
+        """
+        from .generation import parse_method
+
+        parsed = parse_method(method) if isinstance(method, str) else method
+        if parsed.decoder != "bon":
+            raise ValueError(f"{method!r} is not a best-of-N method; use 'bon', 'soft-bon', 'srs-bon' or '<transform>-bon'.")
+        if weight is not None:
+            if not weight >= 0:
+                raise ValueError(f"`weight` (1/beta) must be >= 0, got {weight!r}.")
+            kwargs["beta"] = math.inf if weight == 0 else 1.0 / float(weight)
+        return cls(model, tokenizer, reward, transform=parsed.transform, selection=parsed.selection, **kwargs)
+
     # ------------------------------------------------------------------------------------ pure selection
 
     def select(

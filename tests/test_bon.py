@@ -204,6 +204,10 @@ def test_methods_registered_and_dispatched(tiny_lm, tokenizer):
     assert got == direct.responses
     with pytest.raises(ValueError, match="reward"):
         generate_responses(tiny_lm, tokenizer, prompts, method="bon", num_samples=2, max_new_tokens=2)
+    with pytest.raises(ValueError, match="not a best-of-N method"):
+        StackelbergBestOfN.from_method("srs-args", tiny_lm, tokenizer, reward)
+    uniform = StackelbergBestOfN.from_method("soft-bon", tiny_lm, tokenizer, reward, weight=0.0, n=3)
+    assert uniform.inverse_beta == 0.0 and uniform.selection == "soft" and uniform.transform.name == "raw"
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

@@ -9,7 +9,14 @@ import pytest
 import torch
 
 from hf_stackshape.bon import BON_SAFEGUARDS
-from hf_stackshape.evaluation.utility import follower_utility, plot_utility, utility_from_dataset, utility_table
+from hf_stackshape.evaluation.utility import (
+    follower_utility,
+    plot_utility,
+    score_samples,
+    utility_from_dataset,
+    utility_table,
+)
+from hf_stackshape.rewards import CallableReward
 from hf_stackshape.shaping import solve_threshold
 
 
@@ -137,6 +144,9 @@ def test_evaluate_module_dataset_and_plot(tmp_path):
     )
     from_ds = utility_from_dataset(ds, betas=[2.0, 0.5], gold_column="gold", transforms=["raw", "srs", "hard"])
     assert from_ds == direct
+    # A gold column scored from the responses themselves.
+    scored = score_samples(ds.remove_columns("gold"), CallableReward(lambda p, r: float(len(p + r))), column="gold")
+    assert scored["gold"] == [[2.0] * 3] * 3 and scored.column_names[-1] == "gold"
     with pytest.raises(ValueError, match="no 'nope' column"):
         utility_from_dataset(ds, betas=[1.0], rewards_column="nope")
     path = plot_utility(direct, tmp_path / "utility.png", title="toy")

@@ -35,6 +35,7 @@ __all__ = [
     "rewards_matrix",
     "utility_table",
     "utility_from_dataset",
+    "score_samples",
     "plot_utility",
 ]
 
@@ -203,6 +204,35 @@ def utility_from_dataset(dataset, betas: Sequence[float], rewards_column: str = 
             raise ValueError(f"The dataset has no {column!r} column; its columns are {columns}.")
     gold = dataset[gold_column] if gold_column else None
     return utility_table(dataset[rewards_column], betas, gold_rewards=gold, **kwargs)
+
+
+def score_samples(dataset, reward, column: str = "gold_rewards", prompt_column: str = "prompt",
+                  responses_column: str = "responses"):
+    """Add ``column``: another reward of each row's ``N`` responses (e.g. a gold reward of the calibrator's samples).
+
+    An :class:`~hf_stackshape.rewards.HFRewardModel` encodes each prompt's prefix once (``score_grouped``); any
+    other reward (a callable, ``"vader"`` through :func:`~hf_stackshape.rewards.load_reward`) scores the pairs.
+
+    Examples:
+
+    ```python
+    >>> from hf_stackshape.rewards import CallableReward
+    >>> calibration = score_samples(calibration, CallableReward(lambda r: len(r)))  # doctest: +SKIP
+    >>> utility_from_dataset(calibration, betas=[1.0], gold_column="gold_rewards")  # doctest: +SKIP
+    ```
+    """
+    from ..bon import _score_groups
+    from ..rewards import load_reward
+
+    reward = load_reward(reward)
+    prompts, groups = list(dataset[prompt_column]), [list(g) for g in dataset[responses_column]]
+    sizes = sorted({len(g) for g in groups})
+    if len(sizes) != 1 or sizes[0] < 1:
+        raise ValueError(f"Every row needs the same number N >= 1 of responses, got sizes {sizes}.")
+    values = _score_groups(reward, prompts, groups).tolist()
+    if column in dataset.column_names:
+        dataset = dataset.remove_columns(column)
+    return dataset.add_column(column, values)
 
 
 def plot_utility(table: Sequence[Dict[str, object]], path, title: str = "") -> Path:
