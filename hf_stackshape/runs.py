@@ -223,6 +223,14 @@ class _Processes:
         if self.world > 1:
             self._dist.barrier()
 
+    def gather(self, obj: Any) -> List[Any]:
+        """Every rank's ``obj``, on every rank."""
+        if self.world == 1:
+            return [obj]
+        out: List[Any] = [None] * self.world
+        self._dist.all_gather_object(out, obj)
+        return out
+
     def broadcast(self, obj: Any) -> Any:
         """Rank 0's ``obj`` on every rank."""
         if self.world == 1:
@@ -534,6 +542,14 @@ class open_run:  # noqa: N801 - used as a function: ``with open_run(...) as run`
             if "error" in outcome:
                 raise outcome["error"]
             run.resumed = bool(outcome["resumed"])
+        digests = procs.gather(run.digest)
+        if len(set(digests)) > 1:
+            run._release()
+            ranks = [r for r, d in enumerate(digests) if d != digests[0]]
+            raise RunMismatchError(
+                f"Ranks {ranks} opened {path} with other settings than rank 0; every rank must load the same "
+                "model, reward and settings (check the launch command)."
+            )
         if run.resumed and procs.is_main:
             logger.info("Resuming the %s run in %s (same settings).", kind, path)
         self.run = run

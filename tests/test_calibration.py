@@ -71,7 +71,7 @@ def test_samples_pairing_and_thresholds_match_a_plain_reference(make, tiny_lm, t
                                                add_generation_prompt=True) for p in chunk]
         enc = tokenizer(texts, padding=True, add_special_tokens=False, return_tensors="pt")
         torch.manual_seed(_chunk_seed(0, k))
-        out = tiny_lm.generate(**enc, do_sample=True, temperature=0.7, top_p=0.9, top_k=0, max_new_tokens=6,
+        out = tiny_lm.generate(**enc, do_sample=True, temperature=0.7, top_p=0.9, max_new_tokens=6,
                                num_return_sequences=3, pad_token_id=tokenizer.pad_token_id)
         expected = tokenizer.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
         for i in range(len(chunk)):
@@ -296,3 +296,155 @@ def test_cli_bad_input_is_one_clear_line(tmp_path, capsys):
     assert "no string field 'prompt'" in run("--prompts", str(tmp_path / "q.jsonl"), *out)
     assert "--output_dir" in run("--prompts", str(tmp_path / "q.jsonl"), "--column", "text")
     assert "beta" in run("--prompts", str(tmp_path / "q.jsonl"), "--beta", "0", *out)
+
+
+def test_sampling_inherits_the_models_generation_config(make, tiny_lm):
+    tiny_lm.generation_config.top_k = 3
+    tiny_lm.generation_config.repetition_penalty = 1.2
+    inherited = make().generation_config()
+    assert inherited.top_k == 3 and inherited.repetition_penalty == 1.2
+    assert inherited.temperature == 0.7 and inherited.num_return_sequences == 3 and inherited.do_sample
+    assert make(top_k=0).generation_config().top_k == 0 and make(top_k=7).generation_config().top_k == 7
+    with pytest.raises(ValueError, match="top_k"):
+        CalibrationConfig(top_k=-1)
+
+
+def test_paper_preset():
+    from hf_stackshape.presets import get_preset
+
+    paper = CalibrationConfig.from_preset("paper")
+    for key, value in get_preset("paper", "calibration").items():
+        assert getattr(paper, key) == value
+    assert CalibrationConfig.from_preset("paper", num_samples=2, seed=3).num_samples == 2
+    with pytest.raises(ValueError, match="Unknown calibration settings"):
+        CalibrationConfig.from_preset("paper", temprature=1.0)
+    with pytest.raises(ValueError, match="Unknown preset"):
+        CalibrationConfig.from_preset("nope")
+
+
+def _write_reward_modules(folder, monkeypatch):
+    for name, factor in (("rewards_a", 1.0), ("rewards_b", -1.0)):
+        (folder / f"{name}.py").write_text(f"def score(response):\n    return {factor} * len(response)\n")
+    monkeypatch.syspath_prepend(str(folder))
+
+
+def test_changed_model_reward_or_generation_config_is_refused_naming_the_key(
+    make, tiny_lm, tmp_path, monkeypatch
+):
+    from hf_stackshape.rewards import load_reward
+    from hf_stackshape.runs import RunMismatchError
+
+    _write_reward_modules(tmp_path, monkeypatch)
+    out = tmp_path / "run"
+    make(reward=load_reward("rewards_a:score", trust_remote_code=True)).calibrate(PROMPTS[:2], output_dir=out)
+    # Another module's function of the same name is another reward.
+    with pytest.raises(RunMismatchError, match=r"reward\.fn\.module: 'rewards_a' -> 'rewards_b'"):
+        make(reward=load_reward("rewards_b:score", trust_remote_code=True)).calibrate(PROMPTS[:2], output_dir=out)
+    # The model's generation_config shapes the samples.
+    tiny_lm.generation_config.repetition_penalty = 1.3
+    with pytest.raises(RunMismatchError, match=r"model\.generation_config\.repetition_penalty: '<missing>' -> 1\.3"):
+        make(reward=load_reward("rewards_a:score", trust_remote_code=True)).calibrate(PROMPTS[:2], output_dir=out)
+    tiny_lm.generation_config.repetition_penalty = None
+    # Other weights under the same name are another model.
+    original = tiny_lm.lm_head.weight.detach().clone()
+    with torch.no_grad():
+        tiny_lm.lm_head.weight.view(-1)[5] += 1.0
+    with pytest.raises(RunMismatchError, match=r"model\.weights: '\w+' -> '\w+'.*--overwrite"):
+        make(reward=load_reward("rewards_a:score", trust_remote_code=True)).calibrate(PROMPTS[:2], output_dir=out)
+    with torch.no_grad():
+        tiny_lm.lm_head.weight.copy_(original)
+    cal = make(reward=load_reward("rewards_a:score", trust_remote_code=True))
+    cal.calibrate(PROMPTS[:2], output_dir=out)  # the very same settings resume
+    assert cal.last_run["computed"] == [] and cal.last_run["reused"] == [0]
+
+
+def test_overwrite_removes_the_whole_old_run(make, tmp_path):
+    out = tmp_path / "run"
+    make().calibrate(PROMPTS, output_dir=out)
+    assert {"dataset", "calibration.jsonl", "run.json", "chunk-00002.json"} <= set(p.name for p in out.iterdir())
+    (out / "notes-from-the-old-run.txt").write_text("old")
+    fresh = make(num_samples=2, overwrite=True)
+    ds = fresh.calibrate(PROMPTS[:2], output_dir=out)
+    assert fresh.last_run["computed"] == [0]
+    # Only the new run's files: no chunk 1 or 2, no old notes, the new dataset and manifest.
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["calibration.jsonl", "calibration_config.json", "chunk-00000.json", "chunk-00000.jsonl",
+                     "dataset", "run.json"]
+    manifest = json.loads((out / "run.json").read_text())
+    assert manifest["fingerprint"]["sampling"]["num_samples"] == 2 and manifest["kind"] == "calibrate"
+    assert len(json.loads((out / "calibration.jsonl").read_text().splitlines()[0])["responses"]) == 2
+    assert len(ds[0]["responses"]) == 2 and sorted(p.name for p in tmp_path.iterdir()) == [".run.lock", "run"]
+
+
+def test_kill_between_chunk_data_and_sidecar_and_inside_a_temp_write_resumes(make, tmp_path, monkeypatch):
+    from hf_stackshape.calibration import store as store_module
+
+    reference = make().calibrate(PROMPTS).to_list()
+    out = tmp_path / "run"
+    real_write_json = store_module.atomic_write_json
+    calls = []
+
+    def killed_before_sidecar_of_chunk_1(path, obj):
+        calls.append(path.name)
+        if path.name == "chunk-00001.json":
+            raise KeyboardInterrupt  # the process dies after the data, before its sidecar
+        real_write_json(path, obj)
+
+    monkeypatch.setattr(store_module, "atomic_write_json", killed_before_sidecar_of_chunk_1)
+    with pytest.raises(KeyboardInterrupt):
+        make().calibrate(PROMPTS, output_dir=out)
+    monkeypatch.undo()
+    assert (out / "chunk-00001.jsonl").is_file() and not (out / "chunk-00001.json").exists()
+    # A kill inside the next temp write: a half-written hidden temp file, never read as a chunk.
+    (out / ".chunk-00002.jsonl.k1ll3d.tmp").write_bytes(b'{"prompt_index": 4, "prompt": "Why')
+    # Data without its sidecar, with other content than a fresh sample would give, must not be trusted.
+    (out / "chunk-00001.jsonl").write_text('{"prompt_index": 2, "prompt": "Hello there", "rewards": [9]}\n')
+    cal = make()
+    resumed = cal.calibrate(PROMPTS, output_dir=out)
+    assert cal.last_run["reused"] == [0] and cal.last_run["computed"] == [1, 2]
+    assert resumed.to_list() == reference
+    assert not list(out.glob("*.tmp")) and not list(out.glob(".*.tmp"))
+
+
+def test_a_second_concurrent_calibration_refuses(make, tmp_path):
+    from hf_stackshape.runs import RunLockedError, open_run
+
+    out = tmp_path / "run"
+    cal = make()
+    with open_run(out, cal.fingerprint(), kind="calibrate"):  # another run holds the folder
+        with pytest.raises(RunLockedError, match="in use by process"):
+            make().calibrate(PROMPTS, output_dir=out)
+    make().calibrate(PROMPTS, output_dir=out)
+
+
+def test_cli_overwrite_and_preset(tmp_path, tiny_lm, tiny_rm_model, tokenizer, capsys):
+    from hf_stackshape.cli import main
+    from hf_stackshape.commands import calibrate as command
+
+    assert command.PRESET_COMPONENTS == ("calibration",)
+    assert command.CalibrateArguments().reward_model == "demo"
+    import dataclasses as dc
+
+    for f in dc.fields(CalibrationConfig) + dc.fields(command.CalibrateArguments):
+        assert "default" not in f.metadata.get("help", "").lower(), f.name
+
+    for model, name in ((tiny_lm, "lm"), (tiny_rm_model, "rm")):
+        model.save_pretrained(tmp_path / name)
+        tokenizer.save_pretrained(tmp_path / name)
+    (tmp_path / "p.jsonl").write_text('{"prompt": "Hi"}\n{"prompt": "Tell me a joke."}\n')
+    out = tmp_path / "run"
+    base = ["calibrate", "--prompts", str(tmp_path / "p.jsonl"), "--model", str(tmp_path / "lm"), "--reward_model",
+            str(tmp_path / "rm"), "--output_dir", str(out), "--show_progress", "false", "--preset", "paper",
+            "--max_new_tokens", "4", "--top_p", "1.0"]
+    assert main([*base, "--num_samples", "2"]) == 0, capsys.readouterr().err
+    manifest = json.loads((out / "run.json").read_text())
+    # The preset's values (temperature 0.7, the model's top-k) with the explicit flags on top.
+    assert manifest["fingerprint"]["sampling"] == dict(num_samples=2, max_new_tokens=4, temperature=0.7, top_p=1.0,
+                                                        top_k=None, chunk_size=8, seed=0)
+    capsys.readouterr()
+    assert main([*base, "--num_samples", "3"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]  # after transformers' loading bars
+    assert err.startswith("stackshape calibrate: error:")
+    assert "sampling.num_samples: 2 -> 3" in err and "--overwrite" in err
+    assert main([*base, "--num_samples", "3", "--overwrite"]) == 0, capsys.readouterr().err
+    assert len(json.loads((out / "calibration.jsonl").read_text().splitlines()[0])["responses"]) == 3

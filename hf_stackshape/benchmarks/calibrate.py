@@ -106,7 +106,8 @@ def _run(args: BenchArgs) -> dict:
     texts = [tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False,
                                            add_generation_prompt=True) for p in prompts]
     enc = tokenizer(texts, padding=True, add_special_tokens=False, return_tensors="pt").to(model.device)
-    sampling = dict(do_sample=True, temperature=0.7, top_p=0.9, top_k=0, max_new_tokens=args.max_new_tokens,
+    # No top_k: both sides inherit the model's generation_config, as the calibrator does by default.
+    sampling = dict(do_sample=True, temperature=0.7, top_p=0.9, max_new_tokens=args.max_new_tokens,
                     num_return_sequences=args.samples, pad_token_id=tokenizer.pad_token_id)
     model.generate(**enc, **{**sampling, "max_new_tokens": 2})  # warm-up (first-call allocations)
 

@@ -1,7 +1,9 @@
 """``stackshape calibrate``: sample N base responses per prompt, score them, compute ``m*(x)``.
 
 Writes ``OUTPUT_DIR/dataset`` (``save_to_disk``), ``OUTPUT_DIR/calibration.jsonl`` and the resumable
-chunk cache; rerunning the same command resumes. Under ``torchrun --nproc_per_node W`` (or
+chunk cache; rerunning the same command resumes, a rerun with other settings (model, its generation_config,
+reward, sampling) is refused with the changed keys named, and ``--overwrite`` starts over (the whole old run is
+removed). ``--preset paper`` takes the authors' rollout settings (Wang et al., 2026). Under ``torchrun --nproc_per_node W`` (or
 ``accelerate launch``) the prompt chunks are shared over the W ranks and rank 0 writes the result:
 
     torchrun --nproc_per_node 2 -m hf_stackshape.cli calibrate --prompts p.jsonl --output_dir runs/calib
@@ -18,17 +20,21 @@ from ._common import TRUST_REMOTE_CODE_HELP, PromptSourceArguments
 
 DESCRIPTION = __doc__.strip().splitlines()[0]
 
+#: ``--preset NAME`` sets the CalibrationConfig fields named like the preset's ``calibration`` keys.
+PRESET_COMPONENTS = ("calibration",)
+
 
 @dataclass
 class CalibrateArguments(PromptSourceArguments):
     """Where the prompts, the base model and the reward come from."""
 
     model: Optional[str] = field(
-        default=None, metadata={"help": "Base model path or Hub id (default: the embedded SmolLM2-135M)."}
+        default=None, metadata={"help": "Base model path or Hub id (unset: the embedded SmolLM2-135M-Instruct)."}
     )
     reward_model: str = field(
-        default="vader",
-        metadata={"help": "'vader', 'length', 'demo', 'module:function', or a reward model path / Hub id."},
+        default="demo",
+        metadata={"help": "'demo' (the bundled demo RM), 'vader', 'length', 'module:function', or a reward model "
+                  "path / Hub id."},
     )
     reward_batch_size: int = field(default=16, metadata={"help": "Pairs per reward-model forward pass."})
     trust_remote_code: bool = field(default=False, metadata={"help": TRUST_REMOTE_CODE_HELP})
