@@ -19,7 +19,7 @@ from transformers.utils import logging
 from ...presets import get_preset
 from .base import Judge, JudgeError, Judgement, JudgementList, winner_of
 from .cache import JudgementCache
-from .client import DEFAULT_BASE_URL, EndpointClient, RetryableError, resolve_api_key
+from .client import DEFAULT_BASE_URL, OPENAI_HOST, EndpointClient, RetryableError, resolve_api_key
 from .protocol import get_protocol
 
 logger = logging.get_logger(__name__)
@@ -118,7 +118,7 @@ class LLMJudge(Judge):
         self.base_url = base_url
         self.model = model or os.environ.get("STACKSHAPE_JUDGE_MODEL") or "gpt-4.1"
         api_key = resolve_api_key(base_url, api_key)
-        if api_key is None and parsed.hostname == "api.openai.com":
+        if api_key is None and parsed.hostname == OPENAI_HOST:
             raise ValueError(
                 "The OpenAI judge needs an API key: set OPENAI_API_KEY (or pass api_key=), or point base_url / "
                 "STACKSHAPE_JUDGE_BASE_URL at your own OpenAI-compatible server."
