@@ -1,79 +1,116 @@
-"""``stackshape evaluate``: score a generations JSONL with the metrics of Wang et al. (2026), section 5.
+"""``stackshape evaluate``: score generation files with the metrics of Wang et al. (2026), section 5.
 
-Input: a JSON Lines file with one generation per line (columns ``prompt`` and ``response``, optionally
-``method`` and a baseline response column). Output: ``<stem>.metrics.json`` (aggregates per method) and
-``<stem>.per_sample.jsonl`` (every input row plus its per-sample scores), both written atomically.
+Input: one or more JSON Lines files of generations (``prompt`` and ``response`` columns; the rows of
+``stackshape generate`` also carry the settings that made them). Rows are grouped by their **full settings**
+(every column except id, prompt and response: method, weight, k, bound, model, reward, seed, ...), so two runs
+of one method with different weights are never mixed; the report names each group by the settings that tell
+it apart and prints which rows it compares.
 
-Win-tie rates need a judge (``--judge llm`` or a reward such as ``--judge vader``) and a baseline: either a
-column holding a baseline answer on each row (``--baseline_column``), or a method whose rows are the
-baseline of every other method on the same prompt (``--baseline_method vanilla``). LLM judgements are
-appended to ``<stem>.judge_cache.jsonl`` as they finish, so an interrupted run resumes.
+Every number comes with a seeded 95% bootstrap confidence interval over prompts
+(:func:`hf_stackshape.evaluation.stats.bootstrap_ci`). Against a baseline, each group also gets the **paired**
+bootstrap CI of the per-prompt difference of every metric (:func:`~hf_stackshape.evaluation.stats.paired_bootstrap_ci`)
+and the judge's win-tie rate. The baseline is a file (``--baseline_file``), a group (``--baseline_method``,
+narrowed by ``--baseline_weight`` when the method ran at several weights), or a column holding a baseline
+answer on each row (``--baseline_column``). A win-tie rate needs a judge: ``--judge llm`` (an OpenAI-compatible
+endpoint, the paper's protocol) or a reward (``--judge vader``); without ``--judge`` the ``--reward`` judges
+(said in the report), and with neither, asking for win_tie is an error.
+
+Output: ``<name>.metrics.json`` (``--json`` prints it) and ``<name>.per_sample.jsonl`` (every input row with
+its group and per-sample scores), written atomically; LLM judgements go to ``<name>.judge_cache.jsonl`` as
+they finish, so an interrupted run resumes.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from transformers.utils import logging
 
 from ..io import atomic_write_json, atomic_write_jsonl, read_jsonl
+from ._common import TRUST_REMOTE_CODE_HELP
 
 logger = logging.get_logger(__name__)
 
-DESCRIPTION = "Score generations: average reward, diversity, coherence and judge win-tie rate (paper section 5)."
+DESCRIPTION = "Score generations: average reward, diversity, coherence and judge win-tie rate, with 95% bootstrap CIs."
+
+#: ``--preset paper``: the paper's diversity definition and judge protocol (see :mod:`hf_stackshape.cli`).
+PRESET_COMPONENTS = ("metrics", "judge")
 
 ALL_METRICS = ("reward", "diversity", "coherence", "win_tie")
+
+#: Per-sample metric name -> (key of the per-sample list, key of the mean) in :mod:`hf_stackshape.evaluation.scores`.
+_PER_SAMPLE = {"reward": ("rewards", "average_reward"), "diversity": ("diversities", "diversity"), "coherence": ("coherences", "coherence")}
 
 
 @dataclass
 class EvaluateArguments:
     """Options of ``stackshape evaluate``."""
 
-    generations: str = field(metadata={"help": "JSON Lines file of generations (one object per line)."})
-    output_dir: Optional[str] = field(
-        default=None,
-        metadata={"help": "Where <stem>.metrics.json and <stem>.per_sample.jsonl go (default: next to the input)."},
+    generations: List[str] = field(
+        metadata={"help": "One or more JSON Lines files of generations (one object per line); rows are grouped by settings."}
     )
-    prompt_column: str = field(default="prompt", metadata={"help": "Column holding the prompt."})
-    response_column: str = field(default="response", metadata={"help": "Column holding the response."})
-    method_column: Optional[str] = field(
-        default="method", metadata={"help": "Column naming the method; rows are scored per method (if present)."}
+    baseline_file: Optional[str] = field(
+        default=None, metadata={"help": "A generations file whose rows are the baseline of every group (same prompt)."}
+    )
+    baseline_method: Optional[str] = field(
+        default=None, metadata={"help": "The group of this method is every other group's baseline (same prompt)."}
+    )
+    baseline_weight: Optional[float] = field(
+        default=None, metadata={"help": "With --baseline_method: the weight of the baseline group, when it ran at several."}
     )
     baseline_column: Optional[str] = field(
         default=None, metadata={"help": "Column with a baseline answer on each row, for the win-tie rate."}
-    )
-    baseline_method: Optional[str] = field(
-        default=None, metadata={"help": "Method whose responses are every other method's baseline (same prompt)."}
     )
     metrics: str = field(
         default="auto",
         metadata={
             "help": "Comma list of reward,diversity,coherence,win_tie; 'auto' = diversity and coherence, plus reward "
-            "when --reward is set and win_tie when --judge and a baseline are set."
+            "when --reward is set and win_tie when a baseline is set."
         },
     )
     reward: Optional[str] = field(
         default=None,
-        metadata={"help": "average_reward's reward: vader, length, demo, 'module:function' or a reward model id."},
+        metadata={"help": "average_reward's reward: 'vader', 'length', 'demo', 'module:function' or a reward model id."},
+    )
+    trust_remote_code: bool = field(default=False, metadata={"help": TRUST_REMOTE_CODE_HELP})
+    judge: Optional[str] = field(
+        default=None,
+        metadata={
+            "help": "'llm' (an OpenAI-compatible endpoint) or a reward spec for a reward-model judge "
+            "(default: --reward, when a baseline is set)."
+        },
+    )
+    diversity: str = field(
+        default="paper",
+        metadata={"help": "'paper' (the authors' metrics script) or 'ours' (whitespace words).", "choices": ["paper", "ours"]},
     )
     embedder: Optional[str] = field(
         default=None,
-        metadata={"help": "Sentence-transformers model id/folder for coherence (default: bundled MiniLM)."},
+        metadata={"help": "Sentence-transformers model id/folder for coherence (default: the bundled MiniLM)."},
     )
-    judge: Optional[str] = field(
+    output_dir: Optional[str] = field(
+        default=None, metadata={"help": "Where the report files go (default: next to the first generations file)."}
+    )
+    output_name: Optional[str] = field(
         default=None,
-        metadata={"help": "'llm' (an OpenAI-compatible endpoint) or a reward spec for a reward-model judge."},
+        metadata={"help": "Report file name stem (default: the generations file's stem, or 'evaluation' for several)."},
     )
+    json: bool = field(default=False, metadata={"help": "Print the JSON report instead of the table."})
+    prompt_column: str = field(default="prompt", metadata={"help": "Column holding the prompt."})
+    response_column: str = field(default="response", metadata={"help": "Column holding the response."})
+    method_column: Optional[str] = field(default="method", metadata={"help": "Column naming the method."})
+    confidence: float = field(default=0.95, metadata={"help": "Coverage of the bootstrap confidence intervals."})
     judge_tolerance: float = field(default=0.0, metadata={"help": "Reward judge: tie when |r(a) - r(b)| <= this."})
     judge_base_url: Optional[str] = field(
-        default=None, metadata={"help": "LLM judge endpoint, up to /v1 (default $STACKSHAPE_JUDGE_BASE_URL)."}
+        default=None, metadata={"help": "LLM judge endpoint, up to /v1 (default: $STACKSHAPE_JUDGE_BASE_URL)."}
     )
     judge_model: Optional[str] = field(
-        default=None, metadata={"help": "LLM judge model (default $STACKSHAPE_JUDGE_MODEL)."}
+        default=None, metadata={"help": "LLM judge model (default: $STACKSHAPE_JUDGE_MODEL)."}
     )
     judge_max_tokens: int = field(default=256, metadata={"help": "LLM judge reply budget."})
     judge_timeout: float = field(default=60.0, metadata={"help": "LLM judge seconds per request."})
@@ -87,46 +124,74 @@ class EvaluateArguments:
             "choices": ["tie", "drop"],
         },
     )
-    seed: int = field(default=0, metadata={"help": "Seed of the LLM judge's answer-order swaps."})
-    limit: Optional[int] = field(default=None, metadata={"help": "Score only the first N rows."})
+    seed: int = field(default=0, metadata={"help": "Seed of the bootstrap resampling and of the LLM judge's order swaps."})
+    limit: Optional[int] = field(default=None, metadata={"help": "Score only the first N rows of each file."})
+
+    def __post_init__(self):
+        if isinstance(self.generations, str):
+            self.generations = [self.generations]
+        if not self.generations:
+            raise ValueError("Pass at least one generations file: --generations FILE [FILE ...].")
+        baselines = [name for name in ("baseline_file", "baseline_method", "baseline_column") if getattr(self, name)]
+        if len(baselines) > 1:
+            raise ValueError(f"Pass one baseline, got {', '.join('--' + b for b in baselines)}.")
+        if self.baseline_weight is not None and not self.baseline_method:
+            raise ValueError("--baseline_weight narrows --baseline_method; pass --baseline_method too.")
+        if not (0.0 < float(self.confidence) < 1.0):
+            raise ValueError(f"--confidence must be in (0, 1), got {self.confidence!r}.")
+        if self.limit is not None and self.limit < 0:
+            raise ValueError(f"--limit must be >= 0, got {self.limit}.")
+
+    @property
+    def has_baseline(self) -> bool:
+        return bool(self.baseline_file or self.baseline_method or self.baseline_column)
+
+    @property
+    def judge_spec(self) -> Optional[str]:
+        """The judge actually used: ``--judge``, else ``--reward`` (stated in the report)."""
+        return self.judge or self.reward
 
 
 DATACLASSES = (EvaluateArguments,)
 
 
 def _resolve_metrics(args: EvaluateArguments) -> List[str]:
-    has_baseline = bool(args.baseline_column or args.baseline_method)
     if args.metrics.strip() == "auto":
         chosen = ["diversity", "coherence"]
         if args.reward:
             chosen.insert(0, "reward")
-        if args.judge and has_baseline:
+        if args.has_baseline:
             chosen.append("win_tie")
-        return chosen
-    chosen = [m.strip() for m in args.metrics.split(",") if m.strip()]
-    unknown = [m for m in chosen if m not in ALL_METRICS]
-    if unknown or not chosen:
-        choices = ", ".join(ALL_METRICS)
-        raise ValueError(f"Unknown metric(s) {unknown or args.metrics!r}; choose from {choices} or 'auto'.")
+    else:
+        chosen = [m.strip() for m in args.metrics.split(",") if m.strip()]
+        unknown = [m for m in chosen if m not in ALL_METRICS]
+        if unknown or not chosen:
+            choices = ", ".join(ALL_METRICS)
+            raise ValueError(f"Unknown metric(s) {unknown or args.metrics!r}; choose from {choices} or 'auto'.")
     if "reward" in chosen and not args.reward:
         raise ValueError("The reward metric needs --reward (e.g. --reward vader or a reward model id).")
-    if "win_tie" in chosen and not (args.judge and has_baseline):
-        raise ValueError("The win_tie metric needs --judge and a baseline (--baseline_column or --baseline_method).")
+    if "win_tie" in chosen:
+        if not args.has_baseline:
+            raise ValueError(
+                "The win_tie metric needs a baseline: --baseline_file, --baseline_method or --baseline_column."
+            )
+        if not args.judge_spec:
+            raise ValueError(
+                "A win-tie rate needs a judge and none was given: pass --judge llm (an OpenAI-compatible endpoint), "
+                "--judge <reward> (e.g. --judge vader), or --reward (then the reward judges); or leave win_tie out "
+                "of --metrics."
+            )
     return chosen
 
 
-def _load_rows(args: EvaluateArguments) -> List[dict]:
-    path = Path(args.generations)
-    if not path.is_file():
-        raise FileNotFoundError(f"Generations file not found: {path}")
-    rows = read_jsonl(path)
+def _check_rows(rows: List[Any], path: Path, args: EvaluateArguments, baseline: bool = False) -> List[dict]:
     if args.limit is not None:
-        if args.limit < 0:
-            raise ValueError(f"--limit must be >= 0, got {args.limit}.")
         rows = rows[: args.limit]
     if not rows:
         raise ValueError(f"{path}: no generations to evaluate (the file is empty).")
-    required = [args.prompt_column, args.response_column] + ([args.baseline_column] if args.baseline_column else [])
+    required = [args.prompt_column, args.response_column]
+    if args.baseline_column and not baseline:
+        required.append(args.baseline_column)
     for number, row in enumerate(rows, start=1):
         if not isinstance(row, dict):
             raise ValueError(f"{path}: line {number} is a {type(row).__name__}, not a JSON object.")
@@ -137,23 +202,62 @@ def _load_rows(args: EvaluateArguments) -> List[dict]:
                     f"{path}: record {number} has no string column {column!r} ({found}; columns: {sorted(row)}); "
                     "pass --prompt_column / --response_column / --baseline_column."
                 )
-    if args.baseline_method and not any(_method(r, args) == args.baseline_method for r in rows):
-        methods = sorted({_method(r, args) for r in rows})
-        raise ValueError(f"--baseline_method {args.baseline_method!r} has no rows; the methods are {methods}.")
     return rows
 
 
-def _method(row: dict, args: EvaluateArguments) -> str:
-    if args.method_column and args.method_column in row:
-        return str(row[args.method_column])
-    return "all"
+def _read(path_text: str, args: EvaluateArguments, baseline: bool = False) -> List[dict]:
+    path = Path(path_text)
+    if not path.is_file():
+        raise FileNotFoundError(f"Generations file not found: {path}")
+    # Hand-written files often lack the last newline: keep their last line.
+    return _check_rows(read_jsonl(path, complete_lines_only=False), path, args, baseline)
+
+
+def _settings(row: dict, args: EvaluateArguments) -> Dict[str, Any]:
+    """What made a row: every column but the id, the texts and the scores a previous evaluation added."""
+    skip = {"id", args.prompt_column, args.response_column, args.baseline_column, "judgement", "group", *_PER_SAMPLE}
+    settings = {k: v for k, v in row.items() if k not in skip}
+    if args.method_column and args.method_column != "method" and args.method_column in settings:
+        settings["method"] = settings.pop(args.method_column)
+    return settings
+
+
+def _key(settings: Dict[str, Any]) -> str:
+    return json.dumps(settings, sort_keys=True, default=str)
+
+
+def _labels(groups: "OrderedDict[str, Dict[str, Any]]") -> Dict[str, str]:
+    """A short name per group: its method, plus the settings that differ between groups with that method."""
+    labels = {}
+    for key, group in groups.items():
+        settings = group["settings"]
+        method = str(settings.get("method", "all"))
+        peers = [g["settings"] for g in groups.values() if str(g["settings"].get("method", "all")) == method]
+        differing = sorted(
+            {k for other in peers for k in set(other) | set(settings) if other.get(k) != settings.get(k)} - {"method"}
+        )
+        labels[key] = method + (" (" + ", ".join(f"{k}={settings.get(k)}" for k in differing) + ")" if differing else "")
+    return labels
+
+
+def _group(rows: List[dict], args: EvaluateArguments) -> "OrderedDict[str, Dict[str, Any]]":
+    groups: "OrderedDict[str, Dict[str, Any]]" = OrderedDict()
+    for i, row in enumerate(rows):
+        settings = _settings(row, args)
+        group = groups.setdefault(_key(settings), {"settings": settings, "rows": [], "files": []})
+        group["rows"].append(i)
+        if row["_file"] not in group["files"]:
+            group["files"].append(row["_file"])
+    for key, label in _labels(groups).items():
+        groups[key]["label"] = label
+    return groups
 
 
 def _make_judge(args: EvaluateArguments, cache_file: Path):
     from ..evaluation.judges import LLMJudge, RewardModelJudge
     from ._common import load_reward_spec
 
-    if args.judge.strip().lower() == "llm":
+    if args.judge_spec.strip().lower() == "llm":
         return LLMJudge(
             base_url=args.judge_base_url,
             model=args.judge_model,
@@ -166,82 +270,211 @@ def _make_judge(args: EvaluateArguments, cache_file: Path):
             cache_file=cache_file,
             show_progress=True,
         )
-    return RewardModelJudge(load_reward_spec(args.judge), tolerance=args.judge_tolerance)
+    return RewardModelJudge(
+        load_reward_spec(args.judge_spec, trust_remote_code=args.trust_remote_code), tolerance=args.judge_tolerance
+    )
 
 
-def evaluate_rows(rows: List[dict], args: EvaluateArguments, cache_file: Optional[Path] = None):
-    """Score ``rows`` per method; returns ``(metrics_by_method, per_sample_rows)``."""
+class _Scorer:
+    """Per-sample scores of lists of (prompt, response), with their means and bootstrap CIs."""
+
+    def __init__(self, chosen: List[str], args: EvaluateArguments):
+        from ..evaluation.embeddings import SentenceEmbedder
+        from ._common import load_reward_spec
+
+        self.args = args
+        self.reward = load_reward_spec(args.reward, trust_remote_code=args.trust_remote_code) if "reward" in chosen else None
+        self.embedder = SentenceEmbedder(args.embedder) if "coherence" in chosen else None
+        self.diversity = "diversity" in chosen
+
+    def score(self, prompts: List[str], responses: List[str]) -> Tuple[Dict[str, Any], Dict[str, List[float]]]:
+        from ..evaluation import scores
+
+        options = dict(confidence=self.args.confidence, seed=self.args.seed)
+        summary: Dict[str, Any] = {"count": len(prompts)}
+        per_sample: Dict[str, List[float]] = {}
+        parts = []
+        if self.reward is not None:
+            parts.append(("reward", scores.reward_scores(prompts, responses, self.reward, **options)))
+        if self.diversity:
+            parts.append(("diversity", scores.diversity_scores(responses, definition=self.args.diversity, **options)))
+        if self.embedder is not None:
+            parts.append(("coherence", scores.coherence_scores(prompts, responses, self.embedder, **options)))
+        for name, out in parts:
+            values_key = _PER_SAMPLE[name][0]
+            per_sample[name] = out.pop(values_key)
+            summary.update(out)
+        return summary, per_sample
+
+
+def _paired(values: List[Optional[float]], base: List[Optional[float]], args: EvaluateArguments) -> Dict[str, float]:
+    from ..evaluation.stats import paired_bootstrap_ci
+
+    return paired_bootstrap_ci(values, base, confidence=args.confidence, seed=args.seed)
+
+
+def evaluate_rows(rows: List[dict], args: EvaluateArguments, cache_file: Optional[Path] = None, baseline_rows=None):
+    """Score ``rows`` per settings group; returns ``(report_groups, per_sample_rows, baseline_info)``.
+
+    ``rows`` carry a ``_file`` key (their source); ``baseline_rows`` are the rows of ``--baseline_file``.
+    """
     from ..evaluation import scores
-    from ..evaluation.embeddings import SentenceEmbedder
-    from ._common import load_reward_spec
 
     chosen = _resolve_metrics(args)
-    groups: "OrderedDict[str, List[int]]" = OrderedDict()
-    for i, row in enumerate(rows):
-        groups.setdefault(_method(row, args), []).append(i)
-    samples = [dict(row) for row in rows]
-    reward = load_reward_spec(args.reward) if "reward" in chosen else None
-    embedder = SentenceEmbedder(args.embedder) if "coherence" in chosen else None
+    groups = _group(rows, args)
+    scorer = _Scorer(chosen, args)
     judge = _make_judge(args, cache_file) if "win_tie" in chosen else None
-    baseline_by_prompt: Dict[str, str] = {}
-    if args.baseline_method:
-        for i in groups.get(args.baseline_method, []):
-            baseline_by_prompt.setdefault(rows[i][args.prompt_column], rows[i][args.response_column])
+    samples = [{k: v for k, v in row.items() if k != "_file"} for row in rows]
 
-    results: Dict[str, dict] = OrderedDict()
-    for method, idx in groups.items():
+    # The baseline: a file, or one group.
+    baseline_key, baseline = None, None
+    if args.baseline_method:
+        matches = [
+            key for key, g in groups.items()
+            if str(g["settings"].get("method")) == args.baseline_method
+            and (args.baseline_weight is None or g["settings"].get("weight") == args.baseline_weight)
+        ]
+        if not matches:
+            methods = sorted({g["label"] for g in groups.values()})
+            raise ValueError(f"--baseline_method {args.baseline_method!r} has no rows; the groups are {methods}.")
+        if len(matches) > 1:
+            found = [groups[k]["label"] for k in matches]
+            raise ValueError(
+                f"--baseline_method {args.baseline_method!r} matches {len(matches)} groups ({found}); pick one with "
+                "--baseline_weight, or pass its rows as --baseline_file."
+            )
+        baseline_key = matches[0]
+        group = groups[baseline_key]
+        baseline = {"label": group["label"], "settings": group["settings"], "files": group["files"],
+                    "rows": [rows[i] for i in group["rows"]]}
+    elif baseline_rows is not None:
+        baseline = {"label": "baseline", "settings": _settings(baseline_rows[0], args), "files": [args.baseline_file],
+                    "rows": baseline_rows}
+    baseline_by_prompt: Dict[str, int] = {}
+    baseline_scores: Dict[str, List[float]] = {}
+    info: Dict[str, Any] = {}
+    if baseline is not None:
+        for i, row in enumerate(baseline["rows"]):
+            baseline_by_prompt.setdefault(row[args.prompt_column], i)
+        info = {"label": baseline["label"], "settings": baseline["settings"], "files": baseline["files"]}
+        if baseline_key is None:
+            b_prompts = [r[args.prompt_column] for r in baseline["rows"]]
+            b_responses = [r[args.response_column] for r in baseline["rows"]]
+            info["metrics"], baseline_scores = scorer.score(b_prompts, b_responses)
+    elif args.baseline_column:
+        info = {"label": f"column {args.baseline_column!r}", "settings": {}, "files": list(args.generations)}
+    if judge is not None:
+        info["judge"] = args.judge_spec if args.judge else f"{args.judge_spec} (the --reward; pass --judge to change)"
+
+    results: "OrderedDict[str, Dict[str, Any]]" = OrderedDict()
+    per_group_scores: Dict[str, Dict[str, List[float]]] = {}
+    for key, group in groups.items():
+        idx = group["rows"]
         prompts = [rows[i][args.prompt_column] for i in idx]
         responses = [rows[i][args.response_column] for i in idx]
-        out: Dict[str, object] = {"count": len(idx)}
-        per_sample: Dict[str, List] = {}
-        if reward is not None:
-            r = scores.reward_scores(prompts, responses, reward)
-            out.update(average_reward=r["average_reward"], reward_std=r["reward_std"])
-            per_sample["reward"] = r["rewards"]
-        if "diversity" in chosen:
-            d = scores.diversity_scores(responses)
-            out.update({k: v for k, v in d.items() if k != "diversities"})
-            per_sample["diversity"] = d["diversities"]
-        if embedder is not None:
-            c = scores.coherence_scores(prompts, responses, embedder)
-            out.update(coherence=c["coherence"], coherence_std=c["coherence_std"])
-            per_sample["coherence"] = c["coherences"]
-        if judge is not None and method != args.baseline_method:
-            pairs = [
-                (k, rows[i][args.baseline_column] if args.baseline_column else baseline_by_prompt.get(prompts[k]))
-                for k, i in enumerate(idx)
-            ]
-            pairs = [(k, b) for k, b in pairs if b is not None]
-            if pairs:
-                w = scores.win_tie_scores(
-                    [prompts[k] for k, _ in pairs], [responses[k] for k, _ in pairs], [b for _, b in pairs], judge
-                )
-                judgements = w.pop("judgements")
-                w["failed_indices"] = [idx[pairs[j][0]] for j in w["failed_indices"]]  # rows of the input file
-                out["win_tie"] = w
-                for (k, _), j in zip(pairs, judgements):
-                    samples[idx[k]]["judgement"] = j
-            else:
-                logger.warning("Method %r: no row has a baseline answer for its prompt; no win-tie rate.", method)
+        out, per_sample = scorer.score(prompts, responses)
+        per_group_scores[key] = per_sample
+        out = {"settings": group["settings"], "files": group["files"], **out}
         for name, values in per_sample.items():
-            for k, value in zip(idx, values):
-                samples[k][name] = value
-        results[method] = out
-    return results, samples
+            for i, value in zip(idx, values):
+                samples[i][name] = value
+        for i in idx:
+            samples[i]["group"] = group["label"]
+        results[group["label"]] = out
+    if baseline_key is not None:
+        baseline_scores = per_group_scores[baseline_key]
+        info["metrics"] = {k: v for k, v in results[groups[baseline_key]["label"]].items() if k not in ("settings", "files")}
+
+    for key, group in groups.items():
+        if key == baseline_key or (baseline is None and not args.baseline_column):
+            continue
+        idx = group["rows"]
+        out = results[group["label"]]
+        prompts = [rows[i][args.prompt_column] for i in idx]
+        if args.baseline_column:
+            pairs = [(k, rows[i][args.baseline_column]) for k, i in enumerate(idx)]
+        else:
+            pairs = [(k, baseline["rows"][baseline_by_prompt[p]][args.response_column])
+                     for k, p in enumerate(prompts) if p in baseline_by_prompt]
+            matched = [baseline_by_prompt[prompts[k]] for k, _ in pairs]
+            out["vs_baseline"] = {"prompts": len(pairs)}
+            for name, values in per_group_scores[key].items():
+                out["vs_baseline"][_PER_SAMPLE[name][1]] = _paired(
+                    [values[k] for k, _ in pairs], [baseline_scores[name][j] for j in matched], args
+                )
+        if not pairs:
+            logger.warning("Group %r: no row has a baseline answer for its prompt; no comparison.", group["label"])
+            continue
+        if judge is not None:
+            w = scores.win_tie_scores(
+                [prompts[k] for k, _ in pairs], [rows[idx[k]][args.response_column] for k, _ in pairs],
+                [b for _, b in pairs], judge, confidence=args.confidence, seed=args.seed,
+            )
+            judgements = w.pop("judgements")
+            w["failed_indices"] = [idx[pairs[j][0]] for j in w["failed_indices"]]  # rows of the input
+            out["win_tie"] = w
+            for (k, _), j in zip(pairs, judgements):
+                samples[idx[k]]["judgement"] = j
+    return results, samples, info
+
+
+def _fmt(value: Any) -> str:
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3f}"
+
+
+def _ci(mean, low, high) -> str:
+    return f"{_fmt(mean)} [{_fmt(low)}, {_fmt(high)}]"
+
+
+def format_report(results: Dict[str, Dict[str, Any]], info: Dict[str, Any]) -> str:
+    """A plain-text table: each group's metrics with their 95% CIs, and its difference to the baseline."""
+    lines = []
+    if info:
+        lines.append(f"baseline: {info['label']} ({', '.join(info['files'])})")
+        if "judge" in info:
+            lines.append(f"judge:    {info['judge']}")
+    for label, out in results.items():
+        lines.append(f"{label}: {out['count']} rows from {', '.join(out['files'])}")
+        for metric in ("average_reward", "diversity", "coherence"):
+            if metric in out:
+                line = f"  {metric:<15}{_ci(out[metric], out.get(metric + '_ci_low'), out.get(metric + '_ci_high'))}"
+                diff = out.get("vs_baseline", {}).get(metric)
+                if diff:
+                    line += f"   vs baseline {_ci(diff['mean'], diff['ci_low'], diff['ci_high'])} (paired, n={diff['n']})"
+                lines.append(line)
+        if "win_tie" in out:
+            w = out["win_tie"]
+            lines.append(
+                f"  {'win_tie':<15}{_ci(w['win_tie'], w.get('win_tie_ci_low'), w.get('win_tie_ci_high'))}   "
+                f"({w['wins']} wins, {w['ties']} ties, {w['losses']} losses of {w['total']})"
+            )
+    return "\n".join(lines)
 
 
 def run(args: EvaluateArguments) -> int:
-    rows = _load_rows(args)
-    source = Path(args.generations)
-    out_dir = Path(args.output_dir) if args.output_dir else source.parent
-    stem = source.stem
-    metrics_file = out_dir / f"{stem}.metrics.json"
-    samples_file = out_dir / f"{stem}.per_sample.jsonl"
-    cache_file = out_dir / f"{stem}.judge_cache.jsonl"
-    results, samples = evaluate_rows(rows, args, cache_file)
-    report = {"generations": str(source), "settings": asdict(args), "methods": results}
+    rows: List[dict] = []
+    for path in args.generations:
+        rows += [dict(row, _file=path) for row in _read(path, args)]
+    baseline_rows = _read(args.baseline_file, args, baseline=True) if args.baseline_file else None
+    first = Path(args.generations[0])
+    out_dir = Path(args.output_dir) if args.output_dir else first.parent
+    name = args.output_name or (first.stem if len(args.generations) == 1 else "evaluation")
+    metrics_file = out_dir / f"{name}.metrics.json"
+    samples_file = out_dir / f"{name}.per_sample.jsonl"
+    cache_file = out_dir / f"{name}.judge_cache.jsonl"
+    results, samples, info = evaluate_rows(rows, args, cache_file, baseline_rows)
+    report = {
+        "generations": list(args.generations),
+        "baseline": info or None,
+        "confidence": args.confidence,
+        "settings": asdict(args),
+        "methods": results,
+    }
     atomic_write_jsonl(samples_file, samples)
     atomic_write_json(metrics_file, report)
-    print(json.dumps(results, indent=2, default=str))
-    print(f"wrote {metrics_file} and {samples_file}")
+    if args.json:
+        print(json.dumps(report, indent=2, default=str))
+    else:
+        print(format_report(results, info))
+        print(f"wrote {metrics_file} and {samples_file}")
     return 0
