@@ -85,6 +85,25 @@ def tiny_rm_model(tokenizer):
     return LlamaForSequenceClassification(cfg).eval()
 
 
+@pytest.fixture
+def reward(tokenizer, tiny_rm_model):
+    """The tiny RM as an HFRewardModel, its score head scaled up so rewards move ARGS's argmax as much as logits do."""
+    from hf_stackshape import HFRewardModel
+
+    with torch.no_grad():
+        tiny_rm_model.score.weight.mul_(300.0)
+    return HFRewardModel(tiny_rm_model, tokenizer)
+
+
+@pytest.fixture
+def other_backbone(tokenizer):
+    """A second tiny random causal LM over the same vocabulary (a Q-head backbone that is not the base model)."""
+    from transformers import LlamaForCausalLM
+
+    torch.manual_seed(7)
+    return LlamaForCausalLM(tiny_llama_config(len(tokenizer), pad_token_id=tokenizer.pad_token_id)).eval()
+
+
 @pytest.fixture(scope="session")
 def smollm2():
     """The bundled real SmolLM2-135M-Instruct (model, tokenizer); only for tests marked slow."""

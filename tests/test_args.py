@@ -12,20 +12,12 @@ import pytest
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList
 
-from hf_stackshape import ARGSLogitsProcessor, CallableReward, HFRewardModel, get_transform
+from hf_stackshape import ARGSLogitsProcessor, CallableReward, HFRewardModel
 from hf_stackshape.guidance import PrefixKVCache
 
 WORDS = [" the", " cat", " dog", " sat", " on", " mat", " and", " a", " big", " red", " sun", " is", " it",
          " we", " go", " run", " fun", " day", " blue", " sky"]
 PROMPTS = ["Tell me a story about a cat and a dog.", "Hi", "What is the sky?"]
-
-
-@pytest.fixture
-def reward(tokenizer, tiny_rm_model):
-    """The tiny RM with its score head scaled up, so rewards move the argmax as much as the logits do."""
-    with torch.no_grad():
-        tiny_rm_model.score.weight.mul_(300.0)
-    return HFRewardModel(tiny_rm_model, tokenizer)
 
 
 def whole_word_ids(tokenizer):

@@ -18,12 +18,6 @@ def _randomise_head(qhead, seed=3, scale=1.0):
     return qhead
 
 
-@pytest.fixture
-def other_backbone(tokenizer):
-    torch.manual_seed(7)
-    return LlamaForCausalLM(tiny_llama_config(len(tokenizer), pad_token_id=tokenizer.pad_token_id)).eval()
-
-
 def _heads(tiny_lm, other_backbone):
     """(name, qhead) pairs: q head on the base model itself (shared states), q and value heads on another LM."""
     return [

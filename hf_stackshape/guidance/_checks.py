@@ -1,8 +1,14 @@
-"""Argument checks shared by the guidance processors (ARGS and CD take the same ``k`` and ``lambda``)."""
+"""Checks shared by the guidance processors: ARGS and CD take the same ``k`` and ``lambda``, need a tokenizer
+that matches the model they guide, and share one rule about ``generate``'s sampling temperature."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+from typing import Optional
+
+__all__ = ["check_k_and_weight", "check_k_fits", "vocabulary_digest", "same_vocabulary", "check_temperature"]
 
 
 def check_k_and_weight(k, weight) -> float:
@@ -16,3 +22,39 @@ def check_k_and_weight(k, weight) -> float:
     if not (weight >= 0 and math.isfinite(weight)):
         raise ValueError(f"`weight` (lambda = 1/beta) must be a finite number >= 0, got {weight!r}; 0 disables guidance.")
     return weight
+
+
+def check_k_fits(k: int, vocab: Optional[int], what: str) -> None:
+    """``ValueError`` when ``k`` candidates cannot be drawn from a vocabulary of ``vocab`` tokens."""
+    if vocab is not None and k > int(vocab):
+        raise ValueError(f"`k`={k} is larger than the vocabulary ({int(vocab)} {what}); use a smaller k.")
+
+
+def check_temperature(temperature, name: str = "temperature") -> float:
+    """A positive finite sampling temperature, as a float."""
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not (
+        temperature > 0 and math.isfinite(temperature)
+    ):
+        raise ValueError(f"`{name}` must be a positive finite number, got {temperature!r}.")
+    return float(temperature)
+
+
+def vocabulary_digest(tokenizer) -> str:
+    """SHA-256 of a tokenizer's token -> id mapping (``get_vocab()``, added tokens included).
+
+    Two tokenizers with the same digest map every token string to the same id, which is what a model, a reward
+    model or a Q-head trained on one needs from the other (the same size is not enough: two 32k vocabularies
+    can number their tokens differently).
+    """
+    items = sorted(tokenizer.get_vocab().items(), key=lambda item: (item[1], item[0]))
+    return hashlib.sha256(json.dumps(items, ensure_ascii=False).encode("utf-8")).hexdigest()
+
+
+def same_vocabulary(a, b) -> bool:
+    """Whether two tokenizers map every token to the same id (identity, else equal :func:`vocabulary_digest`)."""
+    if a is b:
+        return True
+    try:
+        return len(a) == len(b) and vocabulary_digest(a) == vocabulary_digest(b)
+    except Exception:  # tokenizers without get_vocab: be safe
+        return False

@@ -32,12 +32,12 @@ import math
 from typing import List, Optional, Sequence, Union
 
 import torch
-from transformers import LogitsProcessor
 from transformers.utils import logging
 
 from ..rewards import HFRewardModel, RewardFunction, as_reward_function
 from ..shaping import RewardTransform, get_transform
-from ._checks import check_k_and_weight
+from ._base import GuidanceProcessor
+from ._checks import check_k_and_weight, check_k_fits, check_temperature, same_vocabulary
 from ._prefix_cache import PrefixKVCache, prefix_cache_support
 
 logger = logging.get_logger(__name__)
@@ -47,15 +47,8 @@ __all__ = ["ARGSLogitsProcessor"]
 _SENTINELS = ("ARGSRESPONSESLOTALPHA", "ARGSRESPONSESLOTBETA")
 # Responses whose tokenization must survive the head/response/tail split for the fast path to be exact.
 _PROBES = ("Hello world.", " Sure! Here are 3 ideas:\n- one")
-
-
-def _same_vocabulary(a, b) -> bool:
-    if a is b:
-        return True
-    try:
-        return len(a) == len(b) and a.get_vocab() == b.get_vocab()
-    except Exception:  # tokenizers without get_vocab: be safe
-        return False
+#: What the reward model reads: its own formatting of (prompt, response), or the raw token ids.
+RM_INPUTS = ("chat", "raw")
 
 
 class _CachedRewardScorer:
@@ -66,6 +59,7 @@ class _CachedRewardScorer:
         self.head = reward_model.model.score
         pad = getattr(reward_model.model.config.get_text_config(), "pad_token_id", None)
         self.cache = PrefixKVCache(reward_model.model, readout_skip_ids=[] if pad is None else [pad])
+        self.special_ids = drop_ids
         self.drop_ids = drop_ids
         self.head_ids: Optional[torch.Tensor] = None
         self.head_mask: Optional[torch.Tensor] = None
@@ -80,7 +74,7 @@ class _CachedRewardScorer:
         reason = prefix_cache_support(reward_model.model)
         if reason is not None:
             return reason
-        if not _same_vocabulary(tokenizer, reward_model.tokenizer):
+        if not same_vocabulary(tokenizer, reward_model.tokenizer):
             return "the reward model's tokenizer differs from the base tokenizer"
         return None
 
@@ -107,13 +101,21 @@ class _CachedRewardScorer:
                 return "the closing tokens of the reward model's template depend on the prompt"
             heads.append(head_ids)
             tail_ids = tail_i
+        self._set_heads(heads, tail_ids, self.special_ids)
+        return None
+
+    def prepare_raw(self, prompt_ids: Sequence[Sequence[int]]) -> None:
+        """Raw input: the RM reads the base prompt ids, the response ids and the candidate, nothing dropped."""
+        self._set_heads([list(ids) for ids in prompt_ids], [], torch.zeros(0, dtype=torch.long))
+
+    def _set_heads(self, heads, tail_ids, drop_ids) -> None:
         width = max(len(h) for h in heads)
         pad = self.rm.tokenizer.pad_token_id
         self.head_ids = torch.tensor([[pad] * (width - len(h)) + h for h in heads], dtype=torch.long)
         self.head_mask = torch.tensor([[False] * (width - len(h)) + [True] * len(h) for h in heads])
         self.tail_ids = torch.tensor(tail_ids, dtype=torch.long)
+        self.drop_ids = drop_ids
         self.cache.reset()
-        return None
 
     def fits(self, response_len: int) -> bool:
         """Whether the full RM input fits ``max_length`` (the text path would truncate it)."""
@@ -136,19 +138,31 @@ class _CachedRewardScorer:
         return self.head(states.hidden)[..., 0].float()
 
 
-class ARGSLogitsProcessor(LogitsProcessor):
+class ARGSLogitsProcessor(GuidanceProcessor):
     r"""[`LogitsProcessor`] for reward-guided decoding: ARGS (Khanov et al., 2024) and its Stackelberg-shaped
     variant SRS-ARGS (Wang et al., 2026, arXiv 2602.02572).
 
     At every step it takes the top-``k`` tokens of the scores it receives, scores each continuation
     ``prompt + response so far + v`` with the reward model, shapes the k rewards with ``transform`` and
-    returns ``score(v) + weight * shaped_reward(v)`` on the k candidates and ``-inf`` elsewhere. Greedy
-    decoding (``do_sample=False``) is ARGS-greedy; ``do_sample=True`` samples from the softmax of the fused
-    scores over the k candidates (ARGS-stochastic); beam search works too.
+    returns ``score(v) / temperature + weight * shaped_reward(v)`` on the k candidates and ``-inf`` elsewhere.
+    Greedy decoding (``do_sample=False``) is ARGS-greedy; ``do_sample=True`` samples from the softmax of the
+    fused scores over the k candidates (ARGS-stochastic); beam search works too.
 
-    The processor uses the scores it is given: processors that run before it (``temperature``, ``top_p``,
-    ``min_new_tokens``...) have already changed them, and tokens they set to ``-inf`` are never candidates.
-    For SRS the per-step threshold uses ``softmax`` of those top-k scores as the candidate weights.
+    The processor uses the scores it is given: processors placed before it in ``logits_processor`` (and
+    generate's own ``min_new_tokens``, ``repetition_penalty``...) have already changed them, and tokens they set
+    to ``-inf`` are never candidates. generate's sampling warpers (``temperature``, ``top_k``, ``top_p``) run
+    *after* it, on the fused scores: a generate ``temperature=T`` would divide the fused score by ``T`` and turn
+    ``weight`` into ``weight / T``. To sample at a base temperature, give it here (``temperature=T``) and
+    leave generate's at 1.0 ([`guided_generate`] refuses the other way; see
+    [`~GuidanceProcessor.check_generation_config`]). For SRS the per-step threshold uses
+    ``softmax(top-k scores / temperature)`` as the candidate weights.
+
+    What the reward model reads (``rm_input``): ``"chat"`` (our default) gives it its own formatting of the
+    pair, the chat template's user and assistant turns when its tokenizer has one, so a chat RM (Skywork...)
+    sees what it was trained on; ``"raw"`` (the authors' ARGS script, the ``paper`` preset) gives it the raw
+    token ids ``prompt + response + candidate`` -- the very ids the base model reads, without padding and
+    without any template, special tokens included -- which needs an RM with the base tokenizer's vocabulary.
+    For a Python callable reward both modes pass the same strings.
 
     Rows that have finished (an EOS or pad token in their response) are not scored: they keep only the pad
     token. The reward model's KV cache (fast path, see the module docstring) holds one row per unfinished
@@ -167,6 +181,12 @@ class ARGSLogitsProcessor(LogitsProcessor):
         beta (`float`, *optional*): KL strength in ``gamma = exp(B / beta)``; defaults to ``1 / weight`` as in
             the paper's script.
         safeguards (`str`, *optional*, defaults to `"args"`): numerical safeguards of the threshold solver.
+        cap (`float`, *optional*): upper clip of the ``"cap"`` transform (the authors' cap baseline).
+        rm_input (`str`, *optional*, defaults to `"chat"`):
+            ``"chat"`` (the reward model's own formatting) or ``"raw"`` (raw token ids, as the authors' script).
+        temperature (`float`, *optional*, defaults to 1.0):
+            Base temperature: the fused score is ``score / temperature + weight * shaped``. Use it instead of
+            generate's ``temperature`` (which would also divide the guidance term).
         thresholds (`torch.Tensor` of shape `(num_prompts,)`, *optional*):
             Per-prompt thresholds ``m*(x)`` from the [`ThresholdCalibrator`], used instead of the per-step
             threshold. One value per prompt; rows expanded by ``num_return_sequences`` or ``num_beams`` are
@@ -189,7 +209,13 @@ class ARGSLogitsProcessor(LogitsProcessor):
     ``prompts``, ``attention_mask`` and ``thresholds`` describe the inputs of one ``generate`` call: set them
     again with [`~ARGSLogitsProcessor.set_prompt`] before a call with other inputs (a clear ``ValueError``
     says so). Without them, the processor needs nothing per call: it detects every new generation from the
-    input length and prompt ids, and resets itself.
+    input length and prompt ids, and resets itself. [`guided_generate`] does all of this in one call.
+
+    The reward model's KV cache is freed by [`~ARGSLogitsProcessor.reset`], ``set_prompt``, ``close()`` and when
+    the processor is used as a context manager (``with ARGSLogitsProcessor(...) as args:``). An input longer
+    than the reward model's ``max_length`` is truncated from the left (the end of the response is what the
+    reward is about), with a warning. Continuous batching (``generate_batch``) is not supported
+    (``supports_continuous_batching = False``).
 
     Examples:
 
@@ -201,8 +227,11 @@ class ARGSLogitsProcessor(LogitsProcessor):
     >>> args = ARGSLogitsProcessor(rm, tokenizer=tok, k=10, weight=0.5, transform="srs")  # doctest: +SKIP
     >>> inputs = tok(["How do I bake bread?", "Tell me a joke."], return_tensors="pt", padding=True)  # doctest: +SKIP
     >>> out = model.generate(**inputs, logits_processor=LogitsProcessorList([args]), max_new_tokens=64)  # doctest: +SKIP
+    >>> paper = ARGSLogitsProcessor.from_preset("paper", rm, tokenizer=tok)  # the authors' settings  # doctest: +SKIP
     ```
     """
+
+    _preset_component = "args"
 
     def __init__(
         self,
@@ -214,6 +243,9 @@ class ARGSLogitsProcessor(LogitsProcessor):
         alpha: float = 1.5,
         beta: Optional[float] = None,
         safeguards="args",
+        cap: Optional[float] = None,
+        rm_input: str = "chat",
+        temperature: float = 1.0,
         thresholds: Optional[torch.Tensor] = None,
         tokenizer=None,
         prompts: Optional[Sequence[str]] = None,
@@ -223,6 +255,9 @@ class ARGSLogitsProcessor(LogitsProcessor):
         use_cache: Optional[bool] = None,
     ):
         weight = check_k_and_weight(k, weight)
+        if rm_input not in RM_INPUTS:
+            raise ValueError(f"`rm_input` must be one of {RM_INPUTS}, got {rm_input!r}.")
+        self.temperature = check_temperature(temperature)
         self.reward_model = as_reward_function(reward_model)
         if tokenizer is None:
             if not isinstance(self.reward_model, HFRewardModel):
@@ -231,14 +266,13 @@ class ARGSLogitsProcessor(LogitsProcessor):
                     f"{self.reward_model.name_or_path!r}."
                 )
             tokenizer = self.reward_model.tokenizer
-        if k > len(tokenizer):
-            raise ValueError(f"`k`={k} is larger than the vocabulary ({len(tokenizer)} tokens); use a smaller k.")
+        check_k_fits(k, len(tokenizer), "tokens")
         self.k = k
         self.weight = weight
         self.tokenizer = tokenizer
         if beta is None:
             beta = 1.0 / weight if weight > 0 else 1.0  # weight 0 never uses the shaped reward
-        self.transform = get_transform(transform, bound=bound, alpha=alpha, beta=beta, safeguards=safeguards)
+        self.transform = get_transform(transform, bound=bound, alpha=alpha, beta=beta, safeguards=safeguards, cap=cap)
         self.pad_token_id = pad_token_id if pad_token_id is not None else tokenizer.pad_token_id
         if eos_token_id is None:
             eos_token_id = tokenizer.eos_token_id
@@ -248,6 +282,15 @@ class ARGSLogitsProcessor(LogitsProcessor):
         # What decode(skip_special_tokens=True) drops: the fast path hides the same tokens from the RM.
         self._drop_ids = torch.tensor(sorted(set(tokenizer.all_special_ids)), dtype=torch.long)
 
+        self.rm_input = rm_input
+        # Raw ids go straight into the reward model: it must number tokens as the base tokenizer does.
+        self._raw_ids = rm_input == "raw" and isinstance(self.reward_model, HFRewardModel)
+        if self._raw_ids and not same_vocabulary(tokenizer, self.reward_model.tokenizer):
+            raise ValueError(
+                f"rm_input='raw' feeds the base model's token ids to the reward model {self.reward_model.name_or_path!r}, "
+                "but its tokenizer maps tokens to other ids than the base tokenizer; use rm_input='chat' (the reward "
+                "model reads text in its own format)."
+            )
         reason = _CachedRewardScorer.unsupported(self.reward_model, tokenizer)
         if use_cache and reason is not None:
             raise ValueError(f"use_cache=True but the reward model cannot use the cached fast path: {reason}.")
@@ -313,7 +356,7 @@ class ARGSLogitsProcessor(LogitsProcessor):
         return self
 
     def reset(self) -> None:
-        """Forget the current generation (the next call starts a new one)."""
+        """Forget the current generation and free the reward model's KV cache (the next call starts anew)."""
         self._gen = None
         if self._scorer is not None:
             self._scorer.cache.reset()
@@ -366,6 +409,10 @@ class ARGSLogitsProcessor(LogitsProcessor):
             )
         expand = n_rows // n_prompts
         row_prompt = torch.arange(n_rows, device=input_ids.device) // expand
+        raw_ids = None
+        if self._raw_ids:
+            mask = self._prompt_mask(input_ids, expand)
+            raw_ids = [ids[m].tolist() for ids, m in zip(input_ids[::expand], mask[::expand])]
         if given["prompts"] is not None:
             prompts = given["prompts"]
         else:
@@ -376,7 +423,7 @@ class ARGSLogitsProcessor(LogitsProcessor):
             )
             extra = set(self.tokenizer.all_special_ids) - {self.pad_token_id, self.tokenizer.bos_token_id}
             extra = torch.tensor(sorted(extra), dtype=torch.long, device=firsts.device)
-            if bool(torch.isin(firsts[mask[::expand]], extra).any()):
+            if raw_ids is None and bool(torch.isin(firsts[mask[::expand]], extra).any()):
                 logger.warning_once(
                     "ARGSLogitsProcessor: the prompt ids contain special tokens (a chat template?); the reward model "
                     "reads them decoded. Pass the raw prompts with `prompts=` (or set_prompt) for a faithful reward."
@@ -386,13 +433,13 @@ class ARGSLogitsProcessor(LogitsProcessor):
             thresholds = thresholds.to(input_ids.device)[row_prompt]
         fast = self._scorer is not None and self.weight > 0
         if fast:
-            reason = self._scorer.prepare(prompts)
+            reason = self._scorer.prepare_raw(raw_ids) if raw_ids is not None else self._scorer.prepare(prompts)
             if reason is not None:
                 if self.use_cache:
                     raise ValueError(f"use_cache=True but the cached fast path cannot be used: {reason}.")
                 fast = False
                 self._fallback_reason = reason
-        if not fast and self.weight > 0:
+        if not fast and self.weight > 0 and raw_ids is None:
             logger.warning_once(
                 f"ARGSLogitsProcessor scores candidates as text through {self.reward_model.name_or_path!r} "
                 f"({self._fallback_reason}): correct but slower than the cached path."
@@ -404,6 +451,7 @@ class ARGSLogitsProcessor(LogitsProcessor):
             "steps": 0,
             "row_prompt": row_prompt,
             "prompts": prompts,
+            "raw_ids": raw_ids,
             "thresholds": thresholds,
             "fast": fast,
         }
@@ -430,14 +478,38 @@ class ARGSLogitsProcessor(LogitsProcessor):
         pairs = [prompts[p] for p in prompt_idx.tolist() for _ in range(k)]
         return self.reward_model.score(pairs, texts).view(a, k)
 
+    def _raw_rewards(self, prompt_idx, responses, candidates) -> torch.Tensor:
+        """Rewards of the raw ids ``prompt + response + candidate`` through the RM's own forward (no cache)."""
+        rm, raw = self.reward_model, self._gen["raw_ids"]
+        seqs = [
+            raw[p] + resp + [cand]
+            for p, resp, cands in zip(prompt_idx.tolist(), responses.tolist(), candidates.tolist())
+            for cand in cands
+        ]
+        if max(len(seq) for seq in seqs) > rm.max_length:
+            logger.warning_once(
+                f"ARGSLogitsProcessor: prompt + response is longer than the reward model's max_length "
+                f"({rm.max_length}); it reads the last {rm.max_length} tokens (left truncation)."
+            )
+            seqs = [seq[-rm.max_length :] for seq in seqs]
+        pad = rm.tokenizer.pad_token_id
+        out = []
+        for start in range(0, len(seqs), rm.batch_size):
+            batch = seqs[start : start + rm.batch_size]
+            width = max(len(seq) for seq in batch)
+            left = rm.padding_side == "left"
+            ids = [([pad] * (width - len(q)) + q) if left else (q + [pad] * (width - len(q))) for q in batch]
+            mask = [([0] * (width - len(q)) + [1] * len(q)) if left else ([1] * len(q) + [0] * (width - len(q))) for q in batch]
+            out.append(rm.score_ids(torch.tensor(ids), torch.tensor(mask)))
+        return torch.cat(out).view(candidates.shape)
+
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         if scores.ndim != 2 or scores.shape[0] != input_ids.shape[0]:
             raise ValueError(
                 f"ARGSLogitsProcessor expects scores (batch, vocab) matching input_ids rows, got {tuple(scores.shape)}."
             )
         vocab = scores.shape[-1]
-        if self.k > vocab:
-            raise ValueError(f"`k`={self.k} is larger than the vocabulary ({vocab} scores); use a smaller k.")
+        check_k_fits(self.k, vocab, "scores")
         if not self._is_continuation(input_ids):
             self._start(input_ids)
         gen = self._gen
@@ -463,6 +535,8 @@ class ARGSLogitsProcessor(LogitsProcessor):
         out[stuck] = scores[stuck]
         rows = torch.nonzero(active).flatten()
         if rows.numel() == 0:
+            if self._scorer is not None:  # every row has ended: the RM's KV cache will not be read again
+                self._scorer.cache.reset()
             return out
 
         top_scores, top_ids, valid = top_scores[rows], top_ids[rows], valid[rows]
@@ -472,18 +546,25 @@ class ARGSLogitsProcessor(LogitsProcessor):
             resp = responses[rows]
             if gen["fast"] and not self._scorer.fits(resp.shape[1]):
                 logger.warning_once(
-                    "ARGSLogitsProcessor: the reward model input exceeds its max_length; scoring the rest as text."
+                    "ARGSLogitsProcessor: the reward model input exceeds its max_length; scoring the rest without "
+                    "the cache, truncated from the left."
                 )
                 gen["fast"] = False
+                self._scorer.cache.reset()  # never used again in this generation
             if gen["fast"]:
                 rewards = self._scorer.rewards(prompt_idx, resp, top_ids)
+            elif gen["raw_ids"] is not None:
+                rewards = self._raw_rewards(prompt_idx, resp, top_ids)
             else:
                 rewards = self._text_rewards(prompt_idx, resp, top_ids)
             rewards = rewards.to(scores.device)
-            weights = torch.softmax(top_scores.float(), dim=-1)
+            base = top_scores / self.temperature if self.temperature != 1.0 else top_scores
+            weights = torch.softmax(base.float(), dim=-1)
             threshold = None if gen["thresholds"] is None else gen["thresholds"][rows]
             shaped = self.transform(rewards, weights=weights, mask=valid, threshold=threshold)
-            fused = top_scores + self.weight * shaped.to(scores.dtype)
+            fused = base + self.weight * shaped.to(scores.dtype)
+        elif self.temperature != 1.0:
+            fused = top_scores / self.temperature
         fused = torch.where(valid, fused, torch.full_like(fused, -math.inf))
         out[rows] = torch.full_like(out[rows], -math.inf).scatter(1, top_ids, fused)
         return out

@@ -1,0 +1,87 @@
+"""What every guidance processor shares: presets, the sampling-temperature rule, and a deterministic lifetime.
+
+**Temperature.** In transformers 5, ``generate`` runs the user's ``logits_processor`` list *before* its own
+sampling warpers (``temperature``, ``top_k``, ``top_p``...). A guidance processor returns fused scores
+``base + lambda * guidance``; with ``do_sample=True`` and ``temperature=T != 1`` generate then samples from
+``softmax((base + lambda * guidance) / T)``: relative to the base model at temperature ``T`` the guidance
+weight silently becomes ``lambda / T`` (and CD, which applies its own base temperature, gets a second one).
+So the processors take the base temperature themselves (``temperature=``: ``base / T + lambda * guidance``)
+and refuse a ``generate`` temperature other than 1 wherever they can see it
+(:meth:`GuidanceProcessor.check_generation_config`, called by :func:`~hf_stackshape.guided_generate`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from transformers import LogitsProcessor
+from transformers.utils import logging
+
+from ..presets import get_preset
+
+logger = logging.get_logger(__name__)
+
+__all__ = ["GuidanceProcessor"]
+
+
+class GuidanceProcessor(LogitsProcessor):
+    """Base class of [`ARGSLogitsProcessor`] and [`CDLogitsProcessor`] (see the module docstring).
+
+    Subclasses set ``_preset_component`` (the component of :mod:`hf_stackshape.presets`) and implement
+    :meth:`reset` (free per-generation state) and, when they hold more, :meth:`close`.
+    """
+
+    # Per-row state (KV caches matched by token history, per-prompt inputs) assumes generate's static batch.
+    supports_continuous_batching = False
+    _preset_component: str = ""
+
+    @classmethod
+    def from_preset(cls, name: str, *args: Any, **overrides: Any):
+        """Build the processor with preset ``name``'s settings (e.g. ``"paper"``: the authors' scripts);
+        ``overrides`` win over the preset. Positional ``args`` are the processor's own (reward model, Q-head)."""
+        kwargs = get_preset(name, cls._preset_component)
+        kwargs.update(overrides)
+        return cls(*args, **kwargs)
+
+    def reset(self) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Free every cache the processor holds and detach anything it attached to a model. Idempotent; a closed
+        processor can still be used (it rebuilds its caches), but hooks removed by ``close`` stay removed."""
+        self.reset()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def check_generation_config(self, generation_config) -> None:
+        """Raise ``ValueError`` when ``generation_config`` would rescale the fused scores after this processor.
+
+        Args:
+            generation_config (`GenerationConfig`): the configuration ``generate`` will use (the model's own
+                updated with the call's keyword arguments).
+        """
+        if generation_config is None or not getattr(generation_config, "do_sample", False):
+            return
+        temperature = getattr(generation_config, "temperature", None)
+        if temperature is None or float(temperature) == 1.0:
+            return
+        name = type(self).__name__
+        raise ValueError(
+            f"generate would sample at temperature={temperature} after {name}: transformers runs logits processors "
+            f"before its temperature warper, so the fused score would be divided by {temperature} and lambda would "
+            f"become lambda/{temperature} (CD's own temperature would be applied twice). Pass temperature=1.0 to "
+            f"generate and give {name} temperature={temperature} instead (the base model's sampling temperature), "
+            "or decode greedily (do_sample=False)."
+        )
+
+    def _warn_model_temperature(self, model) -> None:
+        """Warn when ``model.generation_config`` samples at a temperature (a plain ``generate`` would apply it)."""
+        config = getattr(model, "generation_config", None)
+        try:
+            self.check_generation_config(config)
+        except ValueError as err:
+            logger.warning(f"The model's generation_config (do_sample=True) would be used by a plain generate: {err}")
