@@ -94,7 +94,6 @@ _PAPER: Dict[str, Dict[str, Any]] = {
     # parse failure counts as a tie.
     "judge": {
         "protocol": "paper",
-        "model": "gpt-4.1",
         "temperature": 0.0,
         "max_tokens": 2048,
         "api_error": "tie",

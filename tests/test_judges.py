@@ -105,6 +105,7 @@ def test_paper_preset_is_the_default_protocol_and_tally():
     assert judge.max_tokens == 7
     paper = LLMJudge.from_preset("paper", base_url="http://127.0.0.1:9/v1")
     assert (paper.model, paper.max_tokens) == ("gpt-4.1", 2048)  # the authors' gpt4-eval.py settings
+    assert "model" not in preset  # gpt-4.1 is the default; a `model` key would become a CLI command's base model
 
 
 # ----------------------------------------------------------------------------------------------- reward judge
