@@ -50,6 +50,7 @@ __all__ = [
     "open_run",
     "RunMismatchError",
     "RunLockedError",
+    "DistributedSetupError",
     "model_fingerprint",
     "tokenizer_fingerprint",
     "reward_fingerprint",
@@ -71,6 +72,10 @@ class RunMismatchError(ValueError):
 
 class RunLockedError(RuntimeError):
     """Another process holds the output's lock (the message names its pid)."""
+
+
+class DistributedSetupError(RuntimeError):
+    """A multi-process launch (``WORLD_SIZE > 1``) without the process group a shared run needs."""
 
 
 # ----------------------------------------------------------------------------------------------- fingerprints
@@ -202,7 +207,7 @@ class _Processes:
         else:
             world = os.environ.get("WORLD_SIZE", "1")
             if world.isdigit() and int(world) > 1:
-                raise RuntimeError(
+                raise DistributedSetupError(
                     f"WORLD_SIZE={world} is set (a torchrun / accelerate launch?) but no torch.distributed process "
                     "group is initialised, so every rank would compute everything into one output. Call "
                     "torch.distributed.init_process_group() (or pass an accelerate PartialState) first, or run a "
@@ -210,7 +215,7 @@ class _Processes:
                 )
             self.rank, self.world = 0, 1
         if self.world > 1 and self._dist is None:
-            raise RuntimeError(
+            raise DistributedSetupError(
                 f"A {self.world}-process run needs an initialised torch.distributed process group to share the "
                 "output's preparation; initialise it (accelerate's PartialState does) before opening the run."
             )
@@ -479,7 +484,7 @@ class open_run:  # noqa: N801 - used as a function: ``with open_run(...) as run`
     Raises:
         RunLockedError: another process holds the output.
         RunMismatchError: the output holds a run with other settings (or files with no manifest).
-        RuntimeError: ``WORLD_SIZE > 1`` without an initialised process group.
+        DistributedSetupError: ``WORLD_SIZE > 1`` without an initialised process group.
 
     Examples:
 

@@ -14,6 +14,7 @@ import torch
 from hf_stackshape import __version__
 from hf_stackshape.rewards import CallableReward, HFRewardModel, load_reward
 from hf_stackshape.runs import (
+    DistributedSetupError,
     RunLockedError,
     RunMismatchError,
     model_fingerprint,
@@ -206,7 +207,7 @@ def test_the_same_process_cannot_open_a_run_twice(tmp_path):
 
 def test_world_size_without_a_process_group_is_refused(tmp_path, monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")
-    with pytest.raises(RuntimeError, match="WORLD_SIZE=2 .* no torch.distributed process group"):
+    with pytest.raises(DistributedSetupError, match="WORLD_SIZE=2 .* no torch.distributed process group"):
         with open_run(tmp_path / "r", FP):
             pass
     assert not (tmp_path / "r").exists()
