@@ -274,8 +274,11 @@ def test_guided_generate_equals_the_manual_set_prompt_path(tokenizer, tiny_lm, r
     told = ARGSLogitsProcessor(reward, tokenizer=tokenizer, k=3, weight=2.0).set_prompt(enc, prompts=PROMPTS)
     untold = ARGSLogitsProcessor(reward, tokenizer=tokenizer, k=3, weight=2.0)
     assert not torch.allclose(told(enc["input_ids"], scores), untold(enc["input_ids"], scores))
-    # Batches, num_return_sequences, per-prompt thresholds.
+    # Batches, num_return_sequences, per-prompt thresholds; a right-padding tokenizer is padded left anyway.
     assert guided_generate(tiny_lm, tokenizer, PROMPTS, args, batch_size=2, **kwargs) == got
+    right = copy.deepcopy(tokenizer)
+    right.padding_side = "right"
+    assert guided_generate(tiny_lm, right, PROMPTS, args, **kwargs) == got and right.padding_side == "right"
     thr = torch.zeros(3)
     assert len(guided_generate(tiny_lm, tokenizer, PROMPTS, args, thresholds=thr, num_beams=2,
                                num_return_sequences=2, **kwargs)) == 6
@@ -315,7 +318,7 @@ def test_long_prompts_are_left_truncated_in_guided_generate(tokenizer, reward, c
     with ARGSLogitsProcessor(reward, tokenizer=tokenizer, k=3) as args, caplog.at_level(logging.WARNING):
         guided_generate(short, tokenizer, [long_prompt, "Hi"], args, max_new_tokens=4, do_sample=False,
                         logits_processor=LogitsProcessorList([Width()]))
-    assert seen[0] == 48 - 4 and "keeping its last 44 tokens" in caplog.text
+    assert seen[0] == 48 - 4 and "left truncation" in caplog.text
 
 
 # ------------------------------------------------------------------------------------------ CD bad input

@@ -24,6 +24,11 @@ Two ways to get the k rewards per row, chosen once per generation:
 The fast path reads the generated token ids as they are; the text path re-tokenizes the decoded text.
 Both agree whenever that round trip is the identity (the usual case for natural text); the fast path is
 checked against the RM's own formatting (a tokenization probe) before it is used.
+
+With ``rm_input="raw"`` (the authors' ARGS script; the ``paper`` preset) there is no formatting at all: the
+reward model reads the base model's own prompt ids (padding removed), the response ids and the candidate,
+special tokens included -- on the fast path ``head`` is the prompt ids and ``tail`` is empty; without the cache
+the same ids go through the RM's forward (:meth:`HFRewardModel.score_ids`).
 """
 
 from __future__ import annotations

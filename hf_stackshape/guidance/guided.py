@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 from transformers import LogitsProcessorList
 from transformers.utils import logging
 
+from ..generation import _encode_prompts, format_prompts, prompt_budget
 from ._base import GuidanceProcessor
 
 logger = logging.get_logger(__name__)
@@ -25,51 +26,22 @@ logger = logging.get_logger(__name__)
 __all__ = ["guided_generate"]
 
 
-def _context(model) -> Optional[int]:
-    config = getattr(model, "config", None)
-    text = config.get_text_config() if config is not None and hasattr(config, "get_text_config") else config
-    return getattr(text, "max_position_embeddings", None)
-
-
 def _prompt_budget(model, processor, generation_config, max_prompt_length: Optional[int]) -> Optional[int]:
-    """Prompt tokens that leave room for ``max_new_tokens`` in the model's (and a CD head backbone's) context."""
-    if max_prompt_length is not None:
-        if int(max_prompt_length) < 1:
-            raise ValueError(f"`max_prompt_length` must be a positive integer, got {max_prompt_length!r}.")
-        return int(max_prompt_length)
+    """Prompt tokens that leave room for ``max_new_tokens`` in the model's context and, for CD, in the Q-head
+    backbone's (its value of ``prefix + candidate`` at the last step needs ``prompt + max_new_tokens`` positions)."""
     new = generation_config.max_new_tokens
-    if new is None:
-        return None  # generate counts max_length from the prompt's start: nothing to reserve
-    contexts = [c for c in (_context(model), getattr(processor, "_context", None)) if c]
-    if not contexts:
-        return None
-    # A CD value head reads prefix + candidate: one position more than the model.
-    extra = 1 if getattr(getattr(getattr(processor, "qhead", None), "config", None), "head_type", None) == "value" else 0
-    budget = min(contexts) - int(new) - extra
-    if budget < 1:
-        raise ValueError(
-            f"max_new_tokens={new} leaves no room for the prompt in a context of {min(contexts)} tokens; lower "
-            "max_new_tokens."
-        )
-    return budget
-
-
-def _encode(tokenizer, texts: Sequence[str], special: bool, budget: Optional[int], first: int):
-    """Left-padded ``input_ids`` / ``attention_mask``; a prompt over ``budget`` keeps its last tokens (warns)."""
-    ids = tokenizer(list(texts), add_special_tokens=special)["input_ids"]
-    for i, seq in enumerate(ids):
-        if budget is not None and len(seq) > budget:
-            logger.warning(
-                "guided_generate: prompt %d has %d tokens, more than the %d the context leaves after max_new_tokens; "
-                "keeping its last %d tokens.",
-                first + i, len(seq), budget, budget,
+    if new is None:  # generate counts max_length from the prompt's start: nothing to reserve
+        return max_prompt_length
+    budget = prompt_budget(model, new, max_prompt_length)
+    head_context = getattr(processor, "_context", None)
+    if max_prompt_length is None and head_context:
+        if head_context - int(new) < 1:
+            raise ValueError(
+                f"max_new_tokens={new} leaves no room for the prompt in the Q-head backbone's context of "
+                f"{head_context} tokens; lower max_new_tokens."
             )
-            ids[i] = seq[-budget:]
-    width = max(len(seq) for seq in ids)
-    pad = tokenizer.pad_token_id
-    input_ids = torch.tensor([[pad] * (width - len(s)) + list(s) for s in ids], dtype=torch.long)
-    mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in ids], dtype=torch.long)
-    return {"input_ids": input_ids, "attention_mask": mask}
+        budget = head_context - int(new) if budget is None else min(budget, head_context - int(new))
+    return budget
 
 
 def guided_generate(
@@ -102,7 +74,7 @@ def guided_generate(
         prompts (`list[str]`): raw user prompts.
         processor ([`ARGSLogitsProcessor`] or [`CDLogitsProcessor`]): the guidance.
         apply_chat_template (`bool`, *optional*): format prompts with the chat template; defaults to whether the
-            tokenizer has one. Without it the prompts are tokenized as they are (with special tokens).
+            tokenizer has one. Without it the prompts are tokenized as they are.
         thresholds (`torch.Tensor` of shape `(len(prompts),)`, *optional*): per-prompt ``m*(x)`` for ARGS.
         max_prompt_length (`int`, *optional*): prompt token budget; defaults to the context minus
             ``max_new_tokens``.
@@ -155,14 +127,7 @@ def guided_generate(
     if generation_config.pad_token_id is None:
         generate_kwargs.setdefault("pad_token_id", tokenizer.pad_token_id)
     budget = _prompt_budget(model, processor, generation_config, max_prompt_length)
-    chat = bool(getattr(tokenizer, "chat_template", None)) if apply_chat_template is None else bool(apply_chat_template)
-    if chat:
-        texts = [
-            tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
-            for p in prompts
-        ]
-    else:
-        texts = prompts
+    texts = format_prompts(tokenizer, prompts, apply_chat_template)
     before = LogitsProcessorList(generate_kwargs.pop("logits_processor", None) or [])
     procs = LogitsProcessorList([*before, processor])
     size = len(prompts) if batch_size is None else int(batch_size)
@@ -171,8 +136,12 @@ def guided_generate(
         starts = range(0, len(prompts), size)
         for start in tqdm(starts, desc="guided_generate", disable=not show_progress):
             stop = start + size
-            enc = _encode(tokenizer, texts[start:stop], not chat, budget, start)
-            enc = {key: value.to(model.device) for key, value in enc.items()}
+            side, tokenizer.padding_side = tokenizer.padding_side, "left"  # generate continues the last column
+            try:
+                enc = _encode_prompts(tokenizer, texts[start:stop], budget, start)
+            finally:
+                tokenizer.padding_side = side
+            enc = {key: enc[key].to(model.device) for key in ("input_ids", "attention_mask")}
             if is_args:
                 batch_thresholds = None if thresholds is None else thresholds[start:stop]
                 processor.set_prompt(enc, prompts=prompts[start:stop], thresholds=batch_thresholds)
