@@ -3,8 +3,6 @@ that matches the model they guide, and share one rule about ``generate``'s sampl
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from typing import Optional
 
@@ -40,14 +38,16 @@ def check_temperature(temperature, name: str = "temperature") -> float:
 
 
 def vocabulary_digest(tokenizer) -> str:
-    """SHA-256 of a tokenizer's token -> id mapping (``get_vocab()``, added tokens included).
+    """Digest of a tokenizer's token -> id mapping (``get_vocab()``, added tokens included): the ``vocab`` entry
+    of :func:`hf_stackshape.runs.tokenizer_fingerprint`.
 
     Two tokenizers with the same digest map every token string to the same id, which is what a model, a reward
     model or a Q-head trained on one needs from the other (the same size is not enough: two 32k vocabularies
     can number their tokens differently).
     """
-    items = sorted(tokenizer.get_vocab().items(), key=lambda item: (item[1], item[0]))
-    return hashlib.sha256(json.dumps(items, ensure_ascii=False).encode("utf-8")).hexdigest()
+    from ..runs import tokenizer_fingerprint
+
+    return tokenizer_fingerprint(tokenizer)["vocab"]
 
 
 def same_vocabulary(a, b) -> bool:
