@@ -4,155 +4,428 @@
    on SmolLM2 trained with TRL's ``RewardTrainer`` on VADER-labelled preference pairs, see
    ``examples/train_demo_reward_model.py``); gold judge: VADER itself (independent of the guiding RM);
 2. calibrate ``m*(x)`` on the training prompts (:class:`~hf_stackshape.calibration.ThresholdCalibrator`);
-3. train two CD Q-heads on the base model's own hidden states: one on raw rewards (vanilla CD), one on
-   Stackelberg-shaped rewards (SRS-CD) (:class:`~hf_stackshape.qhead.trainer.QHeadTrainer`);
-4. sweep vanilla ARGS, SRS-ARGS, vanilla CD and SRS-CD over ``1/beta`` on held-out prompts, measure reward,
-   gold reward, diversity, coherence and win-tie rates, and draw the paper's Figure 2.
+3. train two CD heads on those rollouts (Mudgal et al., 2023): one on raw rewards (vanilla CD), one on
+   Stackelberg-shaped rewards (SRS-CD, Wang et al., 2026) (:class:`~hf_stackshape.qhead.trainer.QHeadTrainer`);
+4. sweep vanilla ARGS (Khanov et al., 2024), SRS-ARGS, vanilla CD, SRS-CD and best-of-N over ``1/beta`` on
+   held-out prompts; measure reward, gold reward, diversity, coherence and win-tie rates, each with a 95%
+   bootstrap interval over prompts, SRS against vanilla with the paired interval of the difference; draw the
+   paper's Figure 2 with error bars;
+5. diagnostics that explain the result: the median per-step range of the k ARGS candidates' rewards (and the
+   push SRS gives per unit of reward at that range against raw ARGS's 1), and each CD head's spread over the
+   top-k candidates.
 
-Every stage writes to ``output_dir`` and is skipped when its output is already there, so an interrupted
-demo resumes where it stopped.
+Reproducible: every stage that draws random numbers is seeded (sampling, head initialisation, training), so
+two runs print the same table. The output folder is a run (:func:`hf_stackshape.runs.open_run`): an
+interrupted demo resumes where it stopped, and a rerun with other settings into the same folder is refused
+(``--overwrite`` starts over).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import math
 import os
 import shutil
+import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional, Sequence
 
+import torch
 from transformers.utils import logging
 
 logger = logging.get_logger(__name__)
 
-__all__ = ["DemoConfig", "run_demo"]
+__all__ = ["DemoConfig", "run_demo", "candidate_reward_range", "head_candidate_spread", "paired_differences"]
+
+_BOUND_CD, _BETA_CD, _ALPHA_CD = 15.0, 0.667, 1.0  # the authors' CD shaping (PAPER.md section 3)
 
 
 @dataclass
 class DemoConfig:
-    """Settings of ``stackshape demo`` (defaults finish in under 10 minutes on 2 CPU cores)."""
+    """Settings of ``stackshape demo`` (the defaults finish in under 10 minutes on 2 CPU cores).
 
-    output_dir: str = field(default="stackshape_demo", metadata={"help": "Where results, plot and caches go (rerun = resume)."})
+    Args:
+        output_dir: the run folder (results, plot, caches); a rerun with the same settings resumes.
+        head_type: the CD head: ``value`` (the paper's value MLP, one value per prefix) or ``q`` (vocabulary-wide).
+    """
+
+    output_dir: str = field(default="stackshape_demo", metadata={"help": "Run folder: results, plot and caches (rerun = resume)."})
+    overwrite: bool = field(default=False, metadata={"help": "Start over when --output_dir holds a demo run with other settings."})
     num_prompts: int = field(default=16, metadata={"help": "Held-out test prompts evaluated per method and weight."})
-    num_train_prompts: int = field(default=48, metadata={"help": "Training prompts calibrated for the CD Q-heads."})
-    num_samples: int = field(default=4, metadata={"help": "Base samples per training prompt (N)."})
+    num_train_prompts: int = field(default=48, metadata={"help": "Training prompts calibrated for the CD heads."})
+    num_samples: int = field(default=4, metadata={"help": "Base samples per training prompt (N of the calibration)."})
     calibration_max_new_tokens: int = field(default=32, metadata={"help": "Tokens per calibration sample."})
     max_new_tokens: int = field(default=40, metadata={"help": "Tokens per evaluated response."})
     weights: List[float] = field(default_factory=lambda: [0.5, 1.0, 2.0], metadata={"help": "Grid of 1/beta."})
     methods: List[str] = field(
-        default_factory=lambda: ["args", "srs-args", "cd", "srs-cd"], metadata={"help": "Methods to compare."}
+        default_factory=lambda: ["args", "srs-args", "cd", "srs-cd", "bon", "soft-bon", "srs-bon"],
+        metadata={"help": "Methods to compare (vanilla counterparts are added)."},
     )
     k: int = field(default=10, metadata={"help": "Candidates per step (ARGS and CD)."})
-    qhead_epochs: float = field(default=4.0, metadata={"help": "Epochs of Q-head training."})
+    bon_samples: int = field(default=4, metadata={"help": "Samples N per prompt of the best-of-N methods."})
+    head_type: str = field(default="value", metadata={"help": "CD head: value (the paper's) or q (vocabulary-wide)."})
+    qhead_epochs: float = field(default=4.0, metadata={"help": "Epochs of CD head training."})
     batch_size: int = field(default=8, metadata={"help": "Prompts per generate call."})
     judge_tolerance: float = field(default=0.05, metadata={"help": "VADER difference counted as a tie."})
-    seed: int = field(default=0, metadata={"help": "Seed of calibration sampling and training."})
+    seed: int = field(default=0, metadata={"help": "Seed of sampling, head initialisation and training."})
 
     def __post_init__(self):
-        for name in ("num_prompts", "num_train_prompts", "num_samples", "calibration_max_new_tokens", "max_new_tokens"):
+        for name in ("num_prompts", "num_train_prompts", "num_samples", "calibration_max_new_tokens", "max_new_tokens", "bon_samples"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"`{name}` must be >= 1, got {getattr(self, name)!r}.")
+        if self.head_type not in ("value", "q"):
+            raise ValueError(f"`head_type` must be 'value' or 'q', got {self.head_type!r}.")
+        if not self.methods:
+            raise ValueError("`methods` is empty; name at least one, e.g. --methods args srs-args.")
+
+    def fingerprint(self) -> Dict[str, object]:
+        """Every setting that changes the results, plus the identity of the bundled assets."""
+        settings = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("output_dir", "overwrite")}
+        return {"settings": settings, "assets": _assets_fingerprint()}
 
 
-def _train_qhead(model, tokenizer, calibration, transform: str, folder: Path, config: DemoConfig, reward_name: str):
+def _assets_fingerprint() -> Dict[str, str]:
+    """Digests of the bundled prompts and demo RM, and the embedded SmolLM2's package version (cheap: no load)."""
+    from importlib import metadata
+
+    from .defaults import SMOLLM2_PACKAGE
+    from .demo_assets import DEMO_PROMPTS_PATH, DEMO_RM_PATH
+
+    out = {}
+    for path in [DEMO_PROMPTS_PATH, *sorted(DEMO_RM_PATH.glob("*"))]:
+        if path.is_file():
+            out[path.name] = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    try:
+        out["smollm2"] = metadata.version(SMOLLM2_PACKAGE.replace("_", "-"))
+    except metadata.PackageNotFoundError:
+        out["smollm2"] = "missing"
+    return out
+
+
+# ----------------------------------------------------------------------------------------------- diagnostics
+
+
+class _RangeRecorder:
+    """Wraps an ARGS reward transform and records, per step and row, max - min of the valid candidates' rewards."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.ranges: List[float] = []
+
+    def __call__(self, rewards, weights=None, mask=None, threshold=None):
+        valid = torch.ones_like(rewards, dtype=torch.bool) if mask is None else mask
+        high = rewards.masked_fill(~valid, -math.inf).max(-1).values
+        low = rewards.masked_fill(~valid, math.inf).min(-1).values
+        self.ranges += [float(v) for v in (high - low) if math.isfinite(float(v))]
+        return self.inner(rewards, weights=weights, mask=mask, threshold=threshold)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+@torch.no_grad()
+def candidate_reward_range(
+    model, tokenizer, reward, prompts: Sequence[str], k: int = 10, weight: float = 1.0, max_new_tokens: int = 40,
+    batch_size: int = 8, bound: float = 12.0, alpha: float = 1.5,
+) -> Dict[str, float]:
+    """The median per-step range of the k ARGS candidates' rewards along vanilla ARGS, and what it implies.
+
+    SRS-ARGS feeds ``B_eff * sigmoid(alpha * (r - m*))`` with ``B_eff = min(B, 1.01 * range)`` (the authors'
+    safeguard) to the same fused score ``logit + lambda * reward``; at the threshold its slope is
+    ``alpha * B_eff / 4`` per unit of reward, against raw ARGS's 1. With a weak reward model whose candidates
+    differ little, SRS therefore pushes *less* than raw ARGS at the same ``1/beta``.
+
+    Returns:
+        ``{"median_range", "mean_range", "steps", "b_eff", "srs_slope_at_threshold", "raw_slope"}``.
+    """
+    from .generation import format_prompts
+    from .guidance.args import ARGSLogitsProcessor
+
+    processor = ARGSLogitsProcessor(reward, tokenizer=tokenizer, k=k, weight=weight, transform="raw")
+    recorder = _RangeRecorder(processor.transform)
+    processor.transform = recorder
+    texts = format_prompts(tokenizer, prompts)
+    old_side, tokenizer.padding_side = tokenizer.padding_side, "left"
+    try:
+        for start in range(0, len(texts), batch_size):
+            enc = tokenizer(texts[start : start + batch_size], return_tensors="pt", padding=True, add_special_tokens=False)
+            enc = enc.to(next(model.parameters()).device)
+            processor.set_prompt(enc, prompts=list(prompts[start : start + batch_size]))
+            model.generate(
+                **enc, logits_processor=[processor], max_new_tokens=max_new_tokens, do_sample=False,
+                temperature=None, top_p=None, top_k=None, pad_token_id=tokenizer.pad_token_id,
+            )
+    finally:
+        tokenizer.padding_side = old_side
+    ranges = recorder.ranges or [math.nan]
+    median = statistics.median(ranges)
+    b_eff = min(bound, 1.01 * median)
+    return {
+        "median_range": median,
+        "mean_range": statistics.fmean(ranges),
+        "steps": len(recorder.ranges),
+        "b_eff": b_eff,
+        "srs_slope_at_threshold": alpha * b_eff / 4.0,
+        "raw_slope": 1.0,
+    }
+
+
+@torch.no_grad()
+def head_candidate_spread(
+    qhead, model, tokenizer, prompts: Sequence[str], k: int = 10, max_new_tokens: int = 40,
+    trained_tokens: Optional[set] = None,
+) -> Dict[str, float]:
+    """How much a CD head moves the choice among the base model's top-k candidates, along greedy decoding.
+
+    At each step of the base policy's greedy answer, the head scores the top-k next tokens; the spread
+    (standard deviation) of those values times ``lambda`` is what CD adds to the spread of the top-k log-probs.
+    For a ``q`` head, ``trained_tokens`` (the token ids present in its training responses) splits the
+    candidates into rows that ever received a gradient and rows still at their random initialisation.
+
+    Returns:
+        ``{"median_value_spread", "median_logp_spread", "candidates_trained_fraction"}`` (the last one only with
+        ``trained_tokens``).
+    """
+    from .generation import format_prompts
+
+    value_spreads, logp_spreads, trained = [], [], []
+    device = next(model.parameters()).device
+    for text in format_prompts(tokenizer, prompts):
+        ids = tokenizer(text, return_tensors="pt", add_special_tokens=False)["input_ids"].to(device)
+        for _ in range(max_new_tokens):
+            out = model(ids)
+            logp = out.logits[0, -1].float().log_softmax(-1)
+            top_logp, top_ids = logp.topk(k)
+            if qhead.config.head_type == "q":
+                values = qhead(input_ids=ids, attention_mask=torch.ones_like(ids)).value[0, -1, top_ids]
+            else:
+                candidates = torch.cat([ids.expand(k, -1), top_ids[:, None]], dim=1)
+                values = qhead(input_ids=candidates, attention_mask=torch.ones_like(candidates)).value[:, -1]
+            value_spreads.append(float(values.float().std()))
+            logp_spreads.append(float(top_logp.std()))
+            if trained_tokens is not None:
+                trained += [int(t) in trained_tokens for t in top_ids.tolist()]
+            nxt = top_ids[:1][None]
+            if int(nxt) == tokenizer.eos_token_id:
+                break
+            ids = torch.cat([ids, nxt], dim=1)
+    result = {
+        "median_value_spread": statistics.median(value_spreads),
+        "median_logp_spread": statistics.median(logp_spreads),
+    }
+    if trained_tokens is not None:
+        result["candidates_trained_fraction"] = sum(trained) / max(1, len(trained))
+    return result
+
+
+def paired_differences(table: Sequence[Dict[str, object]], per_prompt: Dict[str, Dict[str, List[float]]]) -> List[Dict[str, object]]:
+    """SRS (or another shaped transform) minus its vanilla counterpart at the same weight, per metric, with the
+    paired bootstrap interval over prompts (:func:`~hf_stackshape.evaluation.stats.paired_bootstrap_ci`).
+
+    Args:
+        table: the sweep's rows (``method``, ``weight``, ...).
+        per_prompt: ``{cell name: {metric: [value per prompt]}}``.
+    """
+    from .evaluation.stats import paired_bootstrap_ci
+    from .generation import parse_method
+    from .sweep import _cell_name
+
+    rows = []
+    for row in table:
+        if row.get("weight") is None:
+            continue
+        method = parse_method(str(row["method"]))
+        vanilla = parse_method(method.vanilla)
+        if vanilla.label == method.label:
+            continue
+        mine, theirs = _cell_name(method, row["weight"]), _cell_name(vanilla, row["weight"])
+        if mine not in per_prompt or theirs not in per_prompt:
+            continue
+        for metric, values in per_prompt[mine].items():
+            if metric in per_prompt[theirs]:
+                ci = paired_bootstrap_ci(values, per_prompt[theirs][metric])
+                rows.append({"method": method.label, "vs": vanilla.label, "weight": row["weight"], "metric": metric, **ci})
+    return rows
+
+
+# ----------------------------------------------------------------------------------------------- stages
+
+
+def _seed(seed: int) -> None:
+    from transformers import set_seed
+
+    set_seed(int(seed))
+
+
+def _train_head(model, tokenizer, calibration, transform: str, folder: Path, config: DemoConfig):
+    """Train (or reuse, when its run manifest matches) the CD head of one transform."""
     from .defaults import smollm2_path
     from .qhead.modeling_qhead import QHeadModel
     from .qhead.trainer import QHeadTrainer, QHeadTrainerConfig
+    from .runs import open_run
 
-    if (folder / "config.json").is_file():
-        return QHeadModel.from_pretrained(str(folder), backbone=model)
-    qhead = QHeadModel.from_backbone(
-        model,
-        head_type="q",
-        backbone_name_or_path=str(smollm2_path()),
-        base_model_name_or_path="HuggingFaceTB/SmolLM2-135M-Instruct",
-        reward_model_name_or_path=reward_name,
-    )
-    args = QHeadTrainerConfig(
-        output_dir=str(folder) + ".work",
-        transform=transform,
-        bound=15.0,
-        alpha=1.0,
-        beta=0.667,
-        safeguards="cd",
-        num_train_epochs=config.qhead_epochs,
-        per_device_train_batch_size=16,
-        learning_rate=1e-3,
-        apply_chat_template=True,
-        precompute_hidden_states=True,
-        save_strategy="no",
-        report_to=[],
-        logging_steps=10,
-        seed=config.seed,
-        disable_tqdm=True,
-    )
-    trainer = QHeadTrainer(qhead, args, train_dataset=calibration, processing_class=tokenizer)
-    trainer.train()
-    # Save next to the target and rename, so an interrupted save is never taken for a finished head.
-    partial = folder.with_name(folder.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    trainer.save_model(str(partial))
-    shutil.rmtree(folder, ignore_errors=True)  # a leftover without config.json
-    os.replace(partial, folder)
-    return qhead
+    head_fp = {
+        "transform": transform, "head_type": config.head_type, "epochs": config.qhead_epochs, "seed": config.seed,
+        "calibration": {k: getattr(config, k) for k in ("num_train_prompts", "num_samples", "calibration_max_new_tokens")},
+    }
+    with open_run(folder, head_fp, kind="demo-head"):
+        if (folder / "head" / "config.json").is_file():
+            return QHeadModel.from_pretrained(str(folder / "head"), backbone=model), None
+        _seed(config.seed)
+        qhead = QHeadModel.from_backbone(
+            model,
+            head_type=config.head_type,
+            seed=config.seed,
+            backbone_name_or_path=str(smollm2_path()),
+            base_model_name_or_path="HuggingFaceTB/SmolLM2-135M-Instruct",
+            reward_model_name_or_path="hf_stackshape demo RM (SmolLM2-135M-Instruct + LoRA, VADER-labelled pairs)",
+        )
+        args = QHeadTrainerConfig(
+            output_dir=str(folder / "work"),
+            transform=transform,
+            bound=_BOUND_CD,
+            alpha=_ALPHA_CD,
+            beta=_BETA_CD,
+            safeguards="cd",
+            num_train_epochs=config.qhead_epochs,
+            per_device_train_batch_size=16,
+            learning_rate=1e-3,
+            apply_chat_template=True,
+            precompute_hidden_states=True,
+            save_strategy="no",
+            report_to=[],
+            logging_steps=10,
+            seed=config.seed,
+            data_seed=config.seed,
+            disable_tqdm=True,
+        )
+        trainer = QHeadTrainer(qhead, args, train_dataset=calibration, processing_class=tokenizer)
+        trainer.train()
+        metrics = {k: v for k, v in trainer.evaluate().items() if isinstance(v, (int, float))} if _has_eval(trainer) else {}
+        # Saved next to its place and renamed, so an interrupted save is never taken for a finished head.
+        partial = folder / "head.partial"
+        shutil.rmtree(partial, ignore_errors=True)
+        trainer.save_model(str(partial))
+        shutil.rmtree(folder / "head", ignore_errors=True)
+        os.replace(partial, folder / "head")
+        shutil.rmtree(folder / "work", ignore_errors=True)
+        return qhead, metrics
+
+
+def _has_eval(trainer) -> bool:
+    return getattr(trainer, "eval_dataset", None) is not None
 
 
 def run_demo(config: DemoConfig) -> Dict[str, object]:
-    """Run the demo; returns ``{"table": [...], "plot": path, "results": paths, "seconds": float}``."""
+    """Run the demo; returns ``{"table", "differences", "diagnostics", "plot", "results", "seconds"}``."""
     from .calibration import CalibrationConfig, ThresholdCalibrator
     from .defaults import load_smollm2
     from .demo_assets import demo_prompts, load_demo_reward_model, vader_reward
+    from .generation import parse_method
+    from .io import atomic_write_json, read_json
+    from .runs import open_run
     from .sweep import SweepConfig, plot_sweep, run_sweep
 
     start = time.time()
     out = Path(config.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    model, tokenizer = load_smollm2()
-    reward = load_demo_reward_model()
-    gold = vader_reward()
-    test_prompts = demo_prompts("test")[: config.num_prompts]
     methods = list(config.methods)
-    qheads = {}
-    if any(m.endswith("cd") for m in methods):
-        train_prompts = demo_prompts("train")[: config.num_train_prompts]
-        calibrator = ThresholdCalibrator(
-            model,
-            tokenizer,
-            reward,
-            CalibrationConfig(
-                num_samples=config.num_samples,
-                max_new_tokens=config.calibration_max_new_tokens,
-                bound=15.0,
-                beta=0.667,
-                safeguards="cd",
-                seed=config.seed,
-                output_dir=str(out / "calibration"),
-            ),
-        )
-        calibration = calibrator.calibrate(train_prompts)
-        reward_name = "hf_stackshape demo RM (SmolLM2-135M-Instruct + LoRA, VADER-labelled pairs)"
-        for method in methods:
-            if method.endswith("cd"):
-                transform = "raw" if method in ("cd", "vanilla-cd") else method.rsplit("-", 1)[0]
-                if transform not in qheads:
-                    logger.warning("Training the %s Q-head (CD) ...", transform)
-                    qheads[transform] = _train_qhead(
-                        model, tokenizer, calibration, transform, out / f"qhead-{transform}", config, reward_name
+    # CD heads: one per transform named, plus the raw one for the vanilla counterpart the sweep adds.
+    cd_transforms = list(dict.fromkeys(t for m in methods if parse_method(m).decoder == "cd" for t in (parse_method(m).transform, "raw")))
+    timings: Dict[str, float] = {}
+    with open_run(out, config.fingerprint(), kind="demo", overwrite=config.overwrite):
+        tick = time.time()
+        model, tokenizer = load_smollm2()
+        reward = load_demo_reward_model()
+        gold = vader_reward()
+        timings["load"] = time.time() - tick
+        test_prompts = demo_prompts("test")[: config.num_prompts]
+        diagnostics_path = out / "diagnostics.json"
+        diagnostics = read_json(diagnostics_path) if diagnostics_path.is_file() else {}
+        qheads = {}
+        if cd_transforms:
+            tick = time.time()
+            _seed(config.seed)
+            calibration = ThresholdCalibrator(
+                model,
+                tokenizer,
+                reward,
+                CalibrationConfig(
+                    num_samples=config.num_samples,
+                    max_new_tokens=config.calibration_max_new_tokens,
+                    bound=_BOUND_CD,
+                    beta=_BETA_CD,
+                    safeguards="cd",
+                    seed=config.seed,
+                    output_dir=str(out / "calibration"),
+                ),
+            ).calibrate(demo_prompts("train")[: config.num_train_prompts])
+            timings["calibrate"] = time.time() - tick
+            tick = time.time()
+            trained_tokens = None
+            if config.head_type == "q":
+                trained_tokens = {t for rs in calibration["responses"] for r in rs for t in tokenizer(r, add_special_tokens=False)["input_ids"]}
+            for transform in cd_transforms:
+                logger.warning("Training the %s CD head (%s) ...", transform, config.head_type)
+                qheads[transform], metrics = _train_head(model, tokenizer, calibration, transform, out / f"head-{transform}", config)
+                key = f"cd_head_{transform}"
+                if key not in diagnostics:
+                    diagnostics[key] = dict(metrics or {})
+                    diagnostics[key].update(
+                        head_candidate_spread(qheads[transform], model, tokenizer, test_prompts[:4], k=config.k,
+                                              max_new_tokens=min(16, config.max_new_tokens), trained_tokens=trained_tokens)
                     )
-    sweep = SweepConfig(
-        methods=methods,
-        weights=list(config.weights),
-        k=config.k,
-        max_new_tokens=config.max_new_tokens,
-        batch_size=config.batch_size,
-        judge_tolerance=config.judge_tolerance,
-    )
-    table = run_sweep(model, tokenizer, test_prompts, reward, sweep, out, gold_reward=gold, qheads=qheads)
-    plot = plot_sweep(table, out / "figure2.png", title="SmolLM2-135M-Instruct, demo RM, VADER gold")
+            timings["cd_heads"] = time.time() - tick
+        tick = time.time()
+        sweep = SweepConfig(
+            methods=methods,
+            weights=list(config.weights),
+            k=config.k,
+            num_samples=config.bon_samples,
+            max_new_tokens=config.max_new_tokens,
+            batch_size=config.batch_size,
+            judge_tolerance=config.judge_tolerance,
+        )
+        _seed(config.seed)
+        table = run_sweep(model, tokenizer, test_prompts, reward, sweep, out / "sweep", gold_reward=gold, qheads=qheads)
+        timings["sweep"] = time.time() - tick
+        if any(parse_method(m).decoder == "args" for m in methods) and "args_candidate_range" not in diagnostics:
+            tick = time.time()
+            diagnostics["args_candidate_range"] = candidate_reward_range(
+                model, tokenizer, reward, test_prompts[: config.batch_size], k=config.k, weight=min(config.weights),
+                max_new_tokens=config.max_new_tokens, batch_size=config.batch_size,
+            )
+            timings["candidate_range"] = time.time() - tick
+        differences = paired_differences(table, _per_prompt_scores(out / "sweep", test_prompts, reward, gold))
+        atomic_write_json(diagnostics_path, diagnostics)
+        atomic_write_json(out / "differences.json", differences)
+        plot = plot_sweep(table, out / "figure2.png", title="SmolLM2-135M-Instruct, demo RM, VADER gold")
     return {
         "table": table,
+        "differences": differences,
+        "diagnostics": diagnostics,
         "plot": plot,
-        "results": {"csv": out / "results.csv", "json": out / "results.json"},
+        "results": {"csv": out / "sweep" / "results.csv", "json": out / "sweep" / "results.json"},
+        "timings": timings,
         "seconds": time.time() - start,
     }
+
+
+def _per_prompt_scores(sweep_dir: Path, prompts: Sequence[str], reward, gold) -> Dict[str, Dict[str, List[float]]]:
+    """Per-prompt guiding and gold rewards of every cell the sweep wrote (for the paired differences)."""
+    from .evaluation.scores import reward_scores
+    from .io import read_jsonl
+
+    out = {}
+    for path in sorted((sweep_dir / "generations").glob("*.jsonl")):
+        rows = read_jsonl(path)
+        if [r["prompt"] for r in rows] != list(prompts):
+            continue
+        responses = [r["response"] for r in rows]
+        out[path.stem] = {
+            "gold_reward": reward_scores(prompts, responses, gold)["rewards"],
+            "reward": reward_scores(prompts, responses, reward)["rewards"],
+        }
+    return out
