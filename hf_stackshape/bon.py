@@ -83,8 +83,9 @@ def follower_weights(shaped: torch.Tensor, beta: float, mask: Optional[torch.Ten
     ```python
     >>> import torch
     >>> from hf_stackshape.bon import follower_weights
-    >>> follower_weights(torch.tensor([0.0, 1.0]), beta=1.0).tolist()  # [1, e] / (1 + e)
-    [0.2689414213699951, 0.7310585786300049]
+    >>> [round(w, 4) for w in follower_weights(torch.tensor([0.0, 1.0]), beta=1.0).tolist()]  # [1, e] / (1 + e)
+    [0.2689, 0.7311]
+
     ```
     """
     inverse = _inverse_beta(beta)

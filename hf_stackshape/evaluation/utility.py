@@ -68,6 +68,7 @@ def follower_utility(
     >>> u = torch.tensor([[0.0, 1.0]])
     >>> round(follower_utility(u, 1.0, u).item(), 4)  # e / (1 + e)
     0.7311
+
     ```
     """
     utilities = torch.as_tensor(utilities).double()
