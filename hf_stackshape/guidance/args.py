@@ -201,7 +201,8 @@ class ARGSLogitsProcessor(GuidanceProcessor):
             tokenizer for an [`HFRewardModel`]; required otherwise.
         prompts (`list[str]`, *optional*):
             The raw prompts as the reward model should read them, one per prompt row. Pass them when the base
-            input is chat-formatted; otherwise the prompt ids are decoded (special tokens skipped).
+            input is chat-formatted; otherwise the prompt ids are decoded (special tokens skipped). With
+            ``rm_input="raw"`` a reward model with the base vocabulary reads the prompt ids instead.
         attention_mask (`torch.Tensor` of shape `(num_prompts, prompt_len)`, *optional*):
             The prompt attention mask, to tell left padding apart when ``prompts`` are not given. Without it,
             the leading run of ``pad_token_id`` in each row is taken as padding.
