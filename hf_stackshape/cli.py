@@ -29,6 +29,7 @@ import argparse
 import dataclasses
 import importlib
 import os
+import re
 import sys
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -82,6 +83,10 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
     def _get_help_string(self, action):
         text = action.help or ""
+        source = getattr(action, "_stackshape_default_from", None)
+        if source:  # set by --preset / --config: that value, not the one the help text states
+            text = re.sub(r"\s*\(default[^)]*\)", "", text)
+            return text + f" (default: %(default)s, from {source})"
         if "default" in text.lower() or getattr(action, "_stackshape_no_default", False):
             return text
         if action.default is argparse.SUPPRESS or action.option_strings == []:
@@ -102,7 +107,7 @@ def _negated_help(text: str, dest: str) -> str:
         if text.lower().startswith(prefix.lower()):
             text = text[len(prefix) :]
             break
-    first = text.split(" ", 1)[0].lower().strip(",")
+    first = text.split(" ", 1)[0].lower().strip(",.;:")
     if not text or first in _NOT_VERBS or not first.isalpha():
         return f"Turn --{dest} off." + (f" ({text})" if text else "")
     return "Do not " + text[0].lower() + text[1:]
@@ -144,14 +149,15 @@ def build_parser(command: str, module) -> Tuple[argparse.ArgumentParser, set]:
         if action.option_strings and action.option_strings[0].startswith("--no_"):
             action.help = _negated_help(helps.get(action.dest, ""), action.dest)
             action._stackshape_no_default = True
-    # Our own options before the inherited Trainer ones (a stable sort keeps each group's order).
+    # Our own options first, then the essential Trainer ones, then the rest (a stable sort keeps each's order).
+    def rank(action) -> int:
+        if action.dest in _ESSENTIAL_TRAINER_OPTIONS and trainer_only:
+            return 1
+        return 2 if action.dest in trainer_only else 0
+
     for group in parser._action_groups:
-        group._group_actions.sort(key=lambda a: a.dest in trainer_only)
-    parser._actions.sort(key=lambda a: a.dest in trainer_only)
-    # The essential Trainer options right after ours, not somewhere among the hidden ones.
-    for group in parser._action_groups:
-        group._group_actions.sort(key=lambda a: 0 if a.dest not in trainer_only and a.dest not in _ESSENTIAL_TRAINER_OPTIONS
-                                  else (1 if a.dest in _ESSENTIAL_TRAINER_OPTIONS else 2))
+        group._group_actions.sort(key=rank)
+    parser._actions.sort(key=rank)
     group = parser.add_argument_group("configuration")
     group.add_argument("-h", "--help", action="store_true", help="Show our options and exit.")
     if trainer_only:
@@ -258,6 +264,7 @@ def _apply_defaults(parser: argparse.ArgumentParser, values: Dict[str, Any], sou
     for key, value in values.items():
         actions[key].default = value
         actions[key].required = False
+        actions[key]._stackshape_default_from = source
     parser.set_defaults(**values)
 
 
