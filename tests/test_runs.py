@@ -275,6 +275,19 @@ def test_model_fingerprint_sees_weights_dtype_and_generation_config(tiny_lm):
     assert hub["revision"] == "0123abc" and "weights" not in hub
 
 
+def test_a_local_model_is_identified_by_its_weights_not_its_path(tiny_lm, tokenizer, tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    for name in ("a", "b"):
+        tiny_lm.save_pretrained(tmp_path / name)
+        tokenizer.save_pretrained(tmp_path / name)
+    a = AutoModelForCausalLM.from_pretrained(tmp_path / "a")
+    b = AutoModelForCausalLM.from_pretrained(tmp_path / "b")
+    assert model_fingerprint(a) == model_fingerprint(b) and model_fingerprint(a)["name_or_path"] is None
+    assert tokenizer_fingerprint(AutoTokenizer.from_pretrained(tmp_path / "a")) == tokenizer_fingerprint(
+        AutoTokenizer.from_pretrained(tmp_path / "b"))
+
+
 def test_tokenizer_fingerprint_sees_the_chat_template(tokenizer):
     import copy
 
