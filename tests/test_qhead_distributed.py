@@ -54,6 +54,7 @@ def test_two_processes_match_one_process(tmp_path, tiny_lm, tokenizer):
         output_dir=str(work / "out"), learning_rate=3e-3, num_train_epochs=2, logging_steps=1, save_strategy="no",
         report_to="none", disable_tqdm=True, transform="srs", bound=1.0, alpha=5.0, beta=0.5, safeguards="none",
         loss_type="fudge+consistency", seed=0, train_sampling_strategy="sequential", use_cpu=True,
+        validation_split=0.0,
     )
     (work / "args.json").write_text(json.dumps(settings))
     (work / "worker.py").write_text(WORKER)

@@ -1,5 +1,9 @@
-"""Train CD value / Q heads on Stackelberg-shaped rewards (SRS-CD, Wang et al., 2026, arXiv 2602.02572, section 3),
-with the CD-FUDGE loss of Controlled Decoding (Mudgal et al., 2023) and the paper's consistency term.
+"""Train CD value / Q heads on Stackelberg-shaped rewards (SRS-CD, Wang et al., 2026, arXiv 2602.02572, section 3).
+
+Two objectives: the paper's (``loss_type="consistency"``, the authors' ``train_value_function.py``: MSE of the
+value at the last response token to the shaped reward plus ``consistency_weight`` x the MSE between consecutive
+prefix values, pooled over the batch) and CD-FUDGE of Controlled Decoding (Mudgal et al., 2023; ``"fudge"``:
+every response prefix regressed to the shaped reward), alone or with the consistency term.
 
 [`QHeadTrainerConfig`] + [`QHeadTrainer`] follow TRL's config + trainer pairs (``RewardConfig`` /
 ``RewardTrainer``): the config extends `transformers.TrainingArguments` with only what is specific, and the
@@ -15,19 +19,27 @@ from __future__ import annotations
 import os
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from transformers import PreTrainedTokenizerBase, Trainer, TrainingArguments
 from transformers.utils import logging
 
-from ..shaping import get_transform
 from ..io import atomic_write_text
-from .modeling_qhead import QHeadModel, render_model_card
+from ..shaping import get_transform
+from .modeling_qhead import QHeadModel, _merge_tags, render_model_card
 
 logger = logging.get_logger(__name__)
 
-__all__ = ["QHeadTrainerConfig", "QHeadTrainer", "QHeadDataCollator", "shape_rollouts", "LOSS_TYPES"]
+__all__ = [
+    "QHeadTrainerConfig",
+    "QHeadTrainer",
+    "QHeadDataCollator",
+    "shape_rollouts",
+    "split_by_prompt",
+    "spearman",
+    "LOSS_TYPES",
+]
 
 LOSS_TYPES = ("fudge", "consistency", "fudge+consistency")
 GROUPED_COLUMNS = ("prompt", "responses", "rewards")
@@ -54,18 +66,34 @@ class QHeadTrainerConfig(TrainingArguments):
         > Loss
 
         loss_type (`str`, *optional*, defaults to `"fudge"`):
-            ``fudge``: every response prefix regressed to the rollout's shaped target (CD-FUDGE; for a ``q`` head
-            ``Q(prefix, token actually taken)``). ``consistency``: the last prefix regressed to the target and
-            consecutive prefix values pulled together. ``fudge+consistency``: both (the paper's SRS-CD loss).
+            ``consistency`` (the paper's SRS-CD loss, the ``paper`` preset with weight 1.0): the value at the last
+            response token regressed to the shaped target, plus ``consistency_weight`` x the MSE between
+            consecutive prefix values ``V_t, V_{t+1}`` pooled over every valid pair of the batch. ``fudge``
+            (CD-FUDGE, Mudgal et al., 2023): every response prefix regressed to the target (for a ``q`` head
+            ``Q(prefix, token actually taken)``). ``fudge+consistency``: the CD-FUDGE term plus the consistency term.
         consistency_weight (`float`, *optional*, defaults to `0.1`): weight of the consistency term.
+
+        > Validation and early stopping
+
+        validation_split (`float`, *optional*, defaults to `0.1`): when no ``eval_dataset`` is given, this fraction
+            of the prompts (all rollouts of a prompt together, chosen with ``seed``) is held out; the trainer then
+            evaluates every epoch (``eval_strategy="epoch"`` unless set) and reports the validation MSE of the value
+            at the last token (``eval_mse``, the authors' early-stopping metric), at mid-response (``eval_mse_mid``)
+            and the Spearman correlations of the value with the realised shaped reward (``eval_spearman_last``,
+            ``eval_spearman_mid``). ``0`` trains on everything.
+        early_stopping_patience (`int`, *optional*): stop after this many evaluations without a lower ``eval_mse``
+            and reload the best checkpoint (sets ``load_best_model_at_end``, ``metric_for_best_model="mse"``,
+            saves at the evaluation strategy and keeps ``save_total_limit=1`` unless set). The paper uses 5.
 
         > Data
 
         max_length (`int`, *optional*, defaults to `512`): prompt + response tokens kept (prompt cut on the left,
             response on the right).
-        apply_chat_template (`bool`, *optional*, defaults to `False`): format prompts with the tokenizer's chat
-            template (``add_generation_prompt=True``), as the rollouts were generated (the calibrator's
-            ``use_chat_template``); CD must then be given chat-formatted prompts too.
+        apply_chat_template (`bool`, *optional*): format prompts with the tokenizer's chat template
+            (``add_generation_prompt=True``), as the rollouts were generated (the calibrator's ``use_chat_template``);
+            CD must then be given chat-formatted prompts too. ``None``: when the tokenizer has a chat template
+            (``stackshape train-qhead`` follows the calibration's setting).
+        dataset_num_proc (`int`, *optional*): worker processes of the tokenising `Dataset.map` (as in TRL).
         precompute_hidden_states (`bool`, *optional*, defaults to `True`): with a frozen backbone, run it once
             over the data and reuse its last hidden states every epoch (ignored when the backbone trains, e.g.
             LoRA). They are kept in CPU memory in the backbone's dtype: total tokens x hidden size x bytes (e.g.
@@ -92,8 +120,23 @@ class QHeadTrainerConfig(TrainingArguments):
         default="fudge", metadata={"help": "fudge, consistency or fudge+consistency.", "choices": list(LOSS_TYPES)}
     )
     consistency_weight: float = field(default=0.1, metadata={"help": "Weight of the consistency term."})
+    validation_split: float = field(
+        default=0.1,
+        metadata={"help": "Fraction of prompts held out (seeded) for validation MSE, Spearman and early stopping."},
+    )
+    early_stopping_patience: Optional[int] = field(
+        default=None,
+        metadata={"help": "Stop after this many evaluations without a lower validation MSE; reload the best."},
+    )
     max_length: int = field(default=512, metadata={"help": "Max prompt + response tokens."})
-    apply_chat_template: bool = field(default=False, metadata={"help": "Format prompts with the chat template."})
+    dataset_num_proc: Optional[int] = field(
+        default=None, metadata={"help": "Worker processes for tokenising the rollouts (Dataset.map)."}
+    )
+    apply_chat_template: Optional[bool] = field(
+        default=None,
+        metadata={"help": "Format prompts with the chat template, as the rollouts were generated (default: follow "
+                  "the calibration's setting; without one, when the tokenizer has a chat template)."},
+    )
     precompute_hidden_states: bool = field(
         default=True, metadata={"help": "With a frozen backbone, compute hidden states once and reuse them."}
     )
@@ -107,10 +150,47 @@ class QHeadTrainerConfig(TrainingArguments):
             raise ValueError(f"`consistency_weight` must be >= 0, got {self.consistency_weight!r}.")
         if self.max_length < 2:
             raise ValueError(f"`max_length` must be >= 2, got {self.max_length!r}.")
+        if not 0.0 <= self.validation_split < 1.0:
+            raise ValueError(f"`validation_split` must be in [0, 1), got {self.validation_split!r}.")
         if self.label_names is None:
             self.label_names = ["target"]  # so evaluation computes the loss
+        if self.validation_split > 0 and str(self.eval_strategy) in ("no", "IntervalStrategy.NO"):
+            self.eval_strategy = "epoch"
+        if self.early_stopping_patience is not None:
+            if self.early_stopping_patience < 1:
+                raise ValueError(f"`early_stopping_patience` must be >= 1, got {self.early_stopping_patience!r}.")
+            if str(self.eval_strategy) in ("no", "IntervalStrategy.NO"):
+                self.eval_strategy = "epoch"
+            self.save_strategy = self.eval_strategy
+            self.load_best_model_at_end = True
+            self.metric_for_best_model = self.metric_for_best_model or "mse"
+            self.greater_is_better = False
+            if self.save_total_limit is None:
+                self.save_total_limit = 1
         get_transform(self.transform)  # fail early on an unknown name
         super().__post_init__()
+
+    @classmethod
+    def from_preset(cls, name: str = "paper", **overrides: Any) -> "QHeadTrainerConfig":
+        """A config from a named preset's ``qhead_trainer`` settings (``hf_stackshape.presets``), then ``overrides``.
+
+        ``"paper"``: the authors' ``train_value_function.py`` (the ``consistency`` loss with weight 1.0, Adam without
+        weight decay at a constant lr 1e-4, batch 64, 15 epochs, grad clip 1, early stopping with patience 5) on
+        ``srs`` targets (``B = 15``, ``alpha = 1``, ``beta = 0.667``, CD safeguards).
+
+        Examples:
+
+        ```python
+        >>> from hf_stackshape import QHeadTrainerConfig
+        >>> args = QHeadTrainerConfig.from_preset("paper", output_dir="qhead", report_to="none")
+        >>> args.loss_type, args.consistency_weight, args.early_stopping_patience
+        ('consistency', 1.0, 5)
+        ```
+        """
+        from ..presets import get_preset
+
+        # AdamW with weight decay 0 (the preset) is the authors' Adam.
+        return cls(**{**get_preset(name, "qhead_trainer"), **overrides})
 
     def shaping_transform(self):
         """The configured reward transform (``get_transform`` with this config's settings)."""
@@ -181,6 +261,81 @@ def shape_rollouts(dataset, transform) -> Dict[str, list]:
     return out
 
 
+def split_by_prompt(prompts: Sequence[str], fraction: float, seed: int) -> Tuple[List[int], List[int]]:
+    """Row indices ``(train, validation)`` holding out ``fraction`` of the distinct prompts (at least one, none
+    when there are fewer than two prompts), chosen with a local generator seeded by ``seed``: every rollout of a
+    prompt lands on the same side, so validation measures prompts the head has not seen."""
+    distinct = list(OrderedDict.fromkeys(prompts))
+    if fraction <= 0 or len(distinct) < 2:
+        return list(range(len(prompts))), []
+    n_val = min(len(distinct) - 1, max(1, int(fraction * len(distinct))))
+    order = torch.randperm(len(distinct), generator=torch.Generator().manual_seed(int(seed))).tolist()
+    held = {distinct[i] for i in order[:n_val]}
+    train = [i for i, p in enumerate(prompts) if p not in held]
+    return train, [i for i, p in enumerate(prompts) if p in held]
+
+
+def spearman(x: Sequence[float], y: Sequence[float]) -> float:
+    """Spearman's rank correlation (ties get their average rank); ``nan`` when either side is constant."""
+    import numpy as np
+
+    def ranks(v):
+        v = np.asarray(v, dtype=np.float64)
+        order = np.argsort(v, kind="mergesort")
+        r = np.empty(len(v))
+        r[order] = np.arange(len(v), dtype=np.float64)
+        _, inverse, counts = np.unique(v, return_inverse=True, return_counts=True)
+        sums = np.bincount(inverse, weights=r)
+        return sums[inverse] / counts[inverse]
+
+    rx, ry = ranks(x), ranks(y)
+    if len(rx) < 2 or rx.std() == 0 or ry.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(rx, ry)[0, 1])
+
+
+def _tokenize_rollout(row: Dict[str, Any], tokenizer, apply_chat_template: bool, max_length: int) -> Dict[str, Any]:
+    """Tokenise one (prompt, response) as the ThresholdCalibrator fed it to ``generate`` (the chat template as
+    text, then encoded); the prompt is cut on the left, the response on the right, to ``max_length`` tokens."""
+    if apply_chat_template:
+        text = tokenizer.apply_chat_template(
+            [{"role": "user", "content": row["prompt"]}], tokenize=False, add_generation_prompt=True
+        )
+        p_ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    else:
+        p_ids = tokenizer(row["prompt"], add_special_tokens=True)["input_ids"]
+    r_ids = tokenizer(row["response"], add_special_tokens=False)["input_ids"]
+    if len(p_ids) + len(r_ids) > max_length:
+        p_ids = p_ids[-max(1, min(len(p_ids), max_length // 2)) :]
+        r_ids = r_ids[: max_length - len(p_ids)]
+    return {"input_ids": list(p_ids) + list(r_ids), "response_start": len(p_ids), "n_response": len(r_ids)}
+
+
+def _last_and_mid(inputs: Dict[str, torch.Tensor], head_type: str) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Positions of the value at the last response token and at mid-response (for a ``q`` head, the position
+    before the token whose ``Q(prefix, token)`` it is)."""
+    lengths = inputs["attention_mask"].sum(-1)
+    start = inputs["response_start"]
+    shift = 1 if head_type == "q" else 0
+    last = (lengths - 1 - shift).clamp(min=0)
+    mid = (start - shift + (lengths - start - 1) // 2).clamp(min=0)
+    return last, mid
+
+
+def _diagnostics(eval_pred) -> Dict[str, float]:
+    """Validation MSE and Spearman correlations of the value with the realised shaped reward (last token, mid)."""
+    import numpy as np
+
+    preds, target = np.asarray(eval_pred.predictions), np.asarray(eval_pred.label_ids).reshape(-1)
+    last, mid = preds[:, 0], preds[:, 1]
+    return {
+        "mse": float(np.mean((last - target) ** 2)),
+        "mse_mid": float(np.mean((mid - target) ** 2)),
+        "spearman_last": spearman(last, target),
+        "spearman_mid": spearman(mid, target),
+    }
+
+
 @dataclass
 class QHeadDataCollator:
     """Right-pads ``input_ids`` and stacks targets; attaches precomputed hidden states when available."""
@@ -212,28 +367,41 @@ class QHeadDataCollator:
 
 
 class QHeadTrainer(Trainer):
-    r"""Trainer of CD value / Q heads on (shaped) rewards of base-policy rollouts (SRS-CD).
+    r"""Trainer of CD value / Q heads on (shaped) rewards of base-policy rollouts (SRS-CD, Wang et al., 2026).
+
+    Follows TRL's trainers (``RewardTrainer``): the rollouts are shaped per prompt, tokenised with
+    `datasets.Dataset.map` (``dataset_num_proc`` workers), ``peft_config=`` wraps the backbone in a LoRA adapter
+    that trains with the head, the model is tagged (``add_model_tags``) and the model card is written on save
+    (``create_model_card(model_name=..., dataset_name=..., tags=...)``, the signature ``Trainer.push_to_hub``
+    calls). Without an ``eval_dataset``, ``args.validation_split`` of the prompts is held out; evaluation reports
+    the validation MSE at the last token (``eval_mse``, used for early stopping), at mid-response, and the Spearman
+    correlations of the value with the realised shaped reward; the last evaluation's numbers go to the head's
+    config (``training_metrics``) and card.
 
     Args:
         model ([`QHeadModel`]): the head and its backbone (frozen, or with a peft LoRA adapter).
         args ([`QHeadTrainerConfig`]): training and shaping settings.
         train_dataset (`datasets.Dataset`): the `ThresholdCalibrator` output (prompt, responses, rewards,
             threshold) or its flat form (prompt, response, reward, threshold).
-        eval_dataset (`datasets.Dataset`, *optional*): a held-out split of the same schema (eval loss).
+        eval_dataset (`datasets.Dataset`, *optional*): a held-out split of the same schema (replaces
+            ``validation_split``).
         processing_class (`PreTrainedTokenizerBase`): the tokenizer of the backbone.
+        peft_config (`peft.PeftConfig`, *optional*): a LoRA configuration for the backbone (e.g.
+            ``LoraConfig(r=8, target_modules=["q_proj", "v_proj"])``); saved in the head's ``adapter/`` folder.
 
     Examples:
 
     ```python
     >>> from hf_stackshape import QHeadModel, QHeadTrainer, QHeadTrainerConfig
-    >>> qhead = QHeadModel.from_backbone(base, head_type="q")  # doctest: +SKIP
-    >>> args = QHeadTrainerConfig(output_dir="qhead", transform="srs", bound=15.0, alpha=1.0, beta=0.667)
+    >>> qhead = QHeadModel.from_backbone(base, preset="paper")  # doctest: +SKIP
+    >>> args = QHeadTrainerConfig.from_preset("paper", output_dir="qhead")  # doctest: +SKIP
     >>> trainer = QHeadTrainer(qhead, args, train_dataset=calibration, processing_class=tokenizer)  # doctest: +SKIP
-    >>> trainer.train(); trainer.save_model()  # doctest: +SKIP
+    >>> trainer.train(); trainer.evaluate(); trainer.save_model()  # doctest: +SKIP
     ```
     """
 
     _tag_names = ["hf_stackshape", "controlled-decoding", "stackelberg-reward-shaping"]
+    _name = "QHead"
 
     def __init__(
         self,
@@ -243,6 +411,8 @@ class QHeadTrainer(Trainer):
         eval_dataset=None,
         processing_class: Optional[PreTrainedTokenizerBase] = None,
         data_collator=None,
+        compute_metrics=None,
+        peft_config=None,
         **kwargs: Any,
     ):
         if not isinstance(model, QHeadModel):
@@ -256,6 +426,8 @@ class QHeadTrainer(Trainer):
             raise ValueError("QHeadTrainer needs `processing_class=` (the backbone's tokenizer) to tokenize rollouts.")
         if args is None:
             args = QHeadTrainerConfig(output_dir="qhead")
+        if peft_config is not None:
+            _attach_peft(model, peft_config)
         self._transform = args.shaping_transform()
         model.config.shaping = self._transform.to_dict()
         if args.reward_model_name_or_path:
@@ -268,12 +440,27 @@ class QHeadTrainer(Trainer):
         self._args_for_prep = args
         self._model_for_prep = model
         if train_dataset is not None:
+            train_dataset = self._shape(train_dataset, "train")
+            if eval_dataset is None and args.validation_split > 0:
+                train_idx, val_idx = split_by_prompt(train_dataset["prompt"], args.validation_split, args.seed)
+                if val_idx:
+                    eval_dataset = train_dataset.select(val_idx)
+                    train_dataset = train_dataset.select(train_idx)
+                else:
+                    logger.warning("validation_split: fewer than two prompts, no validation set is held out.")
             train_dataset = self._prepare_dataset(train_dataset, "train")
         if eval_dataset is not None:
             if isinstance(eval_dataset, dict):
                 eval_dataset = {k: self._prepare_dataset(v, k) for k, v in eval_dataset.items()}
             else:
                 eval_dataset = self._prepare_dataset(eval_dataset, "eval")
+        elif str(args.eval_strategy) not in ("no", "IntervalStrategy.NO"):
+            if args.early_stopping_patience is not None:
+                raise ValueError(
+                    f"early_stopping_patience={args.early_stopping_patience} needs a validation set: pass "
+                    "eval_dataset= or use more than one prompt with validation_split > 0."
+                )
+            args.eval_strategy = "no"
         pad = processing_class.pad_token_id if processing_class.pad_token_id is not None else processing_class.eos_token_id
         if data_collator is None:
             data_collator = QHeadDataCollator(pad_token_id=int(pad or 0), hidden_store=self._hidden_store)
@@ -284,52 +471,60 @@ class QHeadTrainer(Trainer):
             eval_dataset=eval_dataset,
             processing_class=processing_class,
             data_collator=data_collator,
+            compute_metrics=compute_metrics or _diagnostics,
             **kwargs,
         )
-        # Our loss is a per-sample mean, so gradient accumulation / DDP averaging need no token counts.
+        if args.early_stopping_patience is not None:
+            from transformers import EarlyStoppingCallback
+
+            self.add_callback(EarlyStoppingCallback(early_stopping_patience=args.early_stopping_patience))
+        # Our loss is a per-batch mean, so gradient accumulation / DDP averaging need no token counts.
         self.model_accepts_loss_kwargs = False
+        model.add_model_tags(self._tag_names)
+        self._record_settings()
 
     # ---------------------------------------------------------------------------------------------- data
 
-    def _tokenize(self, prompt: str, response: str) -> Tuple[List[int], List[int]]:
-        tok, args = self._tokenizer, self._args_for_prep
-        # Tokenised as the ThresholdCalibrator feeds prompts to generate (chat template as text, then encoded).
-        if args.apply_chat_template:
-            text = tok.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True)
-            p_ids = tok(text, add_special_tokens=False)["input_ids"]
-        else:
-            p_ids = tok(prompt, add_special_tokens=True)["input_ids"]
-        r_ids = tok(response, add_special_tokens=False)["input_ids"]
-        limit = args.max_length
-        if len(p_ids) + len(r_ids) > limit:
-            p_ids = p_ids[-max(1, min(len(p_ids), limit // 2)) :]
-            r_ids = r_ids[: limit - len(p_ids)]
-        return list(p_ids), list(r_ids)
+    def _shape(self, dataset, name: str):
+        """Flat ``(prompt, response, target)`` rows with shaped targets (already processed data passes through)."""
+        from datasets import Dataset
+
+        if all(c in dataset.column_names for c in PROCESSED_COLUMNS) or "target" in dataset.column_names:
+            return dataset
+        return Dataset.from_dict(shape_rollouts(dataset, self._transform))
 
     def _prepare_dataset(self, dataset, name: str):
         from datasets import Dataset
 
-        columns = list(dataset.column_names)
-        if all(c in columns for c in PROCESSED_COLUMNS):
+        if all(c in dataset.column_names for c in PROCESSED_COLUMNS):
             return dataset
-        records = shape_rollouts(dataset, self._transform)
-        rows: Dict[str, list] = {"input_ids": [], "response_start": [], "target": []}
-        dropped = 0
-        for prompt, response, target in zip(records["prompt"], records["response"], records["target"]):
-            p_ids, r_ids = self._tokenize(prompt, response)
-            if not r_ids or not p_ids:
-                dropped += 1
-                continue
-            rows["input_ids"].append(p_ids + r_ids)
-            rows["response_start"].append(len(p_ids))
-            rows["target"].append(target)
-        if dropped:
-            logger.warning(f"{name}: dropped {dropped} rollouts with an empty prompt or response.")
-        if not rows["input_ids"]:
+        dataset = self._shape(dataset, name)
+        args, tok = self._args_for_prep, self._tokenizer
+        chat = args.apply_chat_template
+        if chat is None:
+            chat = bool(getattr(tok, "chat_template", None))
+        map_kwargs: Dict[str, Any] = {}
+        if isinstance(dataset, Dataset):  # an IterableDataset has no num_proc
+            map_kwargs["num_proc"] = args.dataset_num_proc
+        dataset = dataset.map(
+            _tokenize_rollout,
+            fn_kwargs={"tokenizer": tok, "apply_chat_template": chat, "max_length": args.max_length},
+            remove_columns=[c for c in dataset.column_names if c != "target"],
+            desc=f"Tokenizing {name} rollouts",
+            **map_kwargs,
+        )
+        kept = dataset.filter(
+            lambda n, start: n > 0 and start > 0, input_columns=["n_response", "response_start"],
+            desc=f"Dropping empty {name} rollouts", **map_kwargs,
+        )
+        if len(kept) < len(dataset):
+            logger.warning(f"{name}: dropped {len(dataset) - len(kept)} rollouts with an empty prompt or response.")
+        if len(kept) == 0:
             raise ValueError(f"The {name} dataset has no usable rollout (all responses empty).")
+        kept = kept.remove_columns("n_response")
         if self._use_hidden:
-            rows["hidden_index"] = self._precompute(rows["input_ids"], name)
-        return Dataset.from_dict(rows)
+            kept = kept.add_column("hidden_index", self._precompute(kept["input_ids"], name))
+        return kept
 
     @torch.no_grad()
     def _precompute(self, sequences: List[List[int]], name: str) -> List[int]:
@@ -361,9 +556,17 @@ class QHeadTrainer(Trainer):
             self._signature_columns = ["input_ids", "response_start", "target", "hidden_index"]
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> Dict[str, float]:
+        """`Trainer.evaluate`, accepting raw calibration data too; the diagnostics (``{prefix}_mse``,
+        ``_mse_mid``, ``_spearman_last``, ``_spearman_mid``) are recorded in the head's ``training_metrics``."""
         if eval_dataset is not None and not isinstance(eval_dataset, str):
             eval_dataset = self._prepare_dataset(eval_dataset, metric_key_prefix)
-        return super().evaluate(eval_dataset=eval_dataset, ignore_keys=ignore_keys, metric_key_prefix=metric_key_prefix)
+        metrics = super().evaluate(eval_dataset=eval_dataset, ignore_keys=ignore_keys, metric_key_prefix=metric_key_prefix)
+        names = ("mse", "mse_mid", "spearman_last", "spearman_mid")
+        found = {f"{metric_key_prefix}_{n}": float(metrics[f"{metric_key_prefix}_{n}"]) for n in names
+                 if f"{metric_key_prefix}_{n}" in metrics}
+        if found:
+            self._model_for_prep.config.training_metrics = found
+        return metrics
 
     # ---------------------------------------------------------------------------------------------- loss
 
@@ -382,43 +585,100 @@ class QHeadTrainer(Trainer):
             valid = (positions >= start.unsqueeze(1)) & (positions <= (lengths - 1).unsqueeze(1))
         out = model(input_ids=ids, attention_mask=mask, hidden_states=inputs.get("hidden_states"), actions=actions)
         pred = out.value.float()
-        target = target.float().unsqueeze(1)
+        target = target.float()
         validf = valid.float()
-        count = validf.sum(-1).clamp(min=1)
         loss_type = self.args.loss_type
-        per_sample = torch.zeros_like(target.squeeze(1))
+        loss = pred.new_zeros(())
         if "fudge" in loss_type:
-            per_sample = per_sample + (((pred - target) ** 2) * validf).sum(-1) / count
+            count = validf.sum(-1).clamp(min=1)
+            loss = loss + ((((pred - target.unsqueeze(1)) ** 2) * validf).sum(-1) / count).mean()
+        if loss_type == "consistency":  # the paper's anchor: the value at the last response token
+            last, _ = _last_and_mid(inputs, head_type)
+            loss = loss + ((pred.gather(1, last.unsqueeze(1)).squeeze(1) - target) ** 2).mean()
         if "consistency" in loss_type:
+            # Pooled over every valid consecutive pair of the batch, as the authors' train_value_function.py.
             pair = validf[:, 1:] * validf[:, :-1]
-            consec = (((pred[:, 1:] - pred[:, :-1]) ** 2) * pair).sum(-1) / pair.sum(-1).clamp(min=1)
-            per_sample = per_sample + self.args.consistency_weight * consec
-            if loss_type == "consistency":  # anchor the last prefix to the target
-                last = (lengths - 1 if head_type == "value" else lengths - 2).clamp(min=0)
-                final = pred.gather(1, last.unsqueeze(1)).squeeze(1)
-                per_sample = per_sample + (final - target.squeeze(1)) ** 2
-        loss = per_sample.mean()
+            if pair.sum() > 0:
+                consec = (((pred[:, 1:] - pred[:, :-1]) ** 2) * pair).sum() / pair.sum()
+                loss = loss + self.args.consistency_weight * consec
         return (loss, {"values": pred}) if return_outputs else loss
+
+    def prediction_step(self, model, inputs, prediction_loss_only: bool, ignore_keys=None):
+        """Loss, and as predictions the values ``(batch, 2)`` at the last token and mid-response; labels: targets."""
+        inputs = self._prepare_inputs(inputs)
+        with torch.no_grad():
+            loss, outputs = self.compute_loss(model, inputs, return_outputs=True)
+        if prediction_loss_only:
+            return loss.detach(), None, None
+        last, mid = _last_and_mid(inputs, self._model_for_prep.config.head_type)
+        values = outputs["values"]
+        preds = torch.stack([values.gather(1, last.unsqueeze(1)).squeeze(1), values.gather(1, mid.unsqueeze(1)).squeeze(1)], -1)
+        return loss.detach(), preds, inputs["target"].float()
 
     # ---------------------------------------------------------------------------------------------- card
 
-    def _save(self, output_dir: Optional[str] = None, state_dict=None) -> None:
-        super()._save(output_dir, state_dict=state_dict)
-        output_dir = output_dir if output_dir is not None else self.args.output_dir
-        if self.args.should_save:
-            self.create_model_card(output_dir)
-
-    def create_model_card(self, output_dir: Optional[str] = None, **kwargs: Any) -> None:
-        """Write ``README.md`` from the ``model_cards/qhead.md`` template, with the training settings."""
-        output_dir = output_dir or self.args.output_dir
-        os.makedirs(output_dir, exist_ok=True)
-        model = self.accelerator.unwrap_model(self.model)
-        training = {
-            "loss_type": self.args.loss_type,
-            "consistency_weight": self.args.consistency_weight,
-            "learning_rate": self.args.learning_rate,
-            "epochs": self.args.num_train_epochs,
+    def _record_settings(self) -> None:
+        args = self.args
+        self._model_for_prep.config.training_settings = {
+            "loss_type": args.loss_type,
+            "consistency_weight": args.consistency_weight,
+            "learning_rate": args.learning_rate,
+            "lr_scheduler_type": str(getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type)),
+            "batch size": args.per_device_train_batch_size * max(1, args.world_size) * args.gradient_accumulation_steps,
+            "epochs": args.num_train_epochs,
             "train rollouts": len(self.train_dataset) if self.train_dataset is not None else 0,
+            "validation rollouts": len(self.eval_dataset) if hasattr(self.eval_dataset, "__len__") else 0,
             "global step": self.state.global_step,
         }
-        atomic_write_text(os.path.join(output_dir, "README.md"), render_model_card(model.config, output_dir, training))
+
+    def _save(self, output_dir: Optional[str] = None, state_dict=None) -> None:
+        self._record_settings()
+        super()._save(output_dir, state_dict=state_dict)
+        if self.args.should_save:
+            self._write_card(output_dir if output_dir is not None else self.args.output_dir)
+
+    def _write_card(self, folder: str, model_name=None, dataset_name=None, tags=None) -> None:
+        model = self.accelerator.unwrap_model(self.model)
+        repo_id = getattr(self, "hub_model_id", None) or self.args.hub_model_id
+        card = render_model_card(
+            model.config, repo_id=repo_id, tags=_merge_tags(model.model_tags, self._tag_names, tags),
+            model_name=model_name, dataset_name=dataset_name,
+        )
+        atomic_write_text(os.path.join(folder, "README.md"), str(card))
+
+    def create_model_card(
+        self,
+        model_name: Optional[str] = None,
+        dataset_name: Optional[str] = None,
+        tags: Optional[Union[str, List[str]]] = None,
+    ) -> None:
+        """Write ``README.md`` in ``args.output_dir``: the head's card (``hf_stackshape/model_cards/qhead.md``) with
+        the shaping settings, the training settings and diagnostics, naming ``args.hub_model_id`` in its usage
+        snippet. Same signature as TRL's trainers (``Trainer.push_to_hub`` calls it).
+
+        Args:
+            model_name (`str`, *optional*): the card's title.
+            dataset_name (`str`, *optional*): the Hub id of the rollouts' dataset (metadata ``datasets``).
+            tags (`str` or `list[str]`, *optional*): extra tags.
+        """
+        if not self.is_world_process_zero():
+            return
+        os.makedirs(self.args.output_dir, exist_ok=True)
+        self._record_settings()
+        self._write_card(self.args.output_dir, model_name=model_name, dataset_name=dataset_name, tags=tags)
+
+
+def _attach_peft(model: QHeadModel, peft_config) -> None:
+    """Wrap the head's backbone in a peft adapter built from ``peft_config`` (the adapter trains with the head)."""
+    from peft import PeftConfig, get_peft_model
+
+    if not isinstance(peft_config, PeftConfig):
+        raise ValueError(
+            f"`peft_config` must be a peft.PeftConfig (e.g. peft.LoraConfig), got {type(peft_config).__name__}."
+        )
+    if hasattr(model.backbone, "peft_config"):
+        raise ValueError(
+            "The Q-head's backbone is already a peft model; pass either a peft backbone or `peft_config=`, not both."
+        )
+    model.backbone = get_peft_model(model.backbone, peft_config)
+    model.config.has_adapter = True
