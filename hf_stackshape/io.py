@@ -311,9 +311,9 @@ def load_prompts(
 
     Args:
         path (`str`, *optional*):
-            A ``.jsonl`` file (objects with a ``column`` field, or JSON strings, one per line), a ``.json``
-            list, a ``.csv`` file with a header holding ``column``, or a ``.txt`` file (one prompt per
-            non-empty line).
+            A ``.jsonl`` file (objects with a ``column`` field, or JSON strings, one per line; the last line
+            counts without its newline), a ``.json`` list, a ``.csv`` file with a header holding ``column``,
+            or a ``.txt`` file (one prompt per non-blank line).
         dataset (`str`, *optional*):
             A Hub dataset id, a local dataset folder readable by ``datasets.load_dataset``, or a folder
             written by ``Dataset.save_to_disk``.
@@ -323,7 +323,8 @@ def load_prompts(
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        ValueError: wrong column, unreadable line (the message names the line), or both/neither source.
+        ValueError: wrong column, unreadable line, a non-string or empty prompt (the message names the file
+            and line), or both/neither source.
     """
     if (path is None) == (dataset is None):
         raise ValueError("Pass exactly one prompt source: a file (--prompts) or a dataset (--dataset).")
