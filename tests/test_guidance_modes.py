@@ -38,10 +38,17 @@ def test_paper_presets(tokenizer, tiny_lm, reward):
     args = ARGSLogitsProcessor.from_preset("paper", reward, tokenizer=tokenizer)
     assert (args.k, args.weight, args.rm_input, args.temperature) == (10, 0.5, "raw", 1.0)
     settings = args.transform.to_dict()
-    assert (settings["name"], settings["bound"], settings["alpha"], settings["beta"]) == ("srs", 12.0, 1.5, 2.0)
+    assert (settings["name"], settings["bound"], settings["alpha"], settings["beta"]) == (
+        "srs",
+        12.0,
+        1.5,
+        2.0,
+    )
     assert settings["safeguards"]["gamma_cap"] == 2.0 and settings["safeguards"]["bound_clip"] == 1.01
     # Overrides win over the preset.
-    vanilla = ARGSLogitsProcessor.from_preset("paper", reward, tokenizer=tokenizer, transform="raw", weight=1.0)
+    vanilla = ARGSLogitsProcessor.from_preset(
+        "paper", reward, tokenizer=tokenizer, transform="raw", weight=1.0
+    )
     assert vanilla.weight == 1.0 and vanilla.transform.name == "raw" and vanilla.rm_input == "raw"
     cd = CDLogitsProcessor.from_preset("paper", _q_shared(tiny_lm), base_model=tiny_lm)
     assert (cd.k, cd.weight, cd.temperature) == (10, 1.5, 0.7)
@@ -63,13 +70,15 @@ def test_rm_input_raw_reads_the_raw_ids(tokenizer, reward, use_cache):
     """With rm_input='raw' each candidate's reward is the RM's own forward on prompt ids + response + candidate."""
     enc = tokenizer(PROMPTS[:2], return_tensors="pt", padding=True)
     prompt_ids = [ids[m.bool()].tolist() for ids, m in zip(enc["input_ids"], enc["attention_mask"])]
-    response = tokenizer([" Once upon a time", " The sky"], return_tensors="pt", padding=True,
-                         padding_side="right")["input_ids"][:, :2]
+    response = tokenizer(
+        [" Once upon a time", " The sky"], return_tensors="pt", padding=True, padding_side="right"
+    )["input_ids"][:, :2]
     torch.manual_seed(0)
     scores = torch.randn(2, len(tokenizer))
     scores[:, tokenizer.eos_token_id] = 10.0  # EOS is a candidate: the raw ids keep it
-    raw = ARGSLogitsProcessor(reward, tokenizer=tokenizer, k=4, weight=1.0, transform="raw", rm_input="raw",
-                              use_cache=use_cache)
+    raw = ARGSLogitsProcessor(
+        reward, tokenizer=tokenizer, k=4, weight=1.0, transform="raw", rm_input="raw", use_cache=use_cache
+    )
     chat = ARGSLogitsProcessor(reward, tokenizer=tokenizer, k=4, weight=1.0, transform="raw", rm_input="chat")
     for length in range(3):
         ids = torch.cat([enc["input_ids"], response[:, :length]], dim=1)
@@ -77,8 +86,12 @@ def test_rm_input_raw_reads_the_raw_ids(tokenizer, reward, use_cache):
         cands = scores.topk(4).indices
         for row in range(2):
             got = out[row, cands[row]] - scores[row, cands[row]]
-            want = torch.tensor([_rm_on_ids(reward, prompt_ids[row] + response[row, :length].tolist() + [v])
-                                 for v in cands[row].tolist()])
+            want = torch.tensor(
+                [
+                    _rm_on_ids(reward, prompt_ids[row] + response[row, :length].tolist() + [v])
+                    for v in cands[row].tolist()
+                ]
+            )
             torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
             assert not torch.allclose(out_chat[row, cands[row]] - scores[row, cands[row]], want, atol=1e-2)
     assert raw._gen["fast"] == (use_cache is None)
@@ -125,8 +138,16 @@ def _one_step(model, tokenizer, proc, **kwargs):
     inputs = tokenizer([PROMPTS[0]], return_tensors="pt")
     rec = Recorder(proc)
     torch.manual_seed(0)
-    out = model.generate(**inputs, logits_processor=LogitsProcessorList([rec]), max_new_tokens=1, top_k=0,
-                         top_p=1.0, output_scores=True, return_dict_in_generate=True, **kwargs)
+    out = model.generate(
+        **inputs,
+        logits_processor=LogitsProcessorList([rec]),
+        max_new_tokens=1,
+        top_k=0,
+        top_p=1.0,
+        output_scores=True,
+        return_dict_in_generate=True,
+        **kwargs,
+    )
     input_ids, scores_in, fused = rec.calls[0]
     return input_ids, scores_in, fused, out.scores[0][0]  # what generate samples from (after its warpers)
 
@@ -140,15 +161,27 @@ def test_generate_temperature_divides_the_guidance(tokenizer, tiny_lm):
         return 1.0 + (len(response) % 5)
 
     def measure(proc_temp, gen_temp):
-        proc = ARGSLogitsProcessor(CallableReward(reward_fn), tokenizer=tokenizer, k=k, weight=lam, transform="raw",
-                                   temperature=proc_temp)
-        input_ids, scores_in, fused, final = _one_step(tiny_lm, tokenizer, proc, do_sample=True, temperature=gen_temp)
+        proc = ARGSLogitsProcessor(
+            CallableReward(reward_fn),
+            tokenizer=tokenizer,
+            k=k,
+            weight=lam,
+            transform="raw",
+            temperature=proc_temp,
+        )
+        input_ids, scores_in, fused, final = _one_step(
+            tiny_lm, tokenizer, proc, do_sample=True, temperature=gen_temp
+        )
         cands = scores_in[0].topk(k).indices
-        rewards = torch.tensor([reward_fn("", tokenizer.decode([v], skip_special_tokens=True)) for v in cands.tolist()])
+        rewards = torch.tensor(
+            [reward_fn("", tokenizer.decode([v], skip_special_tokens=True)) for v in cands.tolist()]
+        )
         return _fit(final[cands], scores_in[0, cands], rewards)
 
     base_t, lam_eff = measure(1.0, temp)
-    assert base_t == pytest.approx(temp, rel=1e-4) and lam_eff == pytest.approx(lam / temp, rel=1e-4)  # 2.0, not 1.0
+    assert base_t == pytest.approx(temp, rel=1e-4) and lam_eff == pytest.approx(
+        lam / temp, rel=1e-4
+    )  # 2.0, not 1.0
     base_t, lam_eff = measure(temp, 1.0)
     assert base_t == pytest.approx(temp, rel=1e-4) and lam_eff == pytest.approx(lam, rel=1e-4)
 
@@ -156,12 +189,16 @@ def test_generate_temperature_divides_the_guidance(tokenizer, tiny_lm):
 def test_cd_temperature_is_applied_twice_by_generate(tokenizer, tiny_lm):
     qhead = _q_shared(tiny_lm)
     with CDLogitsProcessor(qhead, k=6, weight=1.5, temperature=0.7, base_model=tiny_lm) as cd:
-        input_ids, scores_in, fused, final = _one_step(tiny_lm, tokenizer, cd, do_sample=True, temperature=0.7)
+        input_ids, scores_in, fused, final = _one_step(
+            tiny_lm, tokenizer, cd, do_sample=True, temperature=0.7
+        )
         cands = fused[0].topk(6).indices
         values = qhead(input_ids).value[0, -1, cands].detach()
         base_t, lam_eff = _fit(final[cands], scores_in[0, cands], values)
         assert base_t == pytest.approx(0.49, rel=1e-3) and lam_eff == pytest.approx(1.5 / 0.7, rel=1e-3)
-        input_ids, scores_in, fused, final = _one_step(tiny_lm, tokenizer, cd, do_sample=True, temperature=1.0)
+        input_ids, scores_in, fused, final = _one_step(
+            tiny_lm, tokenizer, cd, do_sample=True, temperature=1.0
+        )
         base_t, lam_eff = _fit(final[cands], scores_in[0, cands], values)
         assert base_t == pytest.approx(0.7, rel=1e-3) and lam_eff == pytest.approx(1.5, rel=1e-3)
 
@@ -169,13 +206,17 @@ def test_cd_temperature_is_applied_twice_by_generate(tokenizer, tiny_lm):
 def test_temperature_guard(tokenizer, tiny_lm, reward, caplog):
     args = ARGSLogitsProcessor(reward, tokenizer=tokenizer, k=3, weight=1.0)
     with pytest.raises(ValueError, match=r"temperature=1\.0"):
-        guided_generate(tiny_lm, tokenizer, PROMPTS[:1], args, max_new_tokens=2, do_sample=True, temperature=0.7)
+        guided_generate(
+            tiny_lm, tokenizer, PROMPTS[:1], args, max_new_tokens=2, do_sample=True, temperature=0.7
+        )
     guided_generate(tiny_lm, tokenizer, PROMPTS[:1], args, max_new_tokens=2, do_sample=False, temperature=0.7)
     sampling = copy.deepcopy(tiny_lm)
     sampling.generation_config.do_sample, sampling.generation_config.temperature = True, 0.6  # as Qwen3 ships
     with pytest.raises(ValueError, match="lambda/0.6"):
         guided_generate(sampling, tokenizer, PROMPTS[:1], args, max_new_tokens=2)
-    assert len(guided_generate(sampling, tokenizer, PROMPTS[:1], args, max_new_tokens=2, temperature=1.0)) == 1
+    assert (
+        len(guided_generate(sampling, tokenizer, PROMPTS[:1], args, max_new_tokens=2, temperature=1.0)) == 1
+    )
     with caplog.at_level(logging.WARNING):
         CDLogitsProcessor(_q_shared(sampling), k=3, base_model=sampling).close()
     assert "temperature=1.0" in caplog.text
@@ -202,17 +243,26 @@ def test_cd_hooks_removed_by_close_and_context_manager(tokenizer, tiny_lm):
     with CDLogitsProcessor(qhead, k=3, base_model=tiny_lm) as cd:
         assert _hook_count(tiny_lm) == before + 2
         inputs = tokenizer(PROMPTS[:1], return_tensors="pt")
-        tiny_lm.generate(**inputs, logits_processor=LogitsProcessorList([cd]), max_new_tokens=2, do_sample=False)
+        tiny_lm.generate(
+            **inputs, logits_processor=LogitsProcessorList([cd]), max_new_tokens=2, do_sample=False
+        )
     assert _hook_count(tiny_lm) == before
     with pytest.raises(ValueError, match="closed"):
-        tiny_lm.generate(**inputs, logits_processor=LogitsProcessorList([cd]), max_new_tokens=2, do_sample=False)
+        tiny_lm.generate(
+            **inputs, logits_processor=LogitsProcessorList([cd]), max_new_tokens=2, do_sample=False
+        )
 
 
 def test_caches_freed(tokenizer, tiny_lm, reward, other_backbone):
     inputs = tokenizer(PROMPTS, return_tensors="pt", padding=True)
     args = ARGSLogitsProcessor(reward, tokenizer=tokenizer, k=3, weight=1.0)
-    tiny_lm.generate(**inputs, logits_processor=LogitsProcessorList([args]), max_new_tokens=3, do_sample=False,
-                     eos_token_id=None)
+    tiny_lm.generate(
+        **inputs,
+        logits_processor=LogitsProcessorList([args]),
+        max_new_tokens=3,
+        do_sample=False,
+        eos_token_id=None,
+    )
     assert args.prefix_cache.cache is not None and args.prefix_cache.batch_size == 3
     args.close()
     assert args.prefix_cache.cache is None and args.prefix_cache.batch_size == 0
@@ -229,7 +279,9 @@ def test_caches_freed(tokenizer, tiny_lm, reward, other_backbone):
     assert args.prefix_cache.cache is None and args._gen is None
     value = QHeadModel.from_backbone(other_backbone, head_type="value", head_hidden_size=16)
     with CDLogitsProcessor(value, k=3, base_model=tiny_lm) as cd:
-        tiny_lm.generate(**inputs, logits_processor=LogitsProcessorList([cd]), max_new_tokens=2, do_sample=False)
+        tiny_lm.generate(
+            **inputs, logits_processor=LogitsProcessorList([cd]), max_new_tokens=2, do_sample=False
+        )
         assert cd._state.cache is not None
         guided_generate(tiny_lm, tokenizer, PROMPTS, cd, max_new_tokens=2)
         assert cd._state.cache is None
@@ -237,11 +289,15 @@ def test_caches_freed(tokenizer, tiny_lm, reward, other_backbone):
 
 
 def test_continuous_batching_drops_guidance_processors(tokenizer, tiny_lm, reward):
-    from transformers.generation.continuous_batching.cb_logits_processors import ContinuousBatchingLogitsProcessorList
+    from transformers.generation.continuous_batching.cb_logits_processors import (
+        ContinuousBatchingLogitsProcessorList,
+    )
 
     args = ARGSLogitsProcessor(reward, tokenizer=tokenizer, k=3)
     with CDLogitsProcessor(_q_shared(tiny_lm), k=3, base_model=tiny_lm) as cd:
-        assert issubclass(ARGSLogitsProcessor, GuidanceProcessor) and issubclass(CDLogitsProcessor, GuidanceProcessor)
+        assert issubclass(ARGSLogitsProcessor, GuidanceProcessor) and issubclass(
+            CDLogitsProcessor, GuidanceProcessor
+        )
         assert args.supports_continuous_batching is False and cd.supports_continuous_batching is False
         kept = ContinuousBatchingLogitsProcessorList(LogitsProcessorList([args, cd])).logits_processor
         assert len(kept) == 0
@@ -251,13 +307,17 @@ def test_continuous_batching_drops_guidance_processors(tokenizer, tiny_lm, rewar
 
 
 def _manual(model, tokenizer, prompts, proc, **kwargs):
-    chats = [tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False,
-                                           add_generation_prompt=True) for p in prompts]
+    chats = [
+        tokenizer.apply_chat_template(
+            [{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True
+        )
+        for p in prompts
+    ]
     enc = tokenizer(chats, return_tensors="pt", padding=True, add_special_tokens=False)
     if hasattr(proc, "set_prompt"):
         proc.set_prompt(enc, prompts=prompts)
     out = model.generate(**enc, logits_processor=LogitsProcessorList([proc]), **kwargs)
-    return tokenizer.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+    return tokenizer.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
 
 
 def test_guided_generate_equals_the_manual_set_prompt_path(tokenizer, tiny_lm, reward, other_backbone):
@@ -267,8 +327,12 @@ def test_guided_generate_equals_the_manual_set_prompt_path(tokenizer, tiny_lm, r
     assert got == _manual(tiny_lm, tokenizer, PROMPTS, args, **kwargs)
     assert len(got) == 3 and all(isinstance(text, str) for text in got)
     # Forgetting set_prompt (the RM reads the decoded template) changes the fused scores: the helper matters.
-    chats = [tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False,
-                                           add_generation_prompt=True) for p in PROMPTS]
+    chats = [
+        tokenizer.apply_chat_template(
+            [{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True
+        )
+        for p in PROMPTS
+    ]
     enc = tokenizer(chats, return_tensors="pt", padding=True, add_special_tokens=False)
     scores = torch.randn(3, len(tokenizer))
     told = ARGSLogitsProcessor(reward, tokenizer=tokenizer, k=3, weight=2.0).set_prompt(enc, prompts=PROMPTS)
@@ -280,12 +344,26 @@ def test_guided_generate_equals_the_manual_set_prompt_path(tokenizer, tiny_lm, r
     right.padding_side = "right"
     assert guided_generate(tiny_lm, right, PROMPTS, args, **kwargs) == got and right.padding_side == "right"
     thr = torch.zeros(3)
-    assert len(guided_generate(tiny_lm, tokenizer, PROMPTS, args, thresholds=thr, num_beams=2,
-                               num_return_sequences=2, **kwargs)) == 6
+    assert (
+        len(
+            guided_generate(
+                tiny_lm,
+                tokenizer,
+                PROMPTS,
+                args,
+                thresholds=thr,
+                num_beams=2,
+                num_return_sequences=2,
+                **kwargs,
+            )
+        )
+        == 6
+    )
     value = QHeadModel.from_backbone(other_backbone, head_type="value", head_hidden_size=16)
     with CDLogitsProcessor(value, k=3, base_model=tiny_lm) as cd:
-        assert guided_generate(tiny_lm, tokenizer, PROMPTS, cd, **kwargs) == _manual(tiny_lm, tokenizer, PROMPTS, cd,
-                                                                                     **kwargs)
+        assert guided_generate(tiny_lm, tokenizer, PROMPTS, cd, **kwargs) == _manual(
+            tiny_lm, tokenizer, PROMPTS, cd, **kwargs
+        )
 
 
 def test_guided_generate_bad_input(tokenizer, tiny_lm, reward):
@@ -316,8 +394,15 @@ def test_long_prompts_are_left_truncated_in_guided_generate(tokenizer, reward, c
             return scores
 
     with ARGSLogitsProcessor(reward, tokenizer=tokenizer, k=3) as args, caplog.at_level(logging.WARNING):
-        guided_generate(short, tokenizer, [long_prompt, "Hi"], args, max_new_tokens=4, do_sample=False,
-                        logits_processor=LogitsProcessorList([Width()]))
+        guided_generate(
+            short,
+            tokenizer,
+            [long_prompt, "Hi"],
+            args,
+            max_new_tokens=4,
+            do_sample=False,
+            logits_processor=LogitsProcessorList([Width()]),
+        )
     assert seen[0] == 48 - 4 and "left truncation" in caplog.text
 
 
@@ -342,8 +427,9 @@ def test_cd_bad_input(tokenizer, tiny_lm):
     assert len(a) == len(b)
     with pytest.raises(ValueError, match="other ids"):
         CDLogitsProcessor(qhead, k=2, tokenizer=a, head_tokenizer=b, base_model=tiny_lm)
-    CDLogitsProcessor(qhead, k=2, tokenizer=a, head_tokenizer=_word_tokenizer(["<unk>", "cat", "dog"]),
-                      base_model=tiny_lm).close()
+    CDLogitsProcessor(
+        qhead, k=2, tokenizer=a, head_tokenizer=_word_tokenizer(["<unk>", "cat", "dog"]), base_model=tiny_lm
+    ).close()
     from hf_stackshape.guidance._checks import vocabulary_digest
 
     qhead.config.vocab_digest = vocabulary_digest(tokenizer)

@@ -84,4 +84,6 @@ class GuidanceProcessor(LogitsProcessor):
         try:
             self.check_generation_config(config)
         except ValueError as err:
-            logger.warning(f"The model's generation_config (do_sample=True) would be used by a plain generate: {err}")
+            logger.warning_once(
+                f"The model's generation_config samples (do_sample=True); in a plain generate: {err}"
+            )

@@ -18,7 +18,9 @@ def check_k_and_weight(k, weight) -> float:
     except (TypeError, ValueError):
         raise ValueError(f"`weight` (lambda) must be a number >= 0, got {weight!r}.") from None
     if not (weight >= 0 and math.isfinite(weight)):
-        raise ValueError(f"`weight` (lambda = 1/beta) must be a finite number >= 0, got {weight!r}; 0 disables guidance.")
+        raise ValueError(
+            f"`weight` (lambda = 1/beta) must be a finite number >= 0, got {weight!r}; 0 disables guidance."
+        )
     return weight
 
 
@@ -30,8 +32,10 @@ def check_k_fits(k: int, vocab: Optional[int], what: str) -> None:
 
 def check_temperature(temperature, name: str = "temperature") -> float:
     """A positive finite sampling temperature, as a float."""
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not (
-        temperature > 0 and math.isfinite(temperature)
+    if (
+        isinstance(temperature, bool)
+        or not isinstance(temperature, (int, float))
+        or not (temperature > 0 and math.isfinite(temperature))
     ):
         raise ValueError(f"`{name}` must be a positive finite number, got {temperature!r}.")
     return float(temperature)

@@ -101,7 +101,9 @@ def guided_generate(
     prompts = list(prompts)
     bad = [i for i, p in enumerate(prompts) if not isinstance(p, str)]
     if bad:
-        raise ValueError(f"`prompts` must hold strings; entry {bad[0]} is a {type(prompts[bad[0]]).__name__}.")
+        raise ValueError(
+            f"`prompts` must hold strings; entry {bad[0]} is a {type(prompts[bad[0]]).__name__}."
+        )
     if not isinstance(processor, GuidanceProcessor):
         raise ValueError(
             f"`processor` must be an ARGSLogitsProcessor or a CDLogitsProcessor, got {type(processor).__name__}; "
@@ -110,10 +112,14 @@ def guided_generate(
     is_args = hasattr(processor, "set_prompt")
     if thresholds is not None:
         if not is_args:
-            raise ValueError("`thresholds` (per-prompt m*(x)) are for ARGS; a CD head was trained on shaped rewards.")
+            raise ValueError(
+                "`thresholds` (per-prompt m*(x)) are for ARGS; a CD head was trained on shaped rewards."
+            )
         thresholds = torch.as_tensor(thresholds, dtype=torch.float64).flatten()
         if len(thresholds) != len(prompts):
-            raise ValueError(f"Got {len(thresholds)} thresholds for {len(prompts)} prompts; pass one per prompt.")
+            raise ValueError(
+                f"Got {len(thresholds)} thresholds for {len(prompts)} prompts; pass one per prompt."
+            )
     if batch_size is not None and (isinstance(batch_size, bool) or int(batch_size) < 1):
         raise ValueError(f"`batch_size` must be a positive integer, got {batch_size!r}.")
     if not prompts:
@@ -136,7 +142,10 @@ def guided_generate(
         starts = range(0, len(prompts), size)
         for start in tqdm(starts, desc="guided_generate", disable=not show_progress):
             stop = start + size
-            side, tokenizer.padding_side = tokenizer.padding_side, "left"  # generate continues the last column
+            side, tokenizer.padding_side = (
+                tokenizer.padding_side,
+                "left",
+            )  # generate continues the last column
             try:
                 enc = _encode_prompts(tokenizer, texts[start:stop], budget, start)
             finally:
