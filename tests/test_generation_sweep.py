@@ -115,24 +115,114 @@ def _cli(*args, cwd=None):
                           text=True, cwd=cwd, timeout=300)
 
 
-def test_cli_generate_end_to_end_and_resume(saved_tiny_models, tmp_path):
-    lm_dir, rm_dir, prompts = saved_tiny_models
+def _main(*args):
+    from hf_stackshape.cli import main
+
+    return main([str(a) for a in args])
+
+
+def _rows(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _generate_argv(saved, out, *extra):
+    lm_dir, rm_dir, prompts = saved
+    return ["generate", "--model", lm_dir, "--reward_model", rm_dir, "--prompts", prompts, "--method", "srs-args",
+            "--k", "3", "--max_new_tokens", "4", "--batch_size", "2", "--output_file", out, *extra]
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_cli_generate_rows_record_settings_and_resume_keeps_finished_rows(saved_tiny_models, tmp_path, capsys):
+    lm_dir, rm_dir, _ = saved_tiny_models
     out = tmp_path / "gen.jsonl"
-    common = ["generate", "--model", lm_dir, "--reward_model", rm_dir, "--prompts", prompts, "--method", "srs-args",
-              "--k", "3", "--max_new_tokens", "4", "--batch_size", "2", "--output_file", out]
-    # Simulate an interrupted run: only the first prompt answered, plus a torn line.
-    first = _cli(*common, "--limit", "1")
-    assert first.returncode == 0, first.stderr
+    argv = _generate_argv(saved_tiny_models, out)
+    # An interrupted run: only the first prompt answered...
+    assert _main(*argv, "--limit", "1") == 0
+    rows = _rows(out)
+    assert len(rows) == 1
+    row = rows[0]
+    # ...and its row records what made it, with the defaults resolved (never a null weight).
+    assert (row["method"], row["weight"], row["k"], row["bound"], row["alpha"], row["beta"]) == ("srs-args", 0.5, 3, 12.0, 1.5, 2.0)
+    assert (row["threshold_source"], row["model"], row["reward"], row["seed"]) == ("per-step", str(lm_dir), str(rm_dir), 0)
+    assert (row["max_new_tokens"], row["do_sample"], row["temperature"]) == (4, False, None)
+    # Mark the finished row, and leave a torn line as a kill would.
+    row["response"] = "MARKED BY THE TEST"
+    out.write_text(json.dumps(row) + "\n" + '{"id": 1, "prom')
+    assert _main(*argv) == 0
+    rows = _rows(out)
+    assert [r["prompt"] for r in rows] == PROMPTS and [r["id"] for r in rows] == [0, 1, 2]
+    assert rows[0]["response"] == "MARKED BY THE TEST"  # resumed, not regenerated
+    assert all(r["weight"] == 0.5 for r in rows)
+    capsys.readouterr()
+    assert _main(*argv) == 0
+    assert "already answered" in capsys.readouterr().out and _rows(out) == rows
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_cli_generate_refuses_changed_settings_and_says_which(saved_tiny_models, tmp_path, capsys):
+    lm_dir, _, _ = saved_tiny_models
+    out = tmp_path / "gen.jsonl"
+    argv = _generate_argv(saved_tiny_models, out, "--limit", "1")
+    assert _main(*argv) == 0
+    before = out.read_text()
+    capsys.readouterr()
+    for change, key in ((["--weight", "2"], "settings.weight"), (["--method", "minmax-args"], "settings.method")):
+        assert _main(*argv, *change) == 2
+        err = capsys.readouterr().err
+        assert key in err and "--overwrite" in err, err
+    # A changed generation_config of the model (same weights) is refused too.
+    config_file = lm_dir / "generation_config.json"
+    config = json.loads(config_file.read_text())
+    config["repetition_penalty"] = 1.3
+    config_file.write_text(json.dumps(config))
+    assert _main(*argv) == 2
+    err = capsys.readouterr().err
+    assert "generation_config.repetition_penalty" in err, err
+    assert out.read_text() == before  # nothing was written
+    # --overwrite starts over: the old row is gone, the new one records the new weight.
+    assert _main(*argv, "--weight", "2", "--overwrite") == 0
+    assert [r["weight"] for r in _rows(out)] == [2.0]
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_cli_generate_bad_lines_and_typos(saved_tiny_models, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    out = tmp_path / "gen.jsonl"
+    argv = _generate_argv(saved_tiny_models, out, "--limit", "1")
+    assert _main(*argv) == 0
     with open(out, "a") as handle:
-        handle.write('{"id": 1, "prom')
-    done = _cli(*common)
-    assert done.returncode == 0, done.stderr
-    rows = [json.loads(l) for l in out.read_text().splitlines()]
-    assert [r["prompt"] for r in rows] == PROMPTS and all(r["method"] == "srs-args" for r in rows)
-    assert [r["id"] for r in rows] == [0, 1, 2]
+        handle.write("[1, 2]\n")
+    assert _main(*argv, "--limit", "2") == 2
+    err = capsys.readouterr().err
+    assert f"{out}: line 2 is a JSON list" in err
+    lm_dir = saved_tiny_models[0]
+    assert _main("generate", "--model", lm_dir, "--prompts", saved_tiny_models[2], "--method", "srs-cd",
+                 "--qhead", tmp_path / "qhead-nope", "--output_file", tmp_path / "cd.jsonl") == 2
+    err = capsys.readouterr().err
+    assert f"No Q-head '{tmp_path / 'qhead-nope'}': no local file or folder" in err
+    assert _main(*_generate_argv(saved_tiny_models, tmp_path / "o.jsonl", "--reward_model", "vadr")) == 2
+    err = capsys.readouterr().err
+    assert "No reward model 'vadr'" in err and "'vader'" in err
 
 
-def test_cli_bad_inputs_one_line(saved_tiny_models, tmp_path):
+def test_generate_truncates_long_prompts_from_the_left(tiny_lm, tokenizer, caplog):
+    from hf_stackshape.generation import prompt_budget
+
+    long_prompt = "word " * 60 + "Final question?"
+    with caplog.at_level("WARNING", logger="hf_stackshape.generation"):
+        out = generate_responses(tiny_lm, tokenizer, [long_prompt, "Hi"], max_new_tokens=3, max_prompt_length=40,
+                                 show_progress=False)
+    assert len(out) == 2
+    assert any("left truncation" in r.message and "Prompt 0" in r.message for r in caplog.records)
+    assert not any("Prompt 1" in r.message for r in caplog.records)
+    # Unasked, the budget is the model's context minus the new tokens; no room at all is an error.
+    assert prompt_budget(tiny_lm, 12) == tiny_lm.config.max_position_embeddings - 12
+    with pytest.raises(ValueError, match="no room for the prompt"):
+        prompt_budget(tiny_lm, tiny_lm.config.max_position_embeddings)
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_cli_bad_inputs(saved_tiny_models, tmp_path, capsys):
     lm_dir, rm_dir, prompts = saved_tiny_models
     cases = [
         (["generate", "--prompts", tmp_path / "missing.jsonl"], "not found"),
@@ -142,11 +232,9 @@ def test_cli_bad_inputs_one_line(saved_tiny_models, tmp_path):
         (["frobnicate"], "unknown command"),
     ]
     for argv, needle in cases:
-        result = _cli(*argv)
-        assert result.returncode == 2, (argv, result.stdout, result.stderr)
-        lines = [l for l in result.stderr.strip().splitlines() if l.strip()]
-        assert len(lines) == 1 and needle.lower() in lines[0].lower(), (argv, result.stderr)
-        assert "Traceback" not in result.stderr
+        assert _main(*argv) == 2, argv
+        err = capsys.readouterr().err
+        assert needle.lower() in err.lower() and "Traceback" not in err, (argv, err)
 
 
 def test_cli_sweep_end_to_end(saved_tiny_models, tmp_path):
