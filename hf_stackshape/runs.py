@@ -404,6 +404,14 @@ class Run:
         entries = self._old_entries()
         if not entries:
             return
+        guarded = {Path.cwd().resolve(), Path.home().resolve()}
+        target = self.output.resolve()
+        if any(target == g or target in g.parents for g in guarded):
+            # A slip like `--output_dir . --overwrite` must not delete the working or home directory.
+            raise RunMismatchError(
+                f"Refusing to overwrite {self.output}: it is (or contains) the current or home directory. "
+                "Pick a dedicated output folder."
+            )
         trash = self.output.parent / f"{self._trash_prefix()}{uuid.uuid4().hex[:8]}"
         trash.mkdir()
         for entry in entries:

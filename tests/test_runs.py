@@ -333,3 +333,13 @@ def test_prompts_fingerprint():
     assert prompts_fingerprint(["a", "b"]) == prompts_fingerprint(["a", "b"])
     assert prompts_fingerprint(["a", "b"]) != prompts_fingerprint(["b", "a"])
     assert prompts_fingerprint(["a"])["count"] == 1
+
+
+def test_overwrite_never_deletes_the_working_directory(tmp_path, monkeypatch):
+    (tmp_path / "precious.txt").write_text("keep")
+    monkeypatch.chdir(tmp_path)
+    for output in (".", str(tmp_path.parent)):
+        with pytest.raises(RunMismatchError, match="current or home directory"):
+            with open_run(output, FP, overwrite=True):
+                pass
+    assert (tmp_path / "precious.txt").read_text() == "keep"
