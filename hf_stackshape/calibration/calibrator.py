@@ -45,7 +45,6 @@ import math
 import os
 import time
 import uuid
-from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Union
 
 import torch
