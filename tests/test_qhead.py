@@ -290,10 +290,11 @@ def test_train_qhead_cli(tmp_path, tiny_lm, tokenizer, capsys):
     (tmp_path / "calib" / "calibration_config.json").write_text(json.dumps({"use_chat_template": False, "bound": 1.0}))
     argv = ["train-qhead", "--calibration_dir", str(tmp_path / "calib"), "--backbone", str(tmp_path / "backbone"),
             "--head_type", "q", "--rank", "4", "--output_dir", str(tmp_path / "head"), "--num_train_epochs", "1",
-            "--bound", "1.0", "--report_to", "none", "--save_strategy", "no", "--eval_fraction", "0.25",
+            "--bound", "1.0", "--report_to", "none", "--save_strategy", "no", "--validation_split", "0.25",
             "--disable_tqdm", "true"]
     assert main(argv) == 0
-    assert "saved the q head" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "saved the q head" in out and "validation MSE" in out
     loaded = QHeadModel.from_pretrained(tmp_path / "head")
     assert loaded.config.head_type == "q" and loaded.config.shaping["bound"] == 1.0
     assert main(["train-qhead", "--calibration_dir", str(tmp_path / "missing"), "--output_dir", str(tmp_path / "x")]) == 2

@@ -3,17 +3,23 @@
 Input: a ``stackshape calibrate`` output folder (``<dir>/dataset`` saved with ``datasets.save_to_disk``, or
 ``<dir>/calibration.jsonl``), a saved dataset folder, or a JSONL file with the columns ``prompt, responses,
 rewards, threshold`` (or the flat ``prompt, response, reward, threshold``). Output: the saved Q-head folder
-(``--output_dir``), loadable with ``QHeadModel.from_pretrained``.
+(``--output_dir``), loadable with ``QHeadModel.from_pretrained``, with its model card (training settings and
+validation diagnostics).
 
-    stackshape train-qhead --calibration_dir runs/calib --output_dir runs/qhead --head_type q --transform srs
+The output folder holds a run manifest (``run.json``): a rerun resumes from the last ``checkpoint-*`` only if
+the calibration data, the backbone and every training setting are the same; otherwise it stops and names what
+differs (``--overwrite`` starts over, or pick another ``--output_dir``).
+
+    stackshape train-qhead --calibration_dir runs/calib --output_dir runs/qhead --preset paper
+    stackshape train-qhead --calibration_dir runs/calib --output_dir runs/qhead --head_type q --lora_r 8
 """
 
 from __future__ import annotations
 
-import json
+import hashlib
 import os
-from dataclasses import dataclass, field
-from typing import Optional
+from dataclasses import asdict, dataclass, field
+from typing import Any, Dict, List, Optional, Tuple
 
 from transformers.utils import logging
 
@@ -23,10 +29,13 @@ logger = logging.get_logger(__name__)
 
 DESCRIPTION = __doc__.strip().splitlines()[0]
 
+#: ``--preset paper`` fills these components' keys into the fields of the same name.
+PRESET_COMPONENTS = ("qhead_model", "qhead_trainer")
+
 
 @dataclass
 class TrainQHeadArguments:
-    """Where the rollouts and the backbone come from, and the head's shape."""
+    """Where the rollouts and the backbone come from, the head's shape, and the backbone's LoRA adapter."""
 
     calibration_dir: Optional[str] = field(
         default=None, metadata={"help": "Calibration output folder, a saved dataset folder, or a .jsonl file."}
@@ -34,52 +43,132 @@ class TrainQHeadArguments:
     backbone: Optional[str] = field(
         default=None, metadata={"help": "Backbone causal LM path / Hub id (default: the embedded SmolLM2)."}
     )
-    head_type: str = field(default="value", metadata={"help": "value or q.", "choices": ["value", "q"]})
-    head_hidden_size: int = field(default=256, metadata={"help": "Inner width of the value MLP."})
+    head_type: str = field(
+        default="value",
+        metadata={
+            "help": "value: the paper's head, one value per prefix; CD scores the k candidates per step; trains well "
+            "on few rollouts. q: vocabulary-wide, one value per next token from the backbone's own hidden states "
+            "(near-free at decoding when the backbone is the base model) but needs many rollouts to train every "
+            "token row.",
+            "choices": ["value", "q"],
+        },
+    )
+    head_hidden_size: int = field(default=256, metadata={"help": "Inner width of the value MLP (paper: 8192)."})
     rank: int = field(default=16, metadata={"help": "Rank of the q head's H -> rank -> V projection."})
-    lora_r: int = field(default=0, metadata={"help": "LoRA rank on the backbone's attention (0: frozen backbone)."})
-    eval_fraction: float = field(default=0.0, metadata={"help": "Fraction of prompts held out for the eval loss."})
+    init: str = field(
+        default="normal",
+        metadata={"help": "Head initialisation: normal, or orthogonal (the paper's).", "choices": ["normal", "orthogonal"]},
+    )
+    head_seed: int = field(default=0, metadata={"help": "Seed of the head's initialisation."})
+    lora_r: int = field(default=0, metadata={"help": "LoRA rank on the backbone (0: frozen backbone, no adapter)."})
+    lora_alpha: Optional[float] = field(default=None, metadata={"help": "LoRA alpha (default: 2 x lora_r)."})
+    lora_dropout: float = field(default=0.0, metadata={"help": "LoRA dropout."})
+    lora_target_modules: Optional[List[str]] = field(
+        default=None,
+        metadata={"help": "Module names LoRA adapts, e.g. q_proj v_proj (default: peft's choice for the architecture)."},
+    )
     dtype: str = field(default="float32", metadata={"help": "Backbone dtype: float32, bfloat16 or float16."})
+    overwrite: bool = field(
+        default=False,
+        metadata={"help": "Remove an earlier run in --output_dir made with other data or settings, and start over."},
+    )
 
 
-def load_rollouts(path: str):
-    """The calibration rollouts at ``path`` as a `datasets.Dataset`, plus the calibration config (or {})."""
+def _jsonl_rows(path: str) -> List[Dict[str, Any]]:
+    """The rows of a JSONL file; an unreadable line or a line that is not a JSON object names the file and line."""
+    from ..io import _jsonl_lines
+
+    rows = []
+    for number, row in _jsonl_lines(path, complete_lines_only=False):
+        if not isinstance(row, dict):
+            raise ValueError(
+                f"{path}: line {number} is a JSON {type(row).__name__}, not an object with prompt, responses, rewards."
+            )
+        rows.append(row)
+    return rows
+
+
+def _digest_path(path: str) -> str:
+    """SHA-256 of a file, or of a folder's files (relative names and bytes, sorted)."""
+    h = hashlib.sha256()
+    files = [path] if os.path.isfile(path) else sorted(
+        os.path.join(root, name) for root, _, names in os.walk(path) for name in names
+    )
+    for name in files:
+        h.update(os.path.relpath(name, path if os.path.isdir(path) else os.path.dirname(path)).encode())
+        with open(name, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()[:24]
+
+
+def load_rollouts(path: str) -> Tuple[Any, Dict[str, Any], str]:
+    """The calibration rollouts at ``path`` as a `datasets.Dataset`, the calibration config (or {}), and a digest
+    of the data files (so a rerun on other data is refused)."""
     from datasets import Dataset, load_from_disk
+
+    from ..io import read_json
 
     if not path:
         raise ValueError("Pass --calibration_dir (a calibration output folder, a saved dataset, or a .jsonl file).")
     if not os.path.exists(path):
         raise FileNotFoundError(f"No calibration data at {path!r}; run `stackshape calibrate --output_dir ...` first.")
-    config = {}
+    config: Dict[str, Any] = {}
     if os.path.isdir(path):
         cfg_file = os.path.join(path, "calibration_config.json")
         if os.path.isfile(cfg_file):
-            with open(cfg_file, encoding="utf-8") as fh:
-                config = json.load(fh)
+            config = read_json(cfg_file)
         for candidate in (os.path.join(path, "dataset"), path):
             if os.path.isfile(os.path.join(candidate, "dataset_info.json")):
-                return load_from_disk(candidate), config
+                return load_from_disk(candidate), config, _digest_path(candidate)
         jsonl = os.path.join(path, "calibration.jsonl")
         if not os.path.isfile(jsonl):
             raise FileNotFoundError(f"{path!r} holds neither dataset/ (save_to_disk) nor calibration.jsonl.")
         path = jsonl
-    rows = []
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            if line.strip():
-                rows.append(json.loads(line))
+    rows = _jsonl_rows(path)
     if not rows:
         raise ValueError(f"{path!r} has no rows.")
-    return Dataset.from_list(rows), config
+    return Dataset.from_list(rows), config, _digest_path(path)
+
+
+#: TrainingArguments fields that change the trained head (the rest: logging, output places, progress bars).
+_TRAINING_KEYS = (
+    "learning_rate", "lr_scheduler_type", "weight_decay", "per_device_train_batch_size", "gradient_accumulation_steps",
+    "num_train_epochs", "max_steps", "max_grad_norm", "seed", "data_seed", "warmup_steps", "optim",
+    "adam_beta1", "adam_beta2", "adam_epsilon", "bf16", "fp16", "eval_strategy", "eval_steps", "save_strategy",
+    "save_steps", "load_best_model_at_end", "metric_for_best_model",
+)
+
+
+def run_fingerprint(args: TrainQHeadArguments, config: QHeadTrainerConfig, data_digest: str, backbone, tokenizer) -> dict:
+    """What the trained head depends on: the data, the backbone, the tokenizer, the head and every training setting."""
+    from dataclasses import fields
+
+    from transformers import TrainingArguments
+
+    from ..runs import model_fingerprint, tokenizer_fingerprint
+
+    specific = {f.name for f in fields(QHeadTrainerConfig)} - {f.name for f in fields(TrainingArguments)}
+    training = {k: getattr(config, k) for k in sorted(specific | set(_TRAINING_KEYS)) if hasattr(config, k)}
+    training.pop("dataset_num_proc", None)
+    head = {k: v for k, v in asdict(args).items() if k not in ("calibration_dir", "overwrite")}
+    return {
+        "calibration_data": data_digest,
+        "backbone": model_fingerprint(backbone),
+        "tokenizer": tokenizer_fingerprint(tokenizer),
+        "head": head,
+        "training": {k: getattr(v, "value", v) for k, v in training.items()},
+    }
 
 
 def run(args: TrainQHeadArguments, config: QHeadTrainerConfig) -> int:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from ..qhead import QHeadModel, QHeadTrainer
+    from ..runs import open_run
     from ._common import dtype_from_name
 
-    dataset, calib = load_rollouts(args.calibration_dir)
+    dataset, calib, data_digest = load_rollouts(args.calibration_dir)
     if args.backbone is None or args.backbone.lower() in ("smollm2", "default"):
         from ..defaults import load_smollm2, smollm2_path
 
@@ -91,38 +180,52 @@ def run(args: TrainQHeadArguments, config: QHeadTrainerConfig) -> int:
         backbone_id = args.backbone
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    if calib:
-        use_chat = calib.get("use_chat_template")
-        config.apply_chat_template = bool(tokenizer.chat_template) if use_chat is None else bool(use_chat)
-        for name in ("bound", "beta", "safeguards"):
-            if name in calib and calib[name] != getattr(config, name):
-                logger.warning(
-                    f"--{name} {getattr(config, name)!r} differs from the calibration's {calib[name]!r}: the "
-                    "stored thresholds were solved with the calibration's value."
-                )
-    if args.lora_r > 0:
-        from peft import LoraConfig, get_peft_model
-
-        backbone = get_peft_model(
-            backbone, LoraConfig(r=args.lora_r, lora_alpha=2 * args.lora_r, target_modules=["q_proj", "v_proj"])
+    use_chat = calib.get("use_chat_template")
+    if use_chat is None:
+        use_chat = bool(tokenizer.chat_template) if calib else None
+    if config.apply_chat_template is None:
+        config.apply_chat_template = use_chat
+    elif use_chat is not None and bool(config.apply_chat_template) != bool(use_chat):
+        logger.warning(
+            f"--apply_chat_template {config.apply_chat_template} differs from the calibration's use_chat_template "
+            f"{use_chat}: the head reads prompts formatted unlike the rollouts were generated."
         )
-    qhead = QHeadModel.from_backbone(
-        backbone, head_type=args.head_type, head_hidden_size=args.head_hidden_size, rank=args.rank,
-        backbone_name_or_path=backbone_id,
-        base_model_name_or_path=config.base_model_name_or_path or backbone_id,
-    )
-    eval_dataset = None
-    if args.eval_fraction > 0:
-        split = dataset.train_test_split(test_size=args.eval_fraction, seed=config.seed)
-        dataset, eval_dataset = split["train"], split["test"]
-        if config.eval_strategy == "no":
-            config.eval_strategy = "epoch"
-    trainer = QHeadTrainer(qhead, config, train_dataset=dataset, eval_dataset=eval_dataset, processing_class=tokenizer)
-    trainer.train(resume_from_checkpoint=_last_checkpoint(config.output_dir))
-    trainer.save_model(config.output_dir)
+    for name in ("bound", "beta", "safeguards"):
+        if name in calib and calib[name] != getattr(config, name):
+            logger.warning(
+                f"--{name} {getattr(config, name)!r} differs from the calibration's {calib[name]!r}: the "
+                "stored thresholds were solved with the calibration's value."
+            )
+    peft_config = None
+    if args.lora_r > 0:
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(
+            r=args.lora_r,
+            lora_alpha=args.lora_alpha if args.lora_alpha is not None else 2 * args.lora_r,
+            lora_dropout=args.lora_dropout,
+            target_modules=args.lora_target_modules,
+        )
+    fingerprint = run_fingerprint(args, config, data_digest, backbone, tokenizer)
+    with open_run(config.output_dir, fingerprint, kind="train-qhead", overwrite=args.overwrite) as run_state:
+        qhead = QHeadModel.from_backbone(
+            backbone, head_type=args.head_type, head_hidden_size=args.head_hidden_size, rank=args.rank,
+            init=args.init, seed=args.head_seed, backbone_name_or_path=backbone_id,
+            base_model_name_or_path=config.base_model_name_or_path or backbone_id,
+        )
+        trainer = QHeadTrainer(
+            qhead, config, train_dataset=dataset, processing_class=tokenizer, peft_config=peft_config
+        )
+        resume = _last_checkpoint(config.output_dir) if run_state.resumed else None
+        trainer.train(resume_from_checkpoint=resume)
+        metrics = trainer.evaluate() if trainer.eval_dataset is not None else {}
+        trainer.save_model(config.output_dir)
     line = f"saved the {args.head_type} head to {config.output_dir}"
-    if eval_dataset is not None:
-        line += f"; eval loss {trainer.evaluate()['eval_loss']:.4f}"
+    if metrics:
+        line += (
+            f"; validation MSE {metrics['eval_mse']:.4f}, Spearman (last token) {metrics['eval_spearman_last']:.3f}, "
+            f"(mid-response) {metrics['eval_spearman_mid']:.3f}"
+        )
     print(line)
     return 0
 
