@@ -50,7 +50,7 @@ def recompute_thresholds(
     >>> from hf_stackshape.calibration import recompute_thresholds
     >>> ds = Dataset.from_dict({"prompt": ["hi"], "rewards": [[0.0, 1.0, 2.0]]})
     >>> round(recompute_thresholds(ds, beta=1.0, bound=1.0)["threshold"][0], 4)
-    1.2689
+    1.3642
     ```
     """
     beta = _check_positive("beta", beta)
