@@ -379,6 +379,10 @@ def test_guided_generate_bad_input(tokenizer, tiny_lm, reward):
     with pytest.raises(ValueError, match="max_new_tokens"):
         guided_generate(tiny_lm, tokenizer, ["Hi"], args, max_new_tokens=600)
     assert guided_generate(tiny_lm, tokenizer, [], args) == []
+    with pytest.raises(ValueError, match="assisted_generation"):  # drafts tokens out of the processor's order
+        guided_generate(tiny_lm, tokenizer, ["Hi"], args, prompt_lookup_num_tokens=3)
+    with pytest.raises(ValueError, match="assisted_generation"):
+        guided_generate(tiny_lm, tokenizer, ["Hi"], args, assistant_model=tiny_lm)
 
 
 def test_long_prompts_are_left_truncated_in_guided_generate(tokenizer, reward, caplog):

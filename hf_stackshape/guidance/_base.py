@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from transformers import LogitsProcessor
+from transformers.generation.configuration_utils import GenerationMode
 from transformers.utils import logging
 
 from ..presets import get_preset
@@ -22,6 +23,13 @@ from ..presets import get_preset
 logger = logging.get_logger(__name__)
 
 __all__ = ["GuidanceProcessor"]
+
+_SUPPORTED_MODES = (
+    GenerationMode.GREEDY_SEARCH,
+    GenerationMode.SAMPLE,
+    GenerationMode.BEAM_SEARCH,
+    GenerationMode.BEAM_SAMPLE,
+)
 
 
 class GuidanceProcessor(LogitsProcessor):
@@ -57,14 +65,27 @@ class GuidanceProcessor(LogitsProcessor):
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def check_generation_config(self, generation_config) -> None:
-        """Raise ``ValueError`` when ``generation_config`` would rescale the fused scores after this processor.
+    def check_generation_config(self, generation_config, assistant_model=None) -> None:
+        """Raise ``ValueError`` when ``generate`` with ``generation_config`` would not decode what this processor
+        means: a decoding mode other than greedy, sampling and beam search (assisted / prompt-lookup decoding
+        call processors on drafted tokens out of order; contrastive search, DoLa...), or a sampling temperature
+        that would rescale the fused scores after it.
 
         Args:
             generation_config (`GenerationConfig`): the configuration ``generate`` will use (the model's own
                 updated with the call's keyword arguments).
+            assistant_model (`PreTrainedModel`, *optional*): the ``assistant_model`` passed to ``generate``.
         """
-        if generation_config is None or not getattr(generation_config, "do_sample", False):
+        if generation_config is None:
+            return
+        mode = generation_config.get_generation_mode(assistant_model)
+        if mode not in _SUPPORTED_MODES:
+            raise ValueError(
+                f"{type(self).__name__} supports greedy decoding, sampling and beam search; this generate call "
+                f"would use {mode.value}. Drop assistant_model / prompt_lookup_num_tokens / penalty_alpha / "
+                "dola_layers (whichever you set)."
+            )
+        if not getattr(generation_config, "do_sample", False):
             return
         temperature = getattr(generation_config, "temperature", None)
         if temperature is None or float(temperature) == 1.0:

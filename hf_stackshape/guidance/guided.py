@@ -61,8 +61,9 @@ def guided_generate(
 
     Formats every prompt as a user turn of the tokenizer's chat template (with the generation prompt), left-pads
     the batch, describes the call to the processor (ARGS: the raw prompts its reward model reads, per-prompt
-    thresholds), checks that generate's sampling temperature does not rescale the guidance (a ``ValueError``
-    with the fix otherwise: pass ``temperature=1.0`` and give the processor the temperature), runs
+    thresholds), checks that the decoding mode is greedy, sampling or beam search and that generate's sampling
+    temperature does not rescale the guidance (a ``ValueError`` with the fix otherwise: pass ``temperature=1.0``
+    and give the processor the temperature), runs
     ``model.generate`` and returns the decoded new tokens. The processor's caches are freed when it returns.
 
     Prompts longer than the context minus ``max_new_tokens`` (the base model's, and a CD head backbone's) keep
@@ -129,7 +130,7 @@ def guided_generate(
 
     generation_config = copy.deepcopy(model.generation_config)
     generation_config.update(**{k: v for k, v in generate_kwargs.items() if k != "logits_processor"})
-    processor.check_generation_config(generation_config)
+    processor.check_generation_config(generation_config, generate_kwargs.get("assistant_model"))
     if generation_config.pad_token_id is None:
         generate_kwargs.setdefault("pad_token_id", tokenizer.pad_token_id)
     budget = _prompt_budget(model, processor, generation_config, max_prompt_length)
