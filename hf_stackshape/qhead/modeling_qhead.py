@@ -430,9 +430,15 @@ class QHeadModel(PreTrainedModel):
         if config.has_adapter and not hasattr(backbone, "peft_config"):
             from peft import PeftModel
 
-            adapter_kwargs = dict(hub_kwargs)
-            adapter_kwargs["subfolder"] = "/".join(p for p in (hub_kwargs.get("subfolder"), ADAPTER_FOLDER) if p)
-            backbone = PeftModel.from_pretrained(backbone, path, **adapter_kwargs)
+            subfolder = "/".join(p for p in (hub_kwargs.get("subfolder"), ADAPTER_FOLDER) if p)
+            adapter = os.path.join(path, subfolder)
+            if not os.path.isdir(adapter):
+                # Resolved through transformers' cache first: peft 0.21 joins a Hub `subfolder` into the file name
+                # and passes it again, so it asks for adapter/adapter/...; a resolved folder avoids that.
+                file_kwargs = {**hub_kwargs, "subfolder": subfolder}
+                adapter = os.path.dirname(cached_file(path, "adapter_config.json", **file_kwargs))
+                cached_file(path, "adapter_model.safetensors", **file_kwargs)
+            backbone = PeftModel.from_pretrained(backbone, adapter)
         model = cls(config, backbone=backbone)
         weights = cached_file(path, HEAD_WEIGHTS, **hub_kwargs)
         state = load_file(weights)
