@@ -97,6 +97,36 @@ def test_rm_input_raw_reads_the_raw_ids(tokenizer, reward, use_cache):
     assert raw._gen["fast"] == (use_cache is None)
 
 
+@torch.no_grad()
+def test_rm_input_raw_greedy_matches_reference_loop(tokenizer, tiny_lm, reward):
+    """Batched, left-padded raw-input SRS-ARGS == a per-prompt loop scoring prompt + response + v with the RM."""
+    k, weight, steps, eos = 3, 2.0, 4, tokenizer.eos_token_id
+    proc = ARGSLogitsProcessor(
+        reward, tokenizer=tokenizer, k=k, weight=weight, transform="srs", rm_input="raw"
+    )
+    inputs = tokenizer(PROMPTS, return_tensors="pt", padding=True)
+    out = tiny_lm.generate(
+        **inputs, logits_processor=LogitsProcessorList([proc]), max_new_tokens=steps, do_sample=False
+    )
+    got = out[:, inputs["input_ids"].shape[1] :].tolist()
+    assert proc._gen["fast"]
+    for row, prompt in enumerate(PROMPTS):
+        ids, response = tokenizer(prompt)["input_ids"], []
+        while len(response) < steps and eos not in response:
+            top = tiny_lm(torch.tensor([ids + response])).logits[0, -1].topk(k)
+            rewards = torch.tensor([_rm_on_ids(reward, ids + response + [v]) for v in top.indices.tolist()])
+            shaped = proc.transform(rewards[None], weights=torch.softmax(top.values, -1)[None])[0]
+            response.append(int(top.indices[(top.values + weight * shaped).argmax()]))
+        assert got[row] == response + [tokenizer.pad_token_id] * (steps - len(response)), row
+    chat = ARGSLogitsProcessor(
+        reward, tokenizer=tokenizer, k=k, weight=weight, transform="srs", rm_input="chat"
+    )
+    other = tiny_lm.generate(
+        **inputs, logits_processor=LogitsProcessorList([chat]), max_new_tokens=steps, do_sample=False
+    )
+    assert other.tolist() != out.tolist()  # what the RM reads matters
+
+
 def test_rm_input_raw_needs_the_base_vocabulary(tokenizer, reward):
     other = copy.deepcopy(tokenizer)
     other.add_tokens(["<an_extra_token>"])
