@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 from typing import Any, Dict, List
 
-__all__ = ["PRESETS", "PRESET_COMPONENTS", "get_preset", "PAPER_VS_DEFAULTS"]
+__all__ = ["PRESETS", "PRESET_COMPONENTS", "get_preset", "PAPER_VS_DEFAULTS", "paper_vs_defaults_markdown"]
 
 #: Components a preset configures; each maps to keyword arguments of that component.
 PRESET_COMPONENTS = ("args", "cd", "calibration", "qhead_model", "qhead_trainer", "generation", "metrics", "judge")
@@ -154,3 +154,10 @@ PAPER_VS_DEFAULTS: List[Dict[str, str]] = [
         "why": "the verdict is the reply's first line; the explanation after it is not used, so a short budget costs less",
     },
 ]
+
+
+def paper_vs_defaults_markdown() -> str:
+    """:data:`PAPER_VS_DEFAULTS` as the README's markdown table (``tests/test_readme.py`` checks the README holds it)."""
+    lines = ["| setting | paper (authors' scripts) | our default | why |", "|---|---|---|---|"]
+    lines += [f"| {r['setting']} | {r['paper']} | {r['ours']} | {r['why']} |" for r in PAPER_VS_DEFAULTS]
+    return "\n".join(lines) + "\n"
