@@ -8,15 +8,21 @@ grid, generate responses to the evaluation prompts, then measure (Wang et al., 2
 * ``win_tie_vs_base`` and ``win_tie_vs_vanilla``: (wins + ties) / total through a judge, against the base
   policy and against the vanilla method of the same decoder at the same weight.
 
-Every (method, weight) cell writes its generations to ``<output_dir>/generations/<cell>.jsonl`` atomically
-when it finishes; a rerun skips finished cells (resume after an interrupt). The table is written as CSV
-and JSON, and :func:`plot_sweep` draws reward and win-tie rate against ``1/beta`` (the paper's Figure 2).
+Every number comes with its seeded 95% bootstrap confidence interval over prompts, and each shaped method
+with the paired CI of its difference to vanilla at the same weight.
+
+Every (method, weight) cell writes its generations, with the settings that made them, to
+``<output_dir>/generations/<cell>.jsonl`` atomically when it finishes; a rerun reuses a cell only when its
+settings and prompts match, inside a run whose manifest pins the model, tokenizer, reward and Q-heads
+(:func:`hf_stackshape.runs.open_run`). The table is written as CSV and JSON, and :func:`plot_sweep` draws
+reward and win-tie rate against ``1/beta`` with error bars (the paper's Figure 2).
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +49,7 @@ class SweepConfig:
         k: candidates per step for ARGS and CD.
         max_new_tokens, batch_size: generation settings (greedy decoding).
         judge_tolerance: a gold-reward difference within this is a tie.
+        seed: seed of the bootstrap confidence intervals and of sampling methods (best-of-N).
     """
 
     methods: List[str] = field(
@@ -52,11 +59,12 @@ class SweepConfig:
     weights: List[float] = field(default_factory=lambda: [0.5, 1.0, 2.0], metadata={"help": "Grid of 1/beta (guidance weight)."})
     k: int = field(default=10, metadata={"help": "Candidates per step (top-k of the base model)."})
     num_samples: int = field(default=8, metadata={"help": "Samples N per prompt of best-of-N methods (bon, soft-bon, srs-bon)."})
-    max_new_tokens: int = field(default=48, metadata={"help": "Tokens per response (greedy)."})
+    max_new_tokens: int = field(default=128, metadata={"help": "Tokens per response (greedy; the authors' ARGS length)."})
     batch_size: int = field(default=8, metadata={"help": "Prompts per generate call."})
     bound: Optional[float] = field(default=None, metadata={"help": "Reward bound B of shaped ARGS transforms (default 12)."})
     alpha: Optional[float] = field(default=None, metadata={"help": "SRS sigmoid sharpness for ARGS (default 1.5)."})
     judge_tolerance: float = field(default=0.0, metadata={"help": "Gold-reward difference counted as a tie."})
+    seed: int = field(default=0, metadata={"help": "Seed of the bootstrap intervals (and of sampling methods)."})
 
     def __post_init__(self):
         if not self.methods:
@@ -74,6 +82,51 @@ def _cell_name(method: Method, weight: Optional[float]) -> str:
     return method.label if weight is None else f"{method.label}_w{weight:g}"
 
 
+def _cell_settings(method: Method, weight: Optional[float], config: SweepConfig) -> Dict[str, object]:
+    """What makes a cell's generations: the method, its resolved decoder settings and the generation length."""
+    from .generation import decoder_settings
+
+    decoder = decoder_settings(method, weight=weight, k=config.k, bound=config.bound, alpha=config.alpha)
+    settings: Dict[str, object] = {"method": method.label, **decoder, "max_new_tokens": int(config.max_new_tokens)}
+    if method.decoder == "bon":
+        settings["num_samples"] = int(config.num_samples)
+    return settings
+
+
+def _stored_cell(path: Path, prompts: List[str], settings: Dict[str, object]) -> Optional[List[str]]:
+    """The responses of a finished cell whose prompts and settings match, else ``None`` (with the reason logged)."""
+    if not path.is_file():
+        return None
+    rows = read_jsonl(path)
+    if [r.get("prompt") if isinstance(r, dict) else None for r in rows] != prompts:
+        logger.warning("Regenerating %s: it answers other prompts.", path)
+        return None
+    stored = {k: v for k, v in rows[0].items() if k not in ("id", "prompt", "response")}
+    if stored != json.loads(json.dumps(settings)):
+        changed = sorted(k for k in set(stored) | set(settings) if stored.get(k) != settings.get(k))
+        logger.warning("Regenerating %s: its settings differ (%s).", path, ", ".join(changed))
+        return None
+    return [r["response"] for r in rows]
+
+
+def _sweep_fingerprint(model, tokenizer, reward, qheads) -> Dict[str, object]:
+    """What every cell shares: the base model (weights, generation_config), tokenizer, guiding reward, Q-heads."""
+    from .runs import model_fingerprint, reward_fingerprint, tokenizer_fingerprint
+
+    return {
+        "model": model_fingerprint(model),
+        "tokenizer": tokenizer_fingerprint(tokenizer),
+        "reward": reward_fingerprint(reward),
+        "qheads": {t: model_fingerprint(q) for t, q in sorted((qheads or {}).items())},
+    }
+
+
+def _with_ci(row: Dict[str, object], name: str, out: Dict[str, object], key: str) -> None:
+    row[name] = out[key]
+    row[f"{name}_ci_low"] = out[f"{key}_ci_low"]
+    row[f"{name}_ci_high"] = out[f"{key}_ci_high"]
+
+
 def run_sweep(
     model,
     tokenizer,
@@ -87,8 +140,20 @@ def run_sweep(
     embedder=None,
     thresholds=None,
     show_progress: bool = True,
+    overwrite: bool = False,
 ) -> List[Dict[str, object]]:
     """Run every method at every weight, evaluate, and write ``results.csv``/``results.json``.
+
+    Every number of the table comes with its seeded 95% bootstrap confidence interval over prompts
+    (``<column>_ci_low`` / ``<column>_ci_high``); a shaped method's row also carries the paired bootstrap CI
+    of its per-prompt difference to the vanilla method at the same weight (``reward_vs_vanilla``,
+    ``gold_reward_vs_vanilla``), the comparison the paper makes.
+
+    Resuming: ``output_dir`` is a run (:func:`hf_stackshape.runs.open_run`) whose manifest holds what every
+    cell shares (base model weights and ``generation_config``, tokenizer, guiding reward, Q-heads); a rerun
+    with another of those stops with the differing keys (``overwrite=True`` starts over). A cell's file
+    records its own settings (method, resolved weight, k, bound, alpha, beta, length): it is reused only when
+    they and the prompts match, else regenerated. Adding weights or methods to the grid reuses the rest.
 
     Args:
         reward: the guiding reward (ARGS) and the ``reward`` column.
@@ -96,6 +161,8 @@ def run_sweep(
         judge (*optional*): a :class:`~hf_stackshape.evaluation.judges.Judge`; default a reward-model judge on
             the gold reward (or the guiding reward when no gold one is given).
         qheads (*optional*): ``{transform: QHeadModel}`` for CD methods.
+        overwrite (`bool`, *optional*, defaults to `False`): remove an earlier sweep in ``output_dir`` made with
+            another model, tokenizer, reward or Q-heads, instead of refusing.
 
     Returns:
         One dict per row of the table.
@@ -103,12 +170,13 @@ def run_sweep(
     from .evaluation.embeddings import SentenceEmbedder
     from .evaluation.judges import RewardModelJudge
     from .evaluation.scores import coherence_scores, diversity_scores, reward_scores, win_tie_scores
+    from .evaluation.stats import paired_bootstrap_ci
+    from .runs import open_run
 
     prompts = list(prompts)
     if not prompts:
         raise ValueError("No prompts to sweep over.")
     out = Path(output_dir)
-    (out / "generations").mkdir(parents=True, exist_ok=True)
     if judge is None:
         judge = RewardModelJudge(gold_reward if gold_reward is not None else reward, tolerance=config.judge_tolerance)
     if embedder is None:
@@ -124,63 +192,78 @@ def run_sweep(
             cells += [(vanilla, float(w)) for w in config.weights if (vanilla, float(w)) not in cells]
 
     generations: Dict[str, List[str]] = {}
-    for method, weight in tqdm(cells, desc="sweep", disable=not show_progress):
-        name = _cell_name(method, weight)
-        path = out / "generations" / f"{name}.jsonl"
-        if path.is_file():
-            rows = read_jsonl(path)
-            if len(rows) == len(prompts) and [r["prompt"] for r in rows] == prompts:
-                generations[name] = [r["response"] for r in rows]
+    with open_run(out, _sweep_fingerprint(model, tokenizer, reward, qheads), kind="sweep", overwrite=overwrite):
+        (out / "generations").mkdir(parents=True, exist_ok=True)
+        for method, weight in tqdm(cells, desc="sweep", disable=not show_progress):
+            name = _cell_name(method, weight)
+            path = out / "generations" / f"{name}.jsonl"
+            settings = _cell_settings(method, weight, config)
+            stored = _stored_cell(path, prompts, settings)
+            if stored is not None:
+                generations[name] = stored
                 continue
-            logger.warning("Regenerating %s: the stored file does not match the prompts.", path)
-        responses = generate_responses(
-            model,
-            tokenizer,
-            prompts,
-            method=method,
-            reward=reward,
-            qheads=qheads,
-            weight=weight,
-            k=config.k,
-            bound=config.bound,
-            alpha=config.alpha,
-            thresholds=thresholds if method.transform == "srs" else None,
-            num_samples=config.num_samples,
-            max_new_tokens=config.max_new_tokens,
-            batch_size=config.batch_size,
-            show_progress=show_progress,
-        )
-        atomic_write_jsonl(
-            path, [{"prompt": p, "response": r, "method": method.label, "weight": weight} for p, r in zip(prompts, responses)]
-        )
-        generations[name] = responses
+            responses = generate_responses(
+                model,
+                tokenizer,
+                prompts,
+                method=method,
+                reward=reward,
+                qheads=qheads,
+                weight=weight,
+                k=config.k,
+                bound=config.bound,
+                alpha=config.alpha,
+                thresholds=thresholds if method.transform == "srs" else None,
+                num_samples=config.num_samples,
+                max_new_tokens=config.max_new_tokens,
+                batch_size=config.batch_size,
+                seed=config.seed,
+                show_progress=show_progress,
+            )
+            atomic_write_jsonl(
+                path, [{"id": i, "prompt": p, "response": r, **settings} for i, (p, r) in enumerate(zip(prompts, responses))]
+            )
+            generations[name] = responses
 
-    table: List[Dict[str, object]] = []
-    base = generations["base"]
-    for method, weight in cells:
-        name = _cell_name(method, weight)
-        responses = generations[name]
-        row: Dict[str, object] = {"method": method.label, "decoder": method.decoder or "none", "weight": weight}
-        row["diversity"] = diversity_scores(responses)["diversity"]
-        row["coherence"] = coherence_scores(prompts, responses, embedder=embedder)["coherence"]
-        row["reward"] = reward_scores(prompts, responses, reward)["average_reward"]
-        if gold_reward is not None:
-            row["gold_reward"] = reward_scores(prompts, responses, gold_reward)["average_reward"]
-        if method.decoder is not None:
-            row["win_tie_vs_base"] = win_tie_scores(prompts, responses, base, judge)["win_tie"]
-            if method.transform != "raw":
-                vanilla = generations[_cell_name(parse_method(method.vanilla), weight)]
-                row["win_tie_vs_vanilla"] = win_tie_scores(prompts, responses, vanilla, judge)["win_tie"]
-        table.append(row)
-    write_table(table, out)
+        stats = dict(seed=config.seed)
+        table: List[Dict[str, object]] = []
+        per_prompt: Dict[str, Dict[str, List[float]]] = {}
+        base = generations["base"]
+        for method, weight in cells:
+            name = _cell_name(method, weight)
+            responses = generations[name]
+            row: Dict[str, object] = {"method": method.label, "decoder": method.decoder or "none", "weight": weight}
+            _with_ci(row, "diversity", diversity_scores(responses, **stats), "diversity")
+            _with_ci(row, "coherence", coherence_scores(prompts, responses, embedder=embedder, **stats), "coherence")
+            scored = {"reward": reward_scores(prompts, responses, reward, **stats)}
+            if gold_reward is not None:
+                scored["gold_reward"] = reward_scores(prompts, responses, gold_reward, **stats)
+            for column, result in scored.items():
+                _with_ci(row, column, result, "average_reward")
+            per_prompt[name] = {column: result["rewards"] for column, result in scored.items()}
+            if method.decoder is not None:
+                _with_ci(row, "win_tie_vs_base", win_tie_scores(prompts, responses, base, judge, **stats), "win_tie")
+                if method.transform != "raw":
+                    vanilla_name = _cell_name(parse_method(method.vanilla), weight)
+                    vanilla = generations[vanilla_name]
+                    _with_ci(row, "win_tie_vs_vanilla", win_tie_scores(prompts, responses, vanilla, judge, **stats), "win_tie")
+                    for column, values in per_prompt[name].items():
+                        diff = paired_bootstrap_ci(values, per_prompt[vanilla_name][column], seed=config.seed)
+                        row[f"{column}_vs_vanilla"] = diff["mean"]
+                        row[f"{column}_vs_vanilla_ci_low"] = diff["ci_low"]
+                        row[f"{column}_vs_vanilla_ci_high"] = diff["ci_high"]
+            table.append(row)
+        write_table(table, out)
     return table
 
 
-_COLUMNS = ["method", "decoder", "weight", "diversity", "coherence", "reward", "gold_reward", "win_tie_vs_base", "win_tie_vs_vanilla"]
+_METRICS = ["diversity", "coherence", "reward", "gold_reward", "win_tie_vs_base", "win_tie_vs_vanilla",
+            "reward_vs_vanilla", "gold_reward_vs_vanilla"]
+_COLUMNS = ["method", "decoder", "weight"] + [f"{m}{s}" for m in _METRICS for s in ("", "_ci_low", "_ci_high")]
 
 
 def write_table(table: Sequence[Dict[str, object]], output_dir) -> Dict[str, Path]:
-    """Write ``results.csv`` and ``results.json`` atomically; return their paths."""
+    """Write ``results.csv`` and ``results.json`` atomically (every metric with its CI columns); return their paths."""
     out = Path(output_dir)
     columns = [c for c in _COLUMNS if any(c in row for row in table)]
     buffer = io.StringIO()
@@ -194,9 +277,16 @@ def write_table(table: Sequence[Dict[str, object]], output_dir) -> Dict[str, Pat
 
 
 def format_table(table: Sequence[Dict[str, object]]) -> str:
-    """A plain-text table in the paper's layout (method, diversity, coherence, reward, gold, win-tie)."""
-    columns = [c for c in _COLUMNS if c != "decoder" and any(c in row for row in table)]
-    header = {"weight": "1/beta", "gold_reward": "gold", "win_tie_vs_base": "win-tie/base", "win_tie_vs_vanilla": "win-tie/vanilla"}
+    """A plain-text table in the paper's layout; each number with its 95% CI as ``mean [low, high]``."""
+    header = {
+        "weight": "1/beta",
+        "gold_reward": "gold",
+        "win_tie_vs_base": "win-tie/base",
+        "win_tie_vs_vanilla": "win-tie/vanilla",
+        "reward_vs_vanilla": "reward-vanilla",
+        "gold_reward_vs_vanilla": "gold-vanilla",
+    }
+    columns = ["method", "weight"] + [m for m in _METRICS if any(m in row for row in table)]
     cells = [[header.get(c, c) for c in columns]]
     for row in table:
         line = []
@@ -204,21 +294,38 @@ def format_table(table: Sequence[Dict[str, object]]) -> str:
             v = row.get(c)
             if v is None:
                 line.append("-")
+            elif c == "weight":
+                line.append(f"{v:g}")
             elif isinstance(v, float):
-                line.append(f"{v:.3f}" if c != "weight" else f"{v:g}")
+                low, high = row.get(f"{c}_ci_low"), row.get(f"{c}_ci_high")
+                ci = f" [{low:.2f},{high:.2f}]" if isinstance(low, float) and isinstance(high, float) else ""
+                line.append(f"{v:.3f}{ci}")
             else:
                 line.append(str(v))
         cells.append(line)
     widths = [max(len(r[i]) for r in cells) for i in range(len(columns))]
     rendered = ["  ".join(v.ljust(w) for v, w in zip(r, widths)) for r in cells]
     rendered.insert(1, "  ".join("-" * w for w in widths))
+    rendered.append("(95% bootstrap CIs over prompts in brackets; x-vanilla: paired difference to vanilla at the same 1/beta)")
     return "\n".join(rendered)
+
+
+def _error_bars(rows: Sequence[Dict[str, object]], key: str) -> List[List[float]]:
+    """Asymmetric error bars ``[[mean - low], [high - mean]]`` from a column's CI (zero where it has none)."""
+    lower, upper = [], []
+    for r in rows:
+        mean, low, high = r.get(key), r.get(f"{key}_ci_low"), r.get(f"{key}_ci_high")
+        ok = all(isinstance(v, (int, float)) and math.isfinite(v) for v in (mean, low, high))
+        lower.append(mean - low if ok else 0.0)
+        upper.append(high - mean if ok else 0.0)
+    return [lower, upper]
 
 
 def plot_sweep(table: Sequence[Dict[str, object]], path, reward_key: Optional[str] = None, title: str = "") -> Path:
     """Figure 2 of the paper: average reward (left) and win-tie rate vs base (right) against ``1/beta``.
 
-    The base policy is drawn as a horizontal line. Written atomically as PNG.
+    Error bars are the 95% bootstrap CIs over prompts of the table (``<column>_ci_low`` / ``_ci_high``); the base
+    policy is a horizontal line with its interval shaded. Written atomically as PNG.
     """
     import matplotlib
 
@@ -236,11 +343,15 @@ def plot_sweep(table: Sequence[Dict[str, object]], path, reward_key: Optional[st
         rows = sorted((r for r in table if r["method"] == method), key=lambda r: r["weight"])
         xs = [r["weight"] for r in rows]
         style = "-o" if method.startswith("vanilla") else "-s"
-        ax_r.plot(xs, [r[reward_key] for r in rows], style, label=method)
-        ax_w.plot(xs, [r.get("win_tie_vs_base", float("nan")) for r in rows], style, label=method)
+        for ax, key in ((ax_r, reward_key), (ax_w, "win_tie_vs_base")):
+            ys = [r.get(key, float("nan")) for r in rows]
+            ax.errorbar(xs, ys, yerr=_error_bars(rows, key), fmt=style, capsize=3, label=method)
     for row in table:
         if row["method"] == "base":
             ax_r.axhline(row[reward_key], color="gray", linestyle="--", label="base")
+            low, high = row.get(f"{reward_key}_ci_low"), row.get(f"{reward_key}_ci_high")
+            if low is not None and high is not None:
+                ax_r.axhspan(low, high, color="gray", alpha=0.15)
     ax_w.axhline(0.5, color="gray", linestyle=":", linewidth=1)
     ax_r.set_xlabel("1/beta (guidance weight)")
     ax_r.set_ylabel("average gold reward" if reward_key == "gold_reward" else "average reward")

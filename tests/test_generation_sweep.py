@@ -58,7 +58,11 @@ def _length_reward(response):
     return float(len(response.split()))
 
 
-def test_sweep_table_plot_and_resume(tiny_lm, tokenizer, tmp_path, monkeypatch):
+@pytest.mark.usefixtures("one_thread")
+def test_sweep_table_cis_plot_and_resume(tiny_lm, tokenizer, tmp_path, monkeypatch):
+    from hf_stackshape.evaluation.stats import bootstrap_ci, paired_bootstrap_ci
+    from hf_stackshape.runs import RunMismatchError
+
     reward = CallableReward(_length_reward, name="length")
     gold = CallableReward(lambda r: float(r.count("e")), name="e-count")
     config = SweepConfig(methods=["args", "srs-args"], weights=[0.5, 2.0], k=3, max_new_tokens=4, batch_size=3)
@@ -67,28 +71,55 @@ def test_sweep_table_plot_and_resume(tiny_lm, tokenizer, tmp_path, monkeypatch):
     assert [r["method"] for r in table] == ["base", "vanilla-args", "vanilla-args", "srs-args", "srs-args"]
     for row in table:
         assert 0.0 <= row["diversity"] <= 1.0 and -1.0 <= row["coherence"] <= 1.0
+        for metric in ("diversity", "coherence", "reward", "gold_reward"):
+            assert row[f"{metric}_ci_low"] <= row[metric] + 1e-9 and row[metric] <= row[f"{metric}_ci_high"] + 1e-9
         if row["method"] != "base":
-            assert 0.0 <= row["win_tie_vs_base"] <= 1.0
-    assert "win_tie_vs_vanilla" in table[3]
-    # reward column recomputed from the stored generations
+            assert 0.0 <= row["win_tie_vs_base_ci_low"] <= row["win_tie_vs_base"] <= row["win_tie_vs_base_ci_high"] <= 1.0
+    assert "win_tie_vs_vanilla" in table[3] and "reward_vs_vanilla_ci_low" in table[3]
+    # reward column recomputed from the stored generations, whose rows record their settings
     stored = [json.loads(l) for l in (tmp_path / "generations" / "srs-args_w2.jsonl").read_text().splitlines()]
-    expected = sum(_length_reward(r["response"]) for r in stored) / len(stored)
-    assert table[4]["reward"] == pytest.approx(expected)
-    csv_text = (tmp_path / "results.csv").read_text()
-    assert csv_text.splitlines()[0].startswith("method,decoder,weight,diversity,coherence,reward,gold_reward")
+    assert all(r["weight"] == 2.0 and r["k"] == 3 and r["method"] == "srs-args" for r in stored)
+    lengths = [_length_reward(r["response"]) for r in stored]
+    expected = bootstrap_ci(lengths, seed=0)
+    assert (table[4]["reward"], table[4]["reward_ci_low"], table[4]["reward_ci_high"]) == pytest.approx(
+        (expected["mean"], expected["ci_low"], expected["ci_high"]))
+    vanilla = [json.loads(l) for l in (tmp_path / "generations" / "vanilla-args_w2.jsonl").read_text().splitlines()]
+    diff = paired_bootstrap_ci(lengths, [_length_reward(r["response"]) for r in vanilla], seed=0)
+    assert (table[4]["reward_vs_vanilla"], table[4]["reward_vs_vanilla_ci_low"]) == pytest.approx(
+        (diff["mean"], diff["ci_low"]))
+    header = (tmp_path / "results.csv").read_text().splitlines()[0]
+    assert header.startswith("method,decoder,weight,diversity,diversity_ci_low,diversity_ci_high,coherence")
+    assert "reward_vs_vanilla_ci_high" in header
     png = plot_sweep(table, tmp_path / "fig.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
-    assert "srs-args" in format_table(table)
+    text = format_table(table)
+    assert "srs-args" in text and f"[{table[4]['reward_ci_low']:.2f}," in text
 
     # A rerun reuses every finished cell: generation must not be called again.
     import hf_stackshape.sweep as sweep_module
 
-    def boom(*args, **kwargs):
-        raise AssertionError("a finished cell was regenerated")
+    real = sweep_module.generate_responses
+    calls = []
 
-    monkeypatch.setattr(sweep_module, "generate_responses", boom)
+    def counting(*args, **kwargs):
+        calls.append((kwargs["method"].label, kwargs["weight"]))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sweep_module, "generate_responses", counting)
     again = run_sweep(tiny_lm, tokenizer, PROMPTS, reward, config, tmp_path, gold_reward=gold, show_progress=False)
-    assert [r["reward"] for r in again] == [r["reward"] for r in table]
+    assert calls == [] and [r["reward"] for r in again] == [r["reward"] for r in table]
+    # A changed cell setting (k) regenerates the guided cells, not the base one; a new weight adds its cells only.
+    config_k = SweepConfig(methods=["args", "srs-args"], weights=[0.5, 2.0], k=2, max_new_tokens=4, batch_size=3)
+    run_sweep(tiny_lm, tokenizer, PROMPTS, reward, config_k, tmp_path, gold_reward=gold, show_progress=False)
+    assert sorted(calls) == sorted([("vanilla-args", 0.5), ("vanilla-args", 2.0), ("srs-args", 0.5), ("srs-args", 2.0)])
+    calls.clear()
+    config_w = SweepConfig(methods=["args", "srs-args"], weights=[0.5, 2.0, 1.0], k=2, max_new_tokens=4, batch_size=3)
+    run_sweep(tiny_lm, tokenizer, PROMPTS, reward, config_w, tmp_path, gold_reward=gold, show_progress=False)
+    assert sorted(calls) == [("srs-args", 1.0), ("vanilla-args", 1.0)]
+    # Another guiding reward is refused for the whole sweep (named), unless overwrite=True.
+    other = CallableReward(lambda r: 1.0, name="const")
+    with pytest.raises(RunMismatchError, match="reward"):
+        run_sweep(tiny_lm, tokenizer, PROMPTS, other, config_w, tmp_path, show_progress=False)
 
 
 def test_sweep_config_validation():
@@ -237,18 +268,26 @@ def test_cli_bad_inputs(saved_tiny_models, tmp_path, capsys):
         assert needle.lower() in err.lower() and "Traceback" not in err, (argv, err)
 
 
-def test_cli_sweep_end_to_end(saved_tiny_models, tmp_path):
+@pytest.mark.usefixtures("one_thread")
+def test_cli_sweep_end_to_end(saved_tiny_models, tmp_path, capsys):
     lm_dir, rm_dir, prompts = saved_tiny_models
     out = tmp_path / "sweep"
-    result = _cli("sweep", "--model", lm_dir, "--reward_model", rm_dir, "--gold_reward", "length", "--prompts", prompts,
-                  "--methods", "args", "srs-args", "--weights", "0.5", "2", "--k", "3", "--max_new_tokens", "3",
-                  "--output_dir", out)
-    assert result.returncode == 0, result.stderr
+    argv = ["sweep", "--model", lm_dir, "--reward_model", rm_dir, "--gold_reward", "length", "--prompts", prompts,
+            "--methods", "args", "srs-args", "--weights", "0.5", "2", "--k", "3", "--max_new_tokens", "3",
+            "--output_dir", out]
+    assert _main(*argv) == 0
     rows = json.loads((out / "results.json").read_text())
     assert {(r["method"], r["weight"]) for r in rows} == {
         ("base", None), ("vanilla-args", 0.5), ("vanilla-args", 2.0), ("srs-args", 0.5), ("srs-args", 2.0)}
+    assert all("gold_reward_ci_low" in r and "reward_ci_high" in r for r in rows)
+    assert all("gold_reward_vs_vanilla_ci_low" in r for r in rows if r["method"] == "srs-args")
     assert (out / "figure2.png").read_bytes()[:4] == b"\x89PNG"
-    assert "win-tie/vanilla" in result.stdout
+    printed = capsys.readouterr().out
+    assert "win-tie/vanilla" in printed and "95% bootstrap CIs" in printed
+    # Another guiding reward into the same folder: refused, naming it; --overwrite starts over.
+    assert _main(*argv[:4], "vader", *argv[5:]) == 2
+    err = capsys.readouterr().err
+    assert "reward" in err and "--overwrite" in err
 
 
 @pytest.mark.slow

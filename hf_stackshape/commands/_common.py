@@ -96,3 +96,28 @@ def load_reward_spec(
         device=device or default_device(),
         batch_size=batch_size,
     )
+
+
+def load_qhead(path: str, model):
+    """A Q-head by folder or Hub id, sharing ``model`` as backbone when it is the head's; clear error on a typo."""
+    from ..qhead.modeling_qhead import QHeadModel
+    from ..rewards import not_found_error
+
+    try:
+        return QHeadModel.from_pretrained(path, backbone=model if _same_backbone(path, model) else None)
+    except (OSError, ValueError) as err:
+        if os.path.exists(os.path.expanduser(path)):
+            raise
+        raise not_found_error("Q-head", path, err) from None
+
+
+def _same_backbone(qhead_path: str, model) -> bool:
+    """Whether the Q-head's backbone is the loaded base model (then its hidden states are shared)."""
+    try:
+        from ..qhead.configuration_qhead import QHeadConfig
+
+        config = QHeadConfig.from_pretrained(qhead_path)
+    except Exception:
+        return False
+    name = getattr(model.config, "_name_or_path", None)
+    return bool(name) and str(config.backbone_name_or_path) == str(name)

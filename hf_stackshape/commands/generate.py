@@ -177,24 +177,11 @@ def _load_thresholds(folder: str, prompts: List[str]):
     return torch.tensor([by_prompt[p] for p in prompts], dtype=torch.float32)
 
 
-def load_qhead(path: str, model):
-    """A Q-head by folder or Hub id, sharing ``model`` as backbone when it is the head's; clear error on a typo."""
-    from ..qhead.modeling_qhead import QHeadModel
-    from ..rewards import not_found_error
-
-    try:
-        return QHeadModel.from_pretrained(path, backbone=model if _same_backbone(path, model) else None)
-    except (OSError, ValueError) as err:
-        if os.path.exists(os.path.expanduser(path)):
-            raise
-        raise not_found_error("Q-head", path, err) from None
-
-
 def run(args: GenerateArguments) -> int:
     from ..generation import decoder_settings, generate_responses, parse_method
     from ..io import append_jsonl
     from ..runs import model_fingerprint, open_run, reward_fingerprint, tokenizer_fingerprint
-    from ._common import load_base_model, load_reward_spec
+    from ._common import load_base_model, load_qhead, load_reward_spec
 
     method = parse_method(args.method)
     if args.thresholds_from and not (method.decoder == "args" and method.transform == "srs"):
@@ -268,18 +255,6 @@ def run(args: GenerateArguments) -> int:
         )
     print(f"Wrote {len(prompts) - done} responses ({method.label}, weight {settings['weight']:g}) to {out_path}")
     return 0
-
-
-def _same_backbone(qhead_path: str, model) -> bool:
-    """Whether the Q-head's backbone is the loaded base model (then its hidden states are shared)."""
-    try:
-        from ..qhead.configuration_qhead import QHeadConfig
-
-        config = QHeadConfig.from_pretrained(qhead_path)
-    except Exception:
-        return False
-    name = getattr(model.config, "_name_or_path", None)
-    return bool(name) and str(config.backbone_name_or_path) == str(name)
 
 
 DATACLASSES = (GenerateArguments,)

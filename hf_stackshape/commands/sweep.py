@@ -5,7 +5,10 @@ Example:
     stackshape sweep --prompts prompts.jsonl --methods args srs-args minmax-args --weights 0.25 0.5 1 2 \\
         --reward_model demo --gold_reward vader --output_dir runs/sweep
 
-CD methods need Q-heads: --qheads raw=runs/qhead-raw srs=runs/qhead-srs. Finished cells are reused on rerun.
+CD methods need Q-heads: --qheads raw=runs/qhead-raw srs=runs/qhead-srs. Every number of the table carries its
+95% bootstrap CI over prompts; shaped methods also carry the paired CI of their difference to vanilla. Finished
+cells are reused on rerun when their settings match; another model, reward or Q-head in the same --output_dir
+stops with the differing keys (--overwrite starts over).
 """
 
 from __future__ import annotations
@@ -14,17 +17,27 @@ from dataclasses import dataclass, field
 from typing import List, Optional
 
 from ..sweep import SweepConfig
-from ._common import EvalPromptSourceArguments
+from ._common import TRUST_REMOTE_CODE_HELP, EvalPromptSourceArguments
 
 DESCRIPTION = __doc__.strip().splitlines()[0]
+
+#: ``--preset paper``: the authors' ARGS k, bound, alpha and 128 new tokens (see :mod:`hf_stackshape.cli`).
+PRESET_COMPONENTS = ("args", "cd", "generation")
 
 
 @dataclass
 class SweepArguments(EvalPromptSourceArguments):
     output_dir: str = field(default="sweep", metadata={"help": "Where generations, results.csv/json and the plot go."})
     model: Optional[str] = field(default=None, metadata={"help": "Base model path / Hub id (default: embedded SmolLM2)."})
-    reward_model: str = field(default="demo", metadata={"help": "Guiding reward: 'demo', 'vader', 'length', or an RM path / Hub id."})
+    reward_model: str = field(
+        default="demo",
+        metadata={"help": "Guiding reward: 'demo', 'vader', 'length', 'module:function' or an RM path / Hub id."},
+    )
     gold_reward: Optional[str] = field(default=None, metadata={"help": "Independent gold reward (e.g. 'vader'); also the judge."})
+    trust_remote_code: bool = field(default=False, metadata={"help": TRUST_REMOTE_CODE_HELP})
+    overwrite: bool = field(
+        default=False, metadata={"help": "Delete an earlier sweep in OUTPUT_DIR made with another model, reward or Q-heads."}
+    )
     qheads: List[str] = field(default_factory=list, metadata={"help": "CD Q-heads as TRANSFORM=FOLDER, e.g. raw=runs/q-raw srs=runs/q-srs."})
     dtype: str = field(default="float32", metadata={"help": "float32, bfloat16 or float16."})
 
@@ -32,7 +45,7 @@ class SweepArguments(EvalPromptSourceArguments):
 def run(args: SweepArguments, config: SweepConfig) -> int:
     from ..generation import parse_method
     from ..sweep import format_table, plot_sweep, run_sweep
-    from ._common import load_base_model, load_reward_spec
+    from ._common import load_base_model, load_qhead, load_reward_spec
 
     prompts = args.load_prompts()
     qhead_paths = {}
@@ -46,14 +59,13 @@ def run(args: SweepArguments, config: SweepConfig) -> int:
         raise ValueError(f"Methods {missing} need Q-heads: pass --qheads TRANSFORM=FOLDER for each.")
     model, tokenizer = load_base_model(args.model, args.dtype)
     device = str(next(model.parameters()).device)
-    reward = load_reward_spec(args.reward_model, args.dtype, device)
-    gold = load_reward_spec(args.gold_reward, args.dtype, device) if args.gold_reward else None
-    qheads = {}
-    if qhead_paths:
-        from ..qhead.modeling_qhead import QHeadModel
-
-        qheads = {t: QHeadModel.from_pretrained(path) for t, path in qhead_paths.items()}
-    table = run_sweep(model, tokenizer, prompts, reward, config, args.output_dir, gold_reward=gold, qheads=qheads)
+    trust = args.trust_remote_code
+    reward = load_reward_spec(args.reward_model, args.dtype, device, trust_remote_code=trust)
+    gold = load_reward_spec(args.gold_reward, args.dtype, device, trust_remote_code=trust) if args.gold_reward else None
+    qheads = {t: load_qhead(path, model) for t, path in qhead_paths.items()}
+    table = run_sweep(
+        model, tokenizer, prompts, reward, config, args.output_dir, gold_reward=gold, qheads=qheads, overwrite=args.overwrite
+    )
     plot = plot_sweep(table, f"{args.output_dir}/figure2.png")
     print(format_table(table))
     print(f"\ntable: {args.output_dir}/results.csv\nplot:  {plot}")
