@@ -13,6 +13,7 @@ from datasets import Dataset
 from transformers import HfArgumentParser, LlamaForCausalLM
 
 from hf_stackshape import QHeadConfig, QHeadModel, QHeadTrainer, QHeadTrainerConfig, get_transform
+from hf_stackshape.qhead.modeling_qhead import QHeadOutput
 from hf_stackshape.qhead.trainer import shape_rollouts
 
 
@@ -298,3 +299,141 @@ def test_train_qhead_cli(tmp_path, tiny_lm, tokenizer, capsys):
     loaded = QHeadModel.from_pretrained(tmp_path / "head")
     assert loaded.config.head_type == "q" and loaded.config.shaping["bound"] == 1.0
     assert main(["train-qhead", "--calibration_dir", str(tmp_path / "missing"), "--output_dir", str(tmp_path / "x")]) == 2
+
+
+# ------------------------------------------------------------------------------------------------ paper preset
+
+
+def test_paper_objective_by_hand(tmp_path, tiny_lm, tokenizer):
+    """The paper's loss (authors' train_value_function.py): MSE(V_last, r) over the batch + 1.0 x the MSE of
+    consecutive response-prefix values pooled over every valid pair of the batch."""
+    args = QHeadTrainerConfig.from_preset("paper", output_dir=str(tmp_path / "out"), report_to="none", apply_chat_template=False)
+    assert (args.loss_type, args.consistency_weight, args.learning_rate, args.weight_decay) == ("consistency", 1.0, 1e-4, 0.0)
+    assert (args.per_device_train_batch_size, args.num_train_epochs, args.max_grad_norm) == (64, 15, 1.0)
+    assert args.early_stopping_patience == 5 and args.load_best_model_at_end and args.metric_for_best_model == "mse"
+    qhead = QHeadModel.from_backbone(tiny_lm, preset="paper", head_hidden_size=8)
+    trainer = QHeadTrainer(qhead, args, train_dataset=good_bad_dataset(4, 2, 0), processing_class=tokenizer)
+
+    # Row 0: prompt = position 0, response = positions 1..3; row 1: response = positions 1..2 (position 3 is padding).
+    values = torch.tensor([[9.0, 0.5, 1.0, 2.0], [-7.0, 1.0, 3.0, 100.0]])
+    inputs = {
+        "input_ids": torch.zeros(2, 4, dtype=torch.long),
+        "attention_mask": torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0]]),
+        "response_start": torch.tensor([1, 1]),
+        "target": torch.tensor([1.5, 2.0]),
+    }
+    fake = lambda **kw: QHeadOutput(value=values)  # noqa: E731 - the values by hand, whatever the head
+    final = ((2.0 - 1.5) ** 2 + (3.0 - 2.0) ** 2) / 2  # last response token of each row
+    pairs = ((1.0 - 0.5) ** 2 + (2.0 - 1.0) ** 2 + (3.0 - 1.0) ** 2) / 3  # 3 valid pairs in the batch
+    assert trainer.compute_loss(fake, inputs).item() == pytest.approx(final + 1.0 * pairs)  # 0.625 + 1.75
+    assert final + pairs == pytest.approx(2.375)
+
+
+def test_paper_head_is_orthogonal_and_seeded(tiny_lm):
+    torch.manual_seed(123)
+    a = QHeadModel.from_backbone(tiny_lm, preset="paper", head_hidden_size=64)
+    torch.manual_seed(456)  # the global RNG does not matter: a local generator seeded with `seed` (default 0)
+    torch.rand(10)
+    b = QHeadModel.from_backbone(tiny_lm, preset="paper", head_hidden_size=64)
+    c = QHeadModel.from_backbone(tiny_lm, preset="paper", head_hidden_size=64, seed=1)
+    sa, sb, sc = a.head.state_dict(), b.head.state_dict(), c.head.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert not torch.equal(sa["dense_in.weight"], sc["dense_in.weight"])
+    assert a.config.head_hidden_size == 64 and a.config.init == "orthogonal" and a.config.head_type == "value"
+    w = sa["dense_in.weight"]  # (64, 32): orthonormal columns, gain 1
+    assert torch.allclose(w.T @ w, torch.eye(w.shape[1]), atol=1e-5)
+    assert torch.count_nonzero(sa["dense_in.bias"]) == 0
+    assert QHeadConfig.from_preset("paper", hidden_size=4).head_hidden_size == 8192
+    with pytest.raises(ValueError, match="init"):
+        QHeadConfig(hidden_size=4, init="xavier")
+
+
+def test_validation_split_by_prompt_and_early_stopping(tmp_path, tiny_lm, tokenizer):
+    from hf_stackshape.qhead.trainer import split_by_prompt
+
+    prompts = [f"p{i // 3}" for i in range(30)]  # 10 prompts x 3 rollouts
+    train, val = split_by_prompt(prompts, 0.2, seed=0)
+    assert split_by_prompt(prompts, 0.2, seed=0) == (train, val) and split_by_prompt(prompts, 0.2, seed=1) != (train, val)
+    assert len({prompts[i] for i in val}) == 2 and not {prompts[i] for i in val} & {prompts[i] for i in train}
+    assert sorted(train + val) == list(range(30))
+    assert split_by_prompt(["a", "a"], 0.5, seed=0) == ([0, 1], [])
+
+    qhead = QHeadModel.from_backbone(tiny_lm, head_hidden_size=8)
+    # lr 0: the validation MSE never improves, so patience 1 stops after the second evaluation of 6 epochs.
+    args = _args(tmp_path, learning_rate=0.0, num_train_epochs=6, validation_split=0.25, early_stopping_patience=1)
+    trainer = QHeadTrainer(qhead, args, train_dataset=good_bad_dataset(8, 3, 0), processing_class=tokenizer)
+    assert len(trainer.eval_dataset) == 6 and len(trainer.train_dataset) == 18
+    trainer.train()
+    evals = [h for h in trainer.state.log_history if "eval_mse" in h]
+    assert len(evals) == 2 and trainer.state.epoch == pytest.approx(2.0)
+    assert {"eval_mse_mid", "eval_spearman_last", "eval_spearman_mid"} <= set(evals[-1])
+    with pytest.raises(ValueError, match="validation set"):
+        QHeadTrainer(QHeadModel.from_backbone(tiny_lm, head_hidden_size=8),
+                     _args(tmp_path, validation_split=0.5, early_stopping_patience=1),
+                     train_dataset=good_bad_dataset(1, 3, 0), processing_class=tokenizer)
+
+
+def test_spearman_matches_scipy():
+    from scipy.stats import spearmanr
+
+    from hf_stackshape.qhead.trainer import spearman
+
+    rng = random.Random(0)
+    x = [rng.choice([0.0, 1.0, 2.0, 3.0]) for _ in range(40)]  # many ties
+    y = [v + rng.random() for v in x]
+    assert spearman(x, y) == pytest.approx(spearmanr(x, y).correlation, abs=1e-12)
+    assert spearman([1.0, 1.0], [1.0, 2.0]) != spearman([1.0, 1.0], [1.0, 2.0])  # nan: a constant side
+
+
+def test_peft_config_and_tags(tmp_path, tiny_lm, tokenizer):
+    from peft import LoraConfig
+
+    qhead = QHeadModel.from_backbone(tiny_lm, head_hidden_size=8)
+    trainer = QHeadTrainer(qhead, _args(tmp_path, num_train_epochs=1), train_dataset=good_bad_dataset(4, 2, 0),
+                           processing_class=tokenizer, peft_config=LoraConfig(r=2, target_modules=["q_proj"]))
+    assert qhead.config.has_adapter and hasattr(qhead.backbone, "peft_config") and not qhead.is_frozen_backbone
+    assert "stackelberg-reward-shaping" in qhead.model_tags
+    trainer.create_model_card(model_name="my-head", dataset_name="org/rollouts", tags=["extra"])
+    card = open(tmp_path / "out" / "README.md").read()
+    assert "# my-head" in card and "- org/rollouts" in card and "- extra" in card and "LoRA adapter" in card
+    with pytest.raises(ValueError, match="PeftConfig"):
+        QHeadTrainer(QHeadModel.from_backbone(tiny_lm, head_hidden_size=8), _args(tmp_path),
+                     train_dataset=good_bad_dataset(4, 2, 0), processing_class=tokenizer, peft_config={"r": 2})
+
+
+def test_train_qhead_refuses_other_settings_and_names_bad_lines(tmp_path, tiny_lm, tokenizer):
+    from hf_stackshape.cli import main
+    from hf_stackshape.commands.train_qhead import TrainQHeadArguments, load_rollouts, run
+    from hf_stackshape.runs import RunMismatchError
+
+    tiny_lm.save_pretrained(tmp_path / "backbone")
+    tokenizer.save_pretrained(tmp_path / "backbone")
+    data = tmp_path / "rollouts.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in good_bad_dataset(4, 2, seed=0).to_list()))
+
+    def train(overwrite=False, **kw):
+        settings = dict(output_dir=str(tmp_path / "head"), num_train_epochs=1, save_strategy="no", report_to="none",
+                        disable_tqdm=True, validation_split=0.0)
+        settings.update(kw)
+        args = TrainQHeadArguments(calibration_dir=str(data), backbone=str(tmp_path / "backbone"), head_hidden_size=8,
+                                   lora_r=2, lora_target_modules=["q_proj"], overwrite=overwrite)
+        return run(args, QHeadTrainerConfig(**settings))
+
+    assert train() == 0
+    assert os.path.isfile(tmp_path / "head" / "run.json")
+    assert os.path.isfile(tmp_path / "head" / "adapter" / "adapter_config.json")
+    assert train() == 0  # same settings: resumes (nothing left to do)
+    with pytest.raises(RunMismatchError, match="training.learning_rate"):
+        train(learning_rate=5e-4)
+    data.write_text(data.read_text().replace("Question 0", "Question zero"))
+    with pytest.raises(RunMismatchError, match="calibration_data"):
+        train()
+    assert train(overwrite=True) == 0
+
+    data.write_text('{"prompt": "a", "responses": ["b"], "rewards": [1.0]}\n\n[1, 2]\n')
+    with pytest.raises(ValueError, match=r"rollouts.jsonl: line 3 is a JSON list"):
+        load_rollouts(str(data))
+    data.write_text('{"prompt": "a", "responses": ["b"], "rewards": [1.0]}\n{"prompt": \n')
+    assert main(["train-qhead", "--calibration_dir", str(data), "--output_dir", str(tmp_path / "x")]) == 2
+    with pytest.raises(ValueError, match=r"rollouts.jsonl: line 2 is not valid JSON"):
+        load_rollouts(str(data))
