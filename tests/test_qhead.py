@@ -437,3 +437,31 @@ def test_train_qhead_refuses_other_settings_and_names_bad_lines(tmp_path, tiny_l
     assert main(["train-qhead", "--calibration_dir", str(data), "--output_dir", str(tmp_path / "x")]) == 2
     with pytest.raises(ValueError, match=r"rollouts.jsonl: line 2 is not valid JSON"):
         load_rollouts(str(data))
+
+
+def test_checkpoint_restores_head_and_adapter(tmp_path, tiny_lm, tokenizer):
+    from peft import LoraConfig, get_peft_model
+
+    config = tiny_lm.config
+    peft_lm = get_peft_model(tiny_lm, LoraConfig(r=2, target_modules=["q_proj"], init_lora_weights=False))
+    qhead = QHeadModel.from_backbone(peft_lm, head_hidden_size=8)
+    args = _args(tmp_path, num_train_epochs=1, save_strategy="epoch", validation_split=0.0)
+    trainer = QHeadTrainer(qhead, args, train_dataset=good_bad_dataset(4, 2, 0), processing_class=tokenizer)
+    trainer.train()
+    ckpt = os.path.join(args.output_dir, f"checkpoint-{trainer.state.global_step}")
+    assert os.path.isfile(os.path.join(ckpt, "adapter", "adapter_model.safetensors"))
+    trained = {n: p.detach().clone() for n, p in qhead.named_parameters() if "lora_" in n or n.startswith("head.")}
+
+    torch.manual_seed(5)
+    fresh_lm = LlamaForCausalLM(config).eval()
+    fresh_lm.load_state_dict(peft_lm.get_base_model().state_dict(), strict=False)
+    fresh = QHeadModel.from_backbone(
+        get_peft_model(fresh_lm, LoraConfig(r=2, target_modules=["q_proj"], init_lora_weights=False)),
+        head_hidden_size=8, seed=7,
+    )
+    other = QHeadTrainer(fresh, args, train_dataset=good_bad_dataset(4, 2, 0), processing_class=tokenizer)
+    before = dict(fresh.named_parameters())
+    assert any(not torch.equal(before[n], trained[n]) for n in trained if "lora_" in n)
+    other._load_from_checkpoint(ckpt)
+    after = dict(fresh.named_parameters())
+    assert all(torch.equal(after[n], trained[n]) for n in trained)

@@ -27,7 +27,7 @@ from transformers.utils import logging
 
 from ..io import atomic_write_text
 from ..shaping import get_transform
-from .modeling_qhead import QHeadModel, _merge_tags, render_model_card
+from .modeling_qhead import ADAPTER_FOLDER, QHeadModel, _merge_tags, render_model_card
 
 logger = logging.get_logger(__name__)
 
@@ -614,6 +614,32 @@ class QHeadTrainer(Trainer):
         values = outputs["values"]
         preds = torch.stack([values.gather(1, last.unsqueeze(1)).squeeze(1), values.gather(1, mid.unsqueeze(1)).squeeze(1)], -1)
         return loss.detach(), preds, inputs["target"].float()
+
+    # ---------------------------------------------------------------------------------------------- checkpoints
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
+        super()._load_from_checkpoint(resume_from_checkpoint, model)
+        self._load_adapter(resume_from_checkpoint)
+
+    def _load_best_model(self) -> None:
+        super()._load_best_model()
+        self._load_adapter(self.state.best_model_checkpoint)
+
+    def _load_adapter(self, checkpoint: Optional[str]) -> None:
+        """Restore the backbone's LoRA adapter from ``<checkpoint>/adapter`` (the parent loads the head only)."""
+        model = self._model_for_prep
+        folder = os.path.join(checkpoint or "", ADAPTER_FOLDER)
+        if model.config.has_adapter and os.path.isdir(folder):
+            from peft import set_peft_model_state_dict
+            from peft.utils import load_peft_weights
+
+            set_peft_model_state_dict(model.backbone, load_peft_weights(folder, device="cpu"))
+
+    def _issue_warnings_after_load(self, load_result) -> None:
+        # The checkpoint holds the head only: the backbone's keys are missing on purpose.
+        missing = [k for k in load_result.missing_keys if k.startswith("head.")]
+        if missing or load_result.unexpected_keys:
+            logger.warning(f"Q-head checkpoint: missing {missing}, unexpected {load_result.unexpected_keys}.")
 
     # ---------------------------------------------------------------------------------------------- card
 
