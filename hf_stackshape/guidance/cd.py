@@ -175,9 +175,9 @@ class CDLogitsProcessor(GuidanceProcessor):
         """The head must number tokens as the base tokenizer does: same mapping, not only the same size."""
         if head_tokenizer is not None and tokenizer is not None and not same_vocabulary(tokenizer, head_tokenizer):
             raise ValueError(
-                "The Q-head's tokenizer (`head_tokenizer`) maps tokens to other ids than the base tokenizer, even if "
-                f"the sizes ({len(head_tokenizer)} vs {len(tokenizer)}) agree; use a head trained with the base "
-                "model's tokenizer."
+                "The Q-head's tokenizer (`head_tokenizer`, "
+                f"{len(head_tokenizer)} tokens) maps tokens to other ids than the base tokenizer ({len(tokenizer)} "
+                "tokens); the same size is not enough. Use a head trained with the base model's tokenizer."
             )
         recorded = getattr(qhead.config, "vocab_digest", None)
         for name, tok in (("tokenizer", tokenizer), ("head_tokenizer", head_tokenizer)):
