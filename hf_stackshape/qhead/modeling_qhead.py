@@ -121,9 +121,10 @@ class QHeadModel(PreTrainedModel):
     >>> from transformers import AutoModelForCausalLM
     >>> from hf_stackshape import QHeadModel
     >>> base = AutoModelForCausalLM.from_pretrained("HuggingFaceTB/SmolLM2-135M-Instruct")  # doctest: +SKIP
-    >>> qhead = QHeadModel.from_backbone(base, head_type="q", rank=16)  # doctest: +SKIP
+    >>> qhead = QHeadModel.from_backbone(base, preset="paper")  # the authors' value MLP, seed 0  # doctest: +SKIP
     >>> qhead.save_pretrained("my-qhead")  # head (+ adapter) and a model card, not the backbone  # doctest: +SKIP
-    >>> qhead = QHeadModel.from_pretrained("my-qhead", backbone=base)  # doctest: +SKIP
+    >>> qhead.push_to_hub("me/my-qhead")  # the same files and card, on the Hub  # doctest: +SKIP
+    >>> qhead = QHeadModel.from_pretrained("me/my-qhead", backbone=base)  # doctest: +SKIP
     ```
     """
 

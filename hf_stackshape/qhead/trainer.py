@@ -126,7 +126,10 @@ class QHeadTrainerConfig(TrainingArguments):
     )
     early_stopping_patience: Optional[int] = field(
         default=None,
-        metadata={"help": "Stop after this many evaluations without a lower validation MSE; reload the best."},
+        metadata={
+            "help": "Stop after this many evaluations without a lower validation MSE and reload the best checkpoint "
+            "(default: no early stopping; the paper preset: 5)."
+        },
     )
     max_length: int = field(default=512, metadata={"help": "Max prompt + response tokens."})
     dataset_num_proc: Optional[int] = field(
