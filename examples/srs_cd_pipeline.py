@@ -19,7 +19,6 @@ decoding reuses the base model's hidden states (one forward per step)::
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 
@@ -35,6 +34,7 @@ from hf_stackshape import (
     load_smollm2,
 )
 from hf_stackshape.calibration import CalibrationConfig
+from hf_stackshape.io import atomic_write_json
 from hf_stackshape.rewards import load_reward
 
 TOPICS = [
@@ -57,7 +57,7 @@ def parse_args(argv=None):
     p.add_argument("--num_eval_prompts", type=int, default=8, help="Held-out prompts decoded with CD.")
     p.add_argument("--num_samples", type=int, default=6, help="Rollouts N per prompt (paper: 10).")
     p.add_argument("--max_new_tokens", type=int, default=32, help="Tokens per rollout and per decoded answer.")
-    p.add_argument("--head_type", default="q", choices=["q", "value"])
+    p.add_argument("--head_type", default="value", choices=["q", "value"], help="value: the paper's value MLP; q: vocabulary-wide.")
     p.add_argument("--epochs", type=float, default=5.0)
     p.add_argument("--learning_rate", type=float, default=1e-3)
     p.add_argument("--bound", type=float, default=15.0, help="B (paper's CD: 15).")
@@ -94,11 +94,11 @@ def main(argv=None) -> dict:
     # 2. Train one head on SRS-shaped rewards and one on raw rewards (same everything else).
     heads = {}
     for transform in ("srs", "raw"):
-        torch.manual_seed(0)
-        qhead = QHeadModel.from_backbone(model, head_type=args.head_type)
-        config = QHeadTrainerConfig(
-            output_dir=os.path.join(args.output_dir, f"qhead-{transform}"), transform=transform, bound=args.bound,
-            alpha=args.alpha, beta=args.beta, safeguards="cd", loss_type="fudge+consistency",
+        qhead = QHeadModel.from_backbone(model, head_type=args.head_type, seed=0)  # seeded initialisation
+        # The paper's objective (last-token MSE + 1.0 x consistency), with a small run's epochs, lr and batch.
+        config = QHeadTrainerConfig.from_preset(
+            "paper", output_dir=os.path.join(args.output_dir, f"qhead-{transform}"), transform=transform, bound=args.bound,
+            alpha=args.alpha, beta=args.beta, seed=0,
             num_train_epochs=args.epochs, learning_rate=args.learning_rate, per_device_train_batch_size=8,
             apply_chat_template=use_chat, save_strategy="no", report_to="none", logging_steps=5,
             reward_model_name_or_path=args.reward_model, base_model_name_or_path="HuggingFaceTB/SmolLM2-135M-Instruct",
@@ -136,8 +136,7 @@ def main(argv=None) -> dict:
         scores = reward.score(eval_prompts, responses)
         results[name] = float(scores.mean())
         print(f"{name:>11}: average reward {results[name]:+.4f}   e.g. {responses[0][:70]!r}")
-    with open(os.path.join(args.output_dir, "results.json"), "w", encoding="utf-8") as fh:
-        json.dump({"settings": vars(args), "average_reward": results}, fh, indent=2)
+    atomic_write_json(os.path.join(args.output_dir, "results.json"), {"settings": vars(args), "average_reward": results})
     return results
 
 

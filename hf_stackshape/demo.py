@@ -7,9 +7,9 @@
 3. train two CD heads on those rollouts (Mudgal et al., 2023): one on raw rewards (vanilla CD), one on
    Stackelberg-shaped rewards (SRS-CD, Wang et al., 2026) (:class:`~hf_stackshape.qhead.trainer.QHeadTrainer`);
 4. sweep vanilla ARGS (Khanov et al., 2024), SRS-ARGS, vanilla CD, SRS-CD and best-of-N over ``1/beta`` on
-   held-out prompts; measure reward, gold reward, diversity, coherence and win-tie rates, each with a 95%
-   bootstrap interval over prompts, SRS against vanilla with the paired interval of the difference; draw the
-   paper's Figure 2 with error bars;
+   held-out prompts (:func:`~hf_stackshape.sweep.run_sweep`): reward, gold reward, diversity, coherence and
+   win-tie rates, each with a 95% bootstrap interval over prompts, SRS against vanilla with the paired interval
+   of the difference; the paper's Figure 2 with error bars;
 5. diagnostics that explain the result: the median per-step range of the k ARGS candidates' rewards (and the
    push SRS gives per unit of reward at that range against raw ARGS's 1), and each CD head's spread over the
    top-k candidates.
@@ -38,7 +38,7 @@ from transformers.utils import logging
 
 logger = logging.get_logger(__name__)
 
-__all__ = ["DemoConfig", "run_demo", "candidate_reward_range", "head_candidate_spread", "paired_differences"]
+__all__ = ["DemoConfig", "run_demo", "candidate_reward_range", "head_candidate_spread"]
 
 _BOUND_CD, _BETA_CD, _ALPHA_CD = 15.0, 0.667, 1.0  # the authors' CD shaping (PAPER.md section 3)
 
@@ -221,36 +221,6 @@ def head_candidate_spread(
     return result
 
 
-def paired_differences(table: Sequence[Dict[str, object]], per_prompt: Dict[str, Dict[str, List[float]]]) -> List[Dict[str, object]]:
-    """SRS (or another shaped transform) minus its vanilla counterpart at the same weight, per metric, with the
-    paired bootstrap interval over prompts (:func:`~hf_stackshape.evaluation.stats.paired_bootstrap_ci`).
-
-    Args:
-        table: the sweep's rows (``method``, ``weight``, ...).
-        per_prompt: ``{cell name: {metric: [value per prompt]}}``.
-    """
-    from .evaluation.stats import paired_bootstrap_ci
-    from .generation import parse_method
-    from .sweep import _cell_name
-
-    rows = []
-    for row in table:
-        if row.get("weight") is None:
-            continue
-        method = parse_method(str(row["method"]))
-        vanilla = parse_method(method.vanilla)
-        if vanilla.label == method.label:
-            continue
-        mine, theirs = _cell_name(method, row["weight"]), _cell_name(vanilla, row["weight"])
-        if mine not in per_prompt or theirs not in per_prompt:
-            continue
-        for metric, values in per_prompt[mine].items():
-            if metric in per_prompt[theirs]:
-                ci = paired_bootstrap_ci(values, per_prompt[theirs][metric])
-                rows.append({"method": method.label, "vs": vanilla.label, "weight": row["weight"], "metric": metric, **ci})
-    return rows
-
-
 # ----------------------------------------------------------------------------------------------- stages
 
 
@@ -320,7 +290,11 @@ def _has_eval(trainer) -> bool:
 
 
 def run_demo(config: DemoConfig) -> Dict[str, object]:
-    """Run the demo; returns ``{"table", "differences", "diagnostics", "plot", "results", "seconds"}``."""
+    """Run the demo; returns ``{"table", "diagnostics", "plot", "results", "timings", "seconds"}``.
+
+    The table is :func:`~hf_stackshape.sweep.run_sweep`'s: every number with its 95% bootstrap interval over
+    prompts, shaped methods with the paired interval of their difference to vanilla at the same weight.
+    """
     from .calibration import CalibrationConfig, ThresholdCalibrator
     from .defaults import load_smollm2
     from .demo_assets import demo_prompts, load_demo_reward_model, vader_reward
@@ -374,8 +348,8 @@ def run_demo(config: DemoConfig) -> Dict[str, object]:
                 if key not in diagnostics:
                     diagnostics[key] = dict(metrics or {})
                     diagnostics[key].update(
-                        head_candidate_spread(qheads[transform], model, tokenizer, test_prompts[:4], k=config.k,
-                                              max_new_tokens=min(16, config.max_new_tokens), trained_tokens=trained_tokens)
+                        head_candidate_spread(qheads[transform], model, tokenizer, test_prompts[:2], k=config.k,
+                                              max_new_tokens=min(12, config.max_new_tokens), trained_tokens=trained_tokens)
                     )
             timings["cd_heads"] = time.time() - tick
         tick = time.time()
@@ -387,6 +361,7 @@ def run_demo(config: DemoConfig) -> Dict[str, object]:
             max_new_tokens=config.max_new_tokens,
             batch_size=config.batch_size,
             judge_tolerance=config.judge_tolerance,
+            seed=config.seed,
         )
         _seed(config.seed)
         table = run_sweep(model, tokenizer, test_prompts, reward, sweep, out / "sweep", gold_reward=gold, qheads=qheads)
@@ -398,34 +373,13 @@ def run_demo(config: DemoConfig) -> Dict[str, object]:
                 max_new_tokens=config.max_new_tokens, batch_size=config.batch_size,
             )
             timings["candidate_range"] = time.time() - tick
-        differences = paired_differences(table, _per_prompt_scores(out / "sweep", test_prompts, reward, gold))
         atomic_write_json(diagnostics_path, diagnostics)
-        atomic_write_json(out / "differences.json", differences)
         plot = plot_sweep(table, out / "figure2.png", title="SmolLM2-135M-Instruct, demo RM, VADER gold")
     return {
         "table": table,
-        "differences": differences,
         "diagnostics": diagnostics,
         "plot": plot,
         "results": {"csv": out / "sweep" / "results.csv", "json": out / "sweep" / "results.json"},
         "timings": timings,
         "seconds": time.time() - start,
     }
-
-
-def _per_prompt_scores(sweep_dir: Path, prompts: Sequence[str], reward, gold) -> Dict[str, Dict[str, List[float]]]:
-    """Per-prompt guiding and gold rewards of every cell the sweep wrote (for the paired differences)."""
-    from .evaluation.scores import reward_scores
-    from .io import read_jsonl
-
-    out = {}
-    for path in sorted((sweep_dir / "generations").glob("*.jsonl")):
-        rows = read_jsonl(path)
-        if [r["prompt"] for r in rows] != list(prompts):
-            continue
-        responses = [r["response"] for r in rows]
-        out[path.stem] = {
-            "gold_reward": reward_scores(prompts, responses, gold)["rewards"],
-            "reward": reward_scores(prompts, responses, reward)["rewards"],
-        }
-    return out

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from hf_stackshape.demo import DemoConfig, _RangeRecorder, candidate_reward_range, paired_differences, run_demo
+from hf_stackshape.demo import DemoConfig, _RangeRecorder, candidate_reward_range, run_demo
 
 
 def test_config_rejects_bad_values():
@@ -84,27 +84,6 @@ def test_candidate_reward_range_implies_srs_push(tokenizer, tiny_lm):
     assert flat["median_range"] == 0 and flat["srs_slope_at_threshold"] == 0
 
 
-def test_paired_differences_pair_each_shaped_method_with_its_vanilla():
-    table = [
-        {"method": "base", "weight": None},
-        {"method": "vanilla-args", "weight": 1.0},
-        {"method": "srs-args", "weight": 1.0},
-        {"method": "soft-bon", "weight": 1.0},
-        {"method": "srs-bon", "weight": 1.0},
-    ]
-    per_prompt = {
-        "vanilla-args_w1": {"gold_reward": [0.1, 0.2, 0.3]},
-        "srs-args_w1": {"gold_reward": [0.4, 0.2, 0.0]},
-        "soft-bon_w1": {"gold_reward": [0.0, 0.0, 0.0]},
-        "srs-bon_w1": {"gold_reward": [1.0, 1.0, 1.0]},
-    }
-    rows = paired_differences(table, per_prompt)
-    assert [(r["method"], r["vs"]) for r in rows] == [("srs-args", "vanilla-args"), ("srs-bon", "soft-bon")]
-    assert rows[0]["mean"] == pytest.approx((0.3 + 0.0 - 0.3) / 3) and rows[0]["n"] == 3
-    assert rows[0]["ci_low"] <= rows[0]["mean"] <= rows[0]["ci_high"]
-    assert rows[1]["mean"] == pytest.approx(1.0) and rows[1]["ci_low"] == pytest.approx(1.0)
-
-
 _TINY = [
     "--num_prompts", "2", "--num_train_prompts", "2", "--num_samples", "2", "--calibration_max_new_tokens", "4",
     "--max_new_tokens", "4", "--weights", "1", "--bon_samples", "2", "--qhead_epochs", "1", "--batch_size", "2",
@@ -126,8 +105,8 @@ def _demo_table(output_dir: Path, cache: Path = None) -> str:
 
 @pytest.mark.slow
 def test_two_demo_runs_print_the_same_table(tmp_path):
-    """Every random stage is seeded: a second run, from an empty model cache, prints the very same table,
-    differences and diagnostics (the CD heads included)."""
+    """Every random stage is seeded: a second run, from an empty model cache, prints the very same table
+    (intervals and paired differences included) and diagnostics (the CD heads included)."""
     first = _demo_table(tmp_path / "one")
     second = _demo_table(tmp_path / "two", cache=tmp_path / "empty-cache")
     assert (tmp_path / "empty-cache").is_dir()  # the model really was rebuilt there

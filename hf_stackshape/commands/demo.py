@@ -2,31 +2,19 @@
 
 Calibrates thresholds, trains vanilla and SRS CD heads, runs vanilla ARGS / SRS-ARGS / CD / SRS-CD / best-of-N
 over a grid of 1/beta on held-out bundled prompts, and prints the results table (paper layout, 95% bootstrap
-intervals over prompts), SRS minus vanilla with paired intervals, the diagnostics that explain the result, and
+intervals over prompts; shaped minus vanilla with paired intervals), the diagnostics that explain the result, and
 the plot path. Rerunning the command resumes from what is already in --output_dir; other settings into the
 same folder are refused (--overwrite starts over).
 """
 
 from __future__ import annotations
 
-from typing import Dict, List, Sequence
+from typing import Dict, List
 
 from ..demo import DemoConfig
 
 DESCRIPTION = __doc__.strip().splitlines()[0]
 DATACLASSES = (DemoConfig,)
-
-
-def format_differences(rows: Sequence[Dict[str, object]]) -> str:
-    """One line per (method, weight, metric): the mean paired difference and its 95% interval."""
-    lines = []
-    for row in rows:
-        sign = "no difference shown" if row["ci_low"] <= 0 <= row["ci_high"] else ("higher" if row["mean"] > 0 else "lower")
-        lines.append(
-            f"{row['method']} - {row['vs']}  1/beta={row['weight']:g}  {row['metric']:<11}  "
-            f"{row['mean']:+.3f}  [{row['ci_low']:+.3f}, {row['ci_high']:+.3f}]  ({sign})"
-        )
-    return "\n".join(lines)
 
 
 #: What the demo prints of a CD head's diagnostics: validation MSE and Spearman (value vs realised shaped
@@ -61,14 +49,9 @@ def run(config: DemoConfig) -> int:
     result = run_demo(config)
     print()
     print("Stackelberg reward shaping demo: SmolLM2-135M-Instruct base, bundled demo RM, VADER gold judge")
-    print("(reward = guiding RM; gold = VADER compound; win-tie judged by VADER; 1/beta = guidance weight;")
-    print(" [low, high] = 95% bootstrap interval over prompts)")
+    print("(reward = guiding RM; gold = VADER compound; win-tie judged by VADER; 1/beta = guidance weight)")
     print()
     print(format_table(result["table"]))
-    if result["differences"]:
-        print()
-        print("Shaped minus vanilla at the same 1/beta, per prompt (paired 95% bootstrap interval):")
-        print(format_differences(result["differences"]))
     lines = format_diagnostics(result["diagnostics"])
     if lines:
         print()
