@@ -76,7 +76,8 @@ _PAPER: Dict[str, Dict[str, Any]] = {
         "num_train_epochs": 15,
         "max_grad_norm": 1.0,
         "early_stopping_patience": 5,
-        "apply_chat_template": True,
+        # apply_chat_template is not set: the head reads prompts as the calibration formatted them (the
+        # paper's calibration uses the chat template), so the two cannot disagree.
     },
     # Generation length and decoding of every method's evaluation run.
     "generation": {

@@ -465,3 +465,26 @@ def test_checkpoint_restores_head_and_adapter(tmp_path, tiny_lm, tokenizer):
     other._load_from_checkpoint(ckpt)
     after = dict(fresh.named_parameters())
     assert all(torch.equal(after[n], trained[n]) for n in trained)
+
+
+def test_train_qhead_cli_paper_preset(tmp_path, tiny_lm, tokenizer, capsys):
+    from hf_stackshape.cli import main
+
+    tiny_lm.save_pretrained(tmp_path / "backbone")
+    tokenizer.save_pretrained(tmp_path / "backbone")
+    good_bad_dataset(6, 2, seed=0).save_to_disk(str(tmp_path / "calib" / "dataset"))
+    (tmp_path / "calib" / "calibration_config.json").write_text(json.dumps({"use_chat_template": False}))
+    argv = ["train-qhead", "--preset", "paper", "--calibration_dir", str(tmp_path / "calib"), "--backbone",
+            str(tmp_path / "backbone"), "--head_hidden_size", "16", "--output_dir", str(tmp_path / "head"),
+            "--num_train_epochs", "2", "--report_to", "none", "--disable_tqdm", "true"]
+    assert main(argv) == 0, capsys.readouterr().err
+    assert "validation MSE" in capsys.readouterr().out
+    head = QHeadModel.from_pretrained(tmp_path / "head")
+    assert (head.config.init, head.config.head_hidden_size) == ("orthogonal", 16)
+    assert head.config.training_settings["loss_type"] == "consistency"
+    assert set(head.config.training_metrics) == {"eval_mse", "eval_mse_mid", "eval_spearman_last", "eval_spearman_mid"}
+    manifest = json.loads((tmp_path / "head" / "run.json").read_text())
+    assert manifest["fingerprint"]["training"]["apply_chat_template"] is False  # followed the calibration
+    assert manifest["fingerprint"]["training"]["early_stopping_patience"] == 5
+    card = (tmp_path / "head" / "README.md").read_text()
+    assert "eval_spearman_last" in card and "train_value_function.py" in card
