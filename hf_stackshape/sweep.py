@@ -339,9 +339,13 @@ def plot_sweep(table: Sequence[Dict[str, object]], path, reward_key: Optional[st
     for row in table:
         if row["weight"] is not None and row["method"] not in methods:
             methods.append(row["method"])
-    for method in methods:
+    weights = [r["weight"] for r in table if r["weight"] is not None]
+    span = (max(weights) - min(weights)) if weights else 1.0
+    for i, method in enumerate(methods):
         rows = sorted((r for r in table if r["method"] == method), key=lambda r: r["weight"])
-        xs = [r["weight"] for r in rows]
+        # A small sideways shift per method, so error bars at one weight do not hide each other.
+        shift = (i - (len(methods) - 1) / 2) * 0.012 * (span or 1.0)
+        xs = [r["weight"] + shift for r in rows]
         style = "-o" if method.startswith("vanilla") else "-s"
         for ax, key in ((ax_r, reward_key), (ax_w, "win_tie_vs_base")):
             ys = [r.get(key, float("nan")) for r in rows]
