@@ -236,6 +236,24 @@ def test_cli_generate_bad_lines_and_typos(saved_tiny_models, tmp_path, capsys, m
     assert "No reward model 'vadr'" in err and "'vader'" in err
 
 
+@pytest.mark.usefixtures("one_thread")
+def test_cli_generate_preset_and_calibrated_thresholds_are_recorded(saved_tiny_models, tmp_path):
+    from datasets import Dataset
+
+    out = tmp_path / "paper.jsonl"
+    assert _main(*_generate_argv(saved_tiny_models, out, "--preset", "paper", "--limit", "2")) == 0
+    row = _rows(out)[0]
+    # The paper's ARGS settings (weight 0.5 resolved for ARGS, raw RM input), flags still win (k 3, 4 tokens).
+    assert (row["preset"], row["weight"], row["bound"], row["alpha"], row["rm_input"]) == ("paper", 0.5, 12.0, 1.5, "raw")
+    assert (row["k"], row["max_new_tokens"]) == (3, 4)
+    calib = tmp_path / "calib"
+    Dataset.from_dict({"prompt": PROMPTS, "threshold": [0.1, 0.2, 0.3]}).save_to_disk(str(calib / "dataset"))
+    out = tmp_path / "calibrated.jsonl"
+    assert _main(*_generate_argv(saved_tiny_models, out, "--thresholds_from", calib, "--limit", "2")) == 0
+    assert {r["threshold_source"] for r in _rows(out)} == {f"calibration:{calib}"}
+    assert _main(*_generate_argv(saved_tiny_models, out, "--method", "args", "--thresholds_from", calib)) == 2
+
+
 def test_generate_truncates_long_prompts_from_the_left(tiny_lm, tokenizer, caplog):
     from hf_stackshape.generation import prompt_budget
 
