@@ -229,7 +229,8 @@ def run_sweep(
         table: List[Dict[str, object]] = []
         per_prompt: Dict[str, Dict[str, List[float]]] = {}
         base = generations["base"]
-        for method, weight in cells:
+        # Raw-reward cells first: a shaped cell's paired difference reads its vanilla cell's per-prompt scores.
+        for method, weight in sorted(cells, key=lambda cell: cell[0].decoder is not None and cell[0].transform != "raw"):
             name = _cell_name(method, weight)
             responses = generations[name]
             row: Dict[str, object] = {"method": method.label, "decoder": method.decoder or "none", "weight": weight}

@@ -216,3 +216,16 @@ def test_gpu_half_precision(tiny_lm, tiny_rm_model, tokenizer):
     reward = HFRewardModel(tiny_rm_model.to("cuda", torch.bfloat16), tokenizer)
     out = StackelbergBestOfN(model, tokenizer, reward, n=4, max_new_tokens=5, show_progress=False).generate(["Hi", "Yo"])
     assert len(out.responses) == 2 and out.rewards.dtype == torch.float32 and out.rewards.device.type == "cpu"
+
+
+def test_sweep_runs_best_of_n_against_soft_bon(tiny_lm, tokenizer, tmp_path):
+    from hf_stackshape.sweep import SweepConfig, run_sweep
+
+    config = SweepConfig(methods=["srs-bon", "bon"], weights=[1.0], num_samples=3, max_new_tokens=4, batch_size=3)
+    table = run_sweep(tiny_lm, tokenizer, ["Hi", "Say something nice.", "Why?"], CallableReward(_char_reward),
+                      config, tmp_path, show_progress=False)
+    assert sorted(r["method"] for r in table) == ["base", "bon", "soft-bon", "srs-bon"]
+    (srs,) = [r for r in table if r["method"] == "srs-bon"]
+    assert "win_tie_vs_vanilla" in srs  # compared with soft-bon, the same selection on the raw reward
+    (argmax,) = [r for r in table if r["method"] == "bon"]
+    assert "win_tie_vs_vanilla" not in argmax
