@@ -407,6 +407,8 @@ class StackelbergBestOfN:
         """``N`` decoded samples per prompt from one ``generate`` call under ``torch.manual_seed(seed)``."""
         from .generation import format_prompts
 
+        if self.tokenizer.pad_token_id is None:
+            raise ValueError("The tokenizer has no pad token to batch prompts; set tokenizer.pad_token = tokenizer.eos_token.")
         texts = format_prompts(self.tokenizer, list(prompts), self.chat_template)
         device = next(self.model.parameters()).device
         old_side = self.tokenizer.padding_side
