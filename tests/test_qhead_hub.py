@@ -1,7 +1,8 @@
 """Q-heads on the Hub: push_to_hub and save_pretrained(push_to_hub=True) upload the head, its LoRA adapter and our
 card; the uploaded files load back through the Hub code path (cache + Hub arguments), AutoConfig and AutoModel.
 
-Only huggingface_hub's network calls are replaced (``HfApi.create_repo`` / ``HfApi.create_commit``): what would be
+Only huggingface_hub's network calls are replaced (``HfApi.create_repo``, ``create_commit``,
+and ``upload_folder`` for ``Trainer.push_to_hub``): what would be
 uploaded is captured in a folder, then laid out as a Hub cache snapshot and loaded back offline."""
 
 import os
@@ -38,8 +39,21 @@ def hub(tmp_path, monkeypatch):
             shutil.copyfile(op.path_or_fileobj, target)
         return SimpleNamespace(commit_url=f"https://huggingface.co/{repo_id}/commit/{COMMIT}", oid=COMMIT)
 
+    def upload_folder(self, *, repo_id, folder_path, ignore_patterns=None, **kwargs):  # Trainer.push_to_hub's call
+        from huggingface_hub.utils import filter_repo_objects
+
+        calls.append(("upload_folder", repo_id))
+        root = os.path.abspath(folder_path)
+        names = [os.path.relpath(os.path.join(d, f), root) for d, _, fs in os.walk(root) for f in fs]
+        for name in filter_repo_objects(names, ignore_patterns=ignore_patterns):
+            target = uploads / repo_id / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(os.path.join(root, name), target)
+        return SimpleNamespace(commit_url=f"https://huggingface.co/{repo_id}/commit/{COMMIT}", oid=COMMIT)
+
     monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", create_repo)
     monkeypatch.setattr(huggingface_hub.HfApi, "create_commit", create_commit)
+    monkeypatch.setattr(huggingface_hub.HfApi, "upload_folder", upload_folder)
 
     def as_cache(repo_id, subfolder=""):
         cache = tmp_path / "cache"
@@ -154,3 +168,33 @@ def test_uploaded_card_is_ours_and_names_the_hub_id(tmp_path, tiny_lm, hub):
     lora_card = huggingface_hub.ModelCard.load(str(tmp_path / "hub" / "me" / "lora-head" / "README.md"))
     assert lora_card.data.base_model == "HuggingFaceTB/SmolLM2-135M-Instruct"
     assert 'from_pretrained("HuggingFaceTB/SmolLM2-135M-Instruct")' in lora_card.text
+
+
+def test_trainer_push_to_hub_uploads_head_adapter_and_card(tmp_path, tiny_lm, tokenizer, hub):
+    from peft import LoraConfig
+    from test_qhead import good_bad_dataset
+
+    from hf_stackshape import QHeadTrainer, QHeadTrainerConfig
+
+    base_weights = {k: v.clone() for k, v in tiny_lm.state_dict().items()}
+    qhead = QHeadModel.from_backbone(tiny_lm, head_hidden_size=8, base_model_name_or_path="HuggingFaceTB/SmolLM2-135M-Instruct")
+    args = QHeadTrainerConfig(
+        output_dir=str(tmp_path / "out"), hub_model_id="me/trained-head", num_train_epochs=1, save_strategy="no",
+        report_to="none", disable_tqdm=True, apply_chat_template=False, validation_split=0.25, bound=1.0,
+    )
+    trainer = QHeadTrainer(qhead, args, train_dataset=good_bad_dataset(4, 2, 0), processing_class=tokenizer,
+                           peft_config=LoraConfig(r=2, target_modules=["q_proj"], init_lora_weights=False))
+    trainer.train()
+    trainer.evaluate()
+    trainer.push_to_hub(dataset_name="org/rollouts")
+    files = set(hub.files("me/trained-head"))
+    assert {"README.md", "config.json", "model.safetensors", "adapter/adapter_model.safetensors"} <= files, files
+    card = huggingface_hub.ModelCard.load(str(tmp_path / "hub" / "me" / "trained-head" / "README.md"))
+    assert 'QHeadModel.from_pretrained("me/trained-head"' in card.text and card.data.datasets == ["org/rollouts"]
+    assert "eval_mse" in card.data.stackshape["training_metrics"] and card.data.library_name == "hf_stackshape"
+    ids = torch.randint(0, 1000, (1, 5))
+    expected = qhead(ids).value
+    base = LlamaForCausalLM(tiny_lm.config).eval()
+    base.load_state_dict(base_weights)  # the base weights, without the trained LoRA
+    loaded = QHeadModel.from_pretrained("me/trained-head", backbone=base, cache_dir=hub.as_cache("me/trained-head"))
+    assert torch.allclose(loaded(ids).value, expected, atol=1e-6)
