@@ -79,7 +79,8 @@ def _usage() -> str:
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows each default once: not when the help already states it, never for the ``--no_X`` switches."""
+    """Shows each default once: not when the help already states it, not for unset (``None``) or required
+    options, never for the ``--no_X`` switches; a default set by ``--preset``/``--config`` is shown with its source."""
 
     def _get_help_string(self, action):
         text = action.help or ""
@@ -89,7 +90,8 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
             return text + f" (default: %(default)s, from {source})"
         if "default" in text.lower() or getattr(action, "_stackshape_no_default", False):
             return text
-        if action.default is argparse.SUPPRESS or action.option_strings == []:
+        # Unset optional values (None) and required options have no default worth printing.
+        if action.default in (argparse.SUPPRESS, None) or action.required or action.option_strings == []:
             return text
         return text + " (default: %(default)s)"
 
