@@ -42,6 +42,7 @@ __all__ = [
     "shape_samples",
     "BestOfNOutput",
     "StackelbergBestOfN",
+    "best_of_n_grid",
 ]
 
 #: ``soft``: sample from ``softmax(shaped / beta)``; ``argmax``: the best shaped reward (classic best-of-N).
@@ -469,3 +470,59 @@ class StackelbergBestOfN:
             if on_batch is not None:
                 on_batch(start, responses)
         return _concat(parts, return_candidates)
+
+    def reselect(self, samples: BestOfNOutput) -> BestOfNOutput:
+        """Select again, with this instance's transform, ``beta`` and selection, among the samples of an earlier
+        :meth:`generate` (``return_candidates=True``, same ``n``, ``seed`` and sampling): what :meth:`generate`
+        would return, without sampling or scoring again."""
+        if samples.candidates is None:
+            raise ValueError("`samples` has no candidates; produce it with generate(..., return_candidates=True).")
+        if samples.rewards.shape[-1] != self.n:
+            raise ValueError(f"`samples` holds {samples.rewards.shape[-1]} samples per prompt, this best-of-N n={self.n}.")
+        chosen = self.select(samples.rewards, torch.Generator().manual_seed(self.seed))
+        responses = [g[i] for g, i in zip(samples.candidates, chosen["chosen_index"].tolist())]
+        return BestOfNOutput(responses=responses, candidates=samples.candidates, rewards=samples.rewards, **chosen)
+
+
+def best_of_n_grid(
+    model,
+    tokenizer,
+    reward,
+    prompts: Sequence[str],
+    methods: Sequence[str],
+    weights: Sequence[float],
+    **kwargs,
+) -> Dict[tuple, BestOfNOutput]:
+    """Every best-of-N method at every guidance weight from one set of samples.
+
+    Runs with the same ``seed`` sample the same candidates whatever the method and weight, so sampling and
+    scoring once and selecting per ``(method, weight)`` (:meth:`StackelbergBestOfN.reselect`) returns exactly
+    what separate runs return, at the cost of one. This is how a sweep or a demo adds its best-of-N rows.
+
+    Args:
+        model, tokenizer, reward: as [`StackelbergBestOfN`].
+        prompts (`list[str]`): the prompts.
+        methods (`list[str]`): best-of-N method names (``"bon"``, ``"soft-bon"``, ``"srs-bon"``, ``"<transform>-bon"``).
+        weights (`list[float]`): guidance weights ``1 / beta`` (0: a uniform choice).
+        kwargs: the other [`StackelbergBestOfN`] settings (``n``, ``bound``, ``alpha``, ``seed``, ``max_new_tokens``...).
+
+    Returns:
+        `dict` from ``(method label, weight)`` (labels as :func:`~hf_stackshape.generation.parse_method` gives them:
+        ``"bon"``, ``"soft-bon"``, ``"srs-bon"``) to [`BestOfNOutput`] (with candidates).
+    """
+    from .generation import parse_method
+
+    parsed = [parse_method(m) for m in methods]
+    if not parsed or not weights:
+        raise ValueError(f"Give at least one best-of-N method and one weight, got methods={methods!r}, weights={weights!r}.")
+    kwargs = {k: v for k, v in kwargs.items() if v is not None}
+    samples = StackelbergBestOfN.from_method(parsed[0], model, tokenizer, reward, weight=weights[0], **kwargs).generate(
+        prompts, return_candidates=True
+    )
+    return {
+        (method.label, float(weight)): StackelbergBestOfN.from_method(
+            method, model, tokenizer, reward, weight=weight, **kwargs
+        ).reselect(samples)
+        for method in parsed
+        for weight in weights
+    }

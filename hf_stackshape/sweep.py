@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 from transformers.utils import logging
 
 from .generation import Method, generate_responses, parse_method
-from .io import atomic_write_bytes, atomic_write_json, atomic_write_jsonl, read_jsonl
+from .io import atomic_write_bytes, atomic_write_json, atomic_write_jsonl, read_jsonl, sha256_bytes
 
 logger = logging.get_logger(__name__)
 
@@ -82,15 +82,38 @@ def _cell_name(method: Method, weight: Optional[float]) -> str:
     return method.label if weight is None else f"{method.label}_w{weight:g}"
 
 
-def _cell_settings(method: Method, weight: Optional[float], config: SweepConfig) -> Dict[str, object]:
-    """What makes a cell's generations: the method, its resolved decoder settings and the generation length."""
+def _cell_settings(method: Method, weight: Optional[float], config: SweepConfig, thresholds=None) -> Dict[str, object]:
+    """What makes a cell's generations: the method, its resolved decoder settings, the threshold source (per-step
+    or a digest of the calibrated ``m*(x)``) and the generation length."""
     from .generation import decoder_settings
 
     decoder = decoder_settings(method, weight=weight, k=config.k, bound=config.bound, alpha=config.alpha)
     settings: Dict[str, object] = {"method": method.label, **decoder, "max_new_tokens": int(config.max_new_tokens)}
+    if method.decoder == "args" and method.transform == "srs":
+        if thresholds is None:
+            settings["threshold_source"] = "per-step"
+        else:
+            values = json.dumps([round(float(t), 8) for t in thresholds]).encode("utf-8")
+            settings["threshold_source"] = "calibrated:" + sha256_bytes(values)[:16]
     if method.decoder == "bon":
         settings["num_samples"] = int(config.num_samples)
     return settings
+
+
+def _best_of_n_cell(grid, cells, method, weight, model, tokenizer, reward, prompts, config, show_progress) -> List[str]:
+    """A best-of-N cell's responses. Every best-of-N cell draws the same samples (same seed), so the first one
+    samples and scores once for all of them (:func:`~hf_stackshape.bon.best_of_n_grid`) and fills ``grid``."""
+    from .bon import best_of_n_grid
+
+    if not grid:
+        grid.update(best_of_n_grid(
+            model, tokenizer, reward, prompts,
+            methods=sorted({m.label for m, _ in cells if m.decoder == "bon"}),
+            weights=sorted({float(w) for m, w in cells if m.decoder == "bon"}),
+            n=config.num_samples, bound=config.bound, alpha=config.alpha, max_new_tokens=config.max_new_tokens,
+            batch_size=config.batch_size, seed=config.seed, show_progress=show_progress,
+        ))
+    return grid[(method.label, float(weight))].responses
 
 
 def _stored_cell(path: Path, prompts: List[str], settings: Dict[str, object]) -> Optional[List[str]]:
@@ -192,34 +215,38 @@ def run_sweep(
             cells += [(vanilla, float(w)) for w in config.weights if (vanilla, float(w)) not in cells]
 
     generations: Dict[str, List[str]] = {}
+    bon_grid: Dict[tuple, object] = {}
     with open_run(out, _sweep_fingerprint(model, tokenizer, reward, qheads), kind="sweep", overwrite=overwrite):
         (out / "generations").mkdir(parents=True, exist_ok=True)
         for method, weight in tqdm(cells, desc="sweep", disable=not show_progress):
             name = _cell_name(method, weight)
             path = out / "generations" / f"{name}.jsonl"
-            settings = _cell_settings(method, weight, config)
+            settings = _cell_settings(method, weight, config, thresholds if method.transform == "srs" else None)
             stored = _stored_cell(path, prompts, settings)
             if stored is not None:
                 generations[name] = stored
                 continue
-            responses = generate_responses(
-                model,
-                tokenizer,
-                prompts,
-                method=method,
-                reward=reward,
-                qheads=qheads,
-                weight=weight,
-                k=config.k,
-                bound=config.bound,
-                alpha=config.alpha,
-                thresholds=thresholds if method.transform == "srs" else None,
-                num_samples=config.num_samples,
-                max_new_tokens=config.max_new_tokens,
-                batch_size=config.batch_size,
-                seed=config.seed,
-                show_progress=show_progress,
-            )
+            if method.decoder == "bon":
+                responses = _best_of_n_cell(bon_grid, cells, method, weight, model, tokenizer, reward, prompts, config,
+                                            show_progress)
+            else:
+                responses = generate_responses(
+                    model,
+                    tokenizer,
+                    prompts,
+                    method=method,
+                    reward=reward,
+                    qheads=qheads,
+                    weight=weight,
+                    k=config.k,
+                    bound=config.bound,
+                    alpha=config.alpha,
+                    thresholds=thresholds if method.transform == "srs" else None,
+                    max_new_tokens=config.max_new_tokens,
+                    batch_size=config.batch_size,
+                    seed=config.seed,
+                    show_progress=show_progress,
+                )
             atomic_write_jsonl(
                 path, [{"id": i, "prompt": p, "response": r, **settings} for i, (p, r) in enumerate(zip(prompts, responses))]
             )

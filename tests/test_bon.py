@@ -229,3 +229,28 @@ def test_sweep_runs_best_of_n_against_soft_bon(tiny_lm, tokenizer, tmp_path):
     assert "win_tie_vs_vanilla" in srs  # compared with soft-bon, the same selection on the raw reward
     (argmax,) = [r for r in table if r["method"] == "bon"]
     assert "win_tie_vs_vanilla" not in argmax
+    # One sampling serves every best-of-N cell, with the responses separate runs give.
+    import json
+
+    from hf_stackshape.generation import generate_responses
+
+    stored = [json.loads(line)["response"] for line in (tmp_path / "generations" / "srs-bon_w1.jsonl").read_text().splitlines()]
+    assert stored == generate_responses(tiny_lm, tokenizer, ["Hi", "Say something nice.", "Why?"], method="srs-bon",
+                                        reward=CallableReward(_char_reward), weight=1.0, num_samples=3,
+                                        max_new_tokens=4, batch_size=3, seed=config.seed, show_progress=False)
+
+
+def test_grid_equals_separate_runs(tiny_lm, tokenizer):
+    from hf_stackshape.bon import best_of_n_grid
+    from hf_stackshape.generation import generate_responses
+
+    prompts = ["Hi", "Tell me a joke", "Why?"]
+    reward = CallableReward(_char_reward)
+    grid = best_of_n_grid(tiny_lm, tokenizer, reward, prompts, ["bon", "soft-bon", "srs-bon"], [0.5, 4.0], n=4,
+                          max_new_tokens=5, batch_size=2, seed=2, show_progress=False)
+    assert sorted(grid) == sorted((m, w) for m in ("bon", "soft-bon", "srs-bon") for w in (0.5, 4.0))
+    for (method, weight), out in grid.items():
+        separate = generate_responses(tiny_lm, tokenizer, prompts, method=method, reward=reward, weight=weight,
+                                      num_samples=4, max_new_tokens=5, batch_size=2, seed=2, show_progress=False)
+        assert out.responses == separate, (method, weight)
+    assert grid[("srs-bon", 0.5)].candidates == grid[("bon", 4.0)].candidates
