@@ -51,6 +51,7 @@ _EXPORTS = {
     # Stackelberg best-of-N and the exact utility metric
     "StackelbergBestOfN": "bon",
     "BestOfNOutput": "bon",
+    "best_of_n_grid": "bon",
     "utility_table": "evaluation.utility",
     "plot_utility": "evaluation.utility",
     # batched generation by method name, sweeps
@@ -100,7 +101,7 @@ def __dir__():
 
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .bon import BestOfNOutput, StackelbergBestOfN
+    from .bon import BestOfNOutput, StackelbergBestOfN, best_of_n_grid
     from .calibration import CalibrationConfig, ThresholdCalibrator, map_thresholds, recompute_thresholds
     from .evaluation import load_metric
     from .evaluation.judges import LLMJudge, RewardModelJudge
