@@ -335,7 +335,9 @@ def test_paper_head_is_orthogonal_and_seeded(tiny_lm):
     torch.manual_seed(456)  # the global RNG does not matter: a local generator seeded with `seed` (default 0)
     torch.rand(10)
     b = QHeadModel.from_backbone(tiny_lm, preset="paper", head_hidden_size=64)
+    state = torch.random.get_rng_state()
     c = QHeadModel.from_backbone(tiny_lm, preset="paper", head_hidden_size=64, seed=1)
+    assert torch.equal(torch.random.get_rng_state(), state)  # building a head leaves the global RNG alone
     sa, sb, sc = a.head.state_dict(), b.head.state_dict(), c.head.state_dict()
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
     assert not torch.equal(sa["dense_in.weight"], sc["dense_in.weight"])

@@ -142,7 +142,10 @@ class QHeadModel(PreTrainedModel):
                 "QHeadConfig needs `hidden_size` (and `vocab_size` for a q head); pass `backbone=` or set them."
             )
         super().__init__(config)
-        self.head = _ValueHead(config) if config.head_type == "value" else _QHead(config)
+        # nn.Linear's own initialisation draws from the global RNG: fork it, so building a head leaves the caller's
+        # random stream untouched; the weights come from `reset_head(seed)` alone.
+        with torch.random.fork_rng(devices=[]):
+            self.head = _ValueHead(config) if config.head_type == "value" else _QHead(config)
         self.post_init()
         self.reset_head(seed)
         # Attached after post_init so the (pretrained) backbone is never re-initialised.
@@ -152,8 +155,9 @@ class QHeadModel(PreTrainedModel):
                 p.requires_grad_(False)
 
     def _init_weights(self, module: nn.Module) -> None:
-        if isinstance(module, nn.Linear):
-            _init_linear(module, self.config)
+        # Nothing here: `__init__` initialises the head once with `reset_head(seed)` (a local generator), so
+        # post_init neither draws from the global RNG for it nor runs an 8192-wide orthogonal init twice.
+        return
 
     def reset_head(self, seed: int = 0) -> None:
         """Re-initialise the head from ``seed`` with a local `torch.Generator` (the global RNG is neither read nor
