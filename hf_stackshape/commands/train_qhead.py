@@ -57,7 +57,10 @@ class TrainQHeadArguments:
     rank: int = field(default=16, metadata={"help": "Rank of the q head's H -> rank -> V projection."})
     init: str = field(
         default="normal",
-        metadata={"help": "Head initialisation: normal, or orthogonal (the paper's).", "choices": ["normal", "orthogonal"]},
+        metadata={
+            "help": "Head initialisation: normal, or orthogonal (the paper's).",
+            "choices": ["normal", "orthogonal"],
+        },
     )
     head_seed: int = field(default=0, metadata={"help": "Seed of the head's initialisation."})
     lora_r: int = field(default=0, metadata={"help": "LoRA rank on the backbone (0: frozen backbone, no adapter)."})
@@ -65,7 +68,9 @@ class TrainQHeadArguments:
     lora_dropout: float = field(default=0.0, metadata={"help": "LoRA dropout."})
     lora_target_modules: Optional[List[str]] = field(
         default=None,
-        metadata={"help": "Module names LoRA adapts, e.g. q_proj v_proj (default: peft's choice for the architecture)."},
+        metadata={
+            "help": "Module names LoRA adapts, e.g. q_proj v_proj (default: peft's choice for the architecture)."
+        },
     )
     dtype: str = field(default="float32", metadata={"help": "Backbone dtype: float32, bfloat16 or float16."})
     overwrite: bool = field(
@@ -140,7 +145,9 @@ _TRAINING_KEYS = (
 )
 
 
-def run_fingerprint(args: TrainQHeadArguments, config: QHeadTrainerConfig, data_digest: str, backbone, tokenizer) -> dict:
+def run_fingerprint(
+    args: TrainQHeadArguments, config: QHeadTrainerConfig, data_digest: str, backbone, tokenizer
+) -> Dict[str, Any]:
     """What the trained head depends on: the data, the backbone, the tokenizer, the head and every training setting."""
     from dataclasses import fields
 

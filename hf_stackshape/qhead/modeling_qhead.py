@@ -451,7 +451,9 @@ class QHeadModel(PreTrainedModel):
             {k[len("head.") :]: v for k, v in state.items() if k.startswith("head.")}, strict=False
         )
         if missing or unexpected:
-            raise ValueError(f"Head weights at {weights} do not match the config: missing {missing}, unexpected {unexpected}.")
+            raise ValueError(
+                f"Head weights at {weights} do not match the config: missing {missing}, unexpected {unexpected}."
+            )
         model.to(_backbone_device(backbone))
         if dtype not in (None, "auto"):
             model.head.to(getattr(torch, dtype) if isinstance(dtype, str) else dtype)

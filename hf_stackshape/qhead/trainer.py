@@ -563,7 +563,9 @@ class QHeadTrainer(Trainer):
         ``_mse_mid``, ``_spearman_last``, ``_spearman_mid``) are recorded in the head's ``training_metrics``."""
         if eval_dataset is not None and not isinstance(eval_dataset, str):
             eval_dataset = self._prepare_dataset(eval_dataset, metric_key_prefix)
-        metrics = super().evaluate(eval_dataset=eval_dataset, ignore_keys=ignore_keys, metric_key_prefix=metric_key_prefix)
+        metrics = super().evaluate(
+            eval_dataset=eval_dataset, ignore_keys=ignore_keys, metric_key_prefix=metric_key_prefix
+        )
         names = ("mse", "mse_mid", "spearman_last", "spearman_mid")
         found = {f"{metric_key_prefix}_{n}": float(metrics[f"{metric_key_prefix}_{n}"]) for n in names
                  if f"{metric_key_prefix}_{n}" in metrics}
@@ -615,7 +617,7 @@ class QHeadTrainer(Trainer):
             return loss.detach(), None, None
         last, mid = _last_and_mid(inputs, self._model_for_prep.config.head_type)
         values = outputs["values"]
-        preds = torch.stack([values.gather(1, last.unsqueeze(1)).squeeze(1), values.gather(1, mid.unsqueeze(1)).squeeze(1)], -1)
+        preds = torch.stack([values.gather(1, pos.unsqueeze(1)).squeeze(1) for pos in (last, mid)], -1)
         return loss.detach(), preds, inputs["target"].float()
 
     # ---------------------------------------------------------------------------------------------- checkpoints
