@@ -116,6 +116,13 @@ def test_sweep_table_cis_plot_and_resume(tiny_lm, tokenizer, tmp_path, monkeypat
     config_w = SweepConfig(methods=["args", "srs-args"], weights=[0.5, 2.0, 1.0], k=2, max_new_tokens=4, batch_size=3)
     run_sweep(tiny_lm, tokenizer, PROMPTS, reward, config_w, tmp_path, gold_reward=gold, show_progress=False)
     assert sorted(calls) == [("srs-args", 1.0), ("vanilla-args", 1.0)]
+    # Calibrated thresholds instead of per-step ones: the SRS cells only.
+    calls.clear()
+    thresholds = torch.tensor([0.0, 1.0, 2.0])
+    run_sweep(tiny_lm, tokenizer, PROMPTS, reward, config_w, tmp_path, gold_reward=gold, thresholds=thresholds,
+              show_progress=False)
+    assert sorted(calls) == [("srs-args", 0.5), ("srs-args", 1.0), ("srs-args", 2.0)]
+    assert _rows(tmp_path / "generations" / "srs-args_w1.jsonl")[0]["threshold_source"].startswith("calibrated:")
     # Another guiding reward is refused for the whole sweep (named), unless overwrite=True.
     other = CallableReward(lambda r: 1.0, name="const")
     with pytest.raises(RunMismatchError, match="reward"):
@@ -321,6 +328,8 @@ def test_demo_command_small(tmp_path):
     assert "gold" in result.stdout and "win-tie/base" in result.stdout
     png = out / "figure2.png"
     assert png.read_bytes()[:4] == b"\x89PNG" and png.stat().st_size > 10_000
-    rows = json.loads((out / "results.json").read_text())
-    assert len(rows) == 5 and all(0.0 <= r["diversity"] <= 1.0 for r in rows)
-    assert (out / "qhead-srs" / "config.json").is_file() and (out / "qhead-raw" / "README.md").is_file()
+    rows = json.loads((out / "sweep" / "results.json").read_text())
+    assert {"base", "vanilla-args", "srs-args", "vanilla-cd", "srs-cd"} <= {r["method"] for r in rows}
+    assert all(0.0 <= r["diversity"] <= 1.0 for r in rows)
+    assert all("gold_reward_ci_low" in r for r in rows)
+    assert (out / "head-srs" / "head" / "config.json").is_file() and (out / "head-raw" / "head" / "config.json").is_file()
