@@ -444,7 +444,7 @@ class QHeadTrainer(Trainer):
         self._model_for_prep = model
         if train_dataset is not None:
             train_dataset = self._shape(train_dataset, "train")
-            if eval_dataset is None and args.validation_split > 0:
+            if eval_dataset is None and args.validation_split > 0 and "prompt" in train_dataset.column_names:
                 train_idx, val_idx = split_by_prompt(train_dataset["prompt"], args.validation_split, args.seed)
                 if val_idx:
                     eval_dataset = train_dataset.select(val_idx)
@@ -658,7 +658,7 @@ class QHeadTrainer(Trainer):
             "batch size": args.per_device_train_batch_size * max(1, args.world_size) * args.gradient_accumulation_steps,
             "epochs": args.num_train_epochs,
             "train rollouts": len(self.train_dataset) if self.train_dataset is not None else 0,
-            "validation rollouts": len(self.eval_dataset) if hasattr(self.eval_dataset, "__len__") else 0,
+            "validation rollouts": _count(self.eval_dataset),
             "global step": self.state.global_step,
         }
 
@@ -697,6 +697,12 @@ class QHeadTrainer(Trainer):
         os.makedirs(self.args.output_dir, exist_ok=True)
         self._record_settings()
         self._write_card(self.args.output_dir, model_name=model_name, dataset_name=dataset_name, tags=tags)
+
+
+def _count(dataset) -> int:
+    if isinstance(dataset, dict):
+        return sum(len(d) for d in dataset.values())
+    return len(dataset) if dataset is not None else 0
 
 
 def _attach_peft(model: QHeadModel, peft_config) -> None:
