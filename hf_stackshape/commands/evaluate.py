@@ -250,6 +250,12 @@ def _group(rows: List[dict], args: EvaluateArguments) -> "OrderedDict[str, Dict[
             group["files"].append(row["_file"])
     for key, label in _labels(groups).items():
         groups[key]["label"] = label
+        distinct = len({rows[i][args.prompt_column] for i in groups[key]["rows"]})
+        if distinct < len(groups[key]["rows"]):
+            logger.warning(
+                "Group %r has %d rows for %d distinct prompts (files %s): the same settings ran a prompt twice, so "
+                "its intervals count that prompt twice.", label, len(groups[key]["rows"]), distinct, groups[key]["files"],
+            )
     return groups
 
 
@@ -397,7 +403,7 @@ def evaluate_rows(rows: List[dict], args: EvaluateArguments, cache_file: Optiona
             pairs = [(k, baseline["rows"][baseline_by_prompt[p]][args.response_column])
                      for k, p in enumerate(prompts) if p in baseline_by_prompt]
             matched = [baseline_by_prompt[prompts[k]] for k, _ in pairs]
-            out["vs_baseline"] = {"prompts": len(pairs)}
+            out["vs_baseline"] = {"baseline": baseline["label"], "prompts": len(pairs)}
             for name, values in per_group_scores[key].items():
                 out["vs_baseline"][_PER_SAMPLE[name][1]] = _paired(
                     [values[k] for k, _ in pairs], [baseline_scores[name][j] for j in matched], args
