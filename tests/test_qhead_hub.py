@@ -148,6 +148,8 @@ def test_auto_model_reads_a_saved_head(tmp_path, tiny_lm):
     model = AutoModel.from_pretrained(tmp_path / "head")
     ids = torch.randint(0, 1000, (1, 4))
     assert isinstance(model, QHeadModel) and torch.equal(model(ids).value, qhead(ids).value)
+    with pytest.raises(ValueError, match=r"\['device_map'\].*backbone_kwargs"):
+        QHeadModel.from_pretrained(tmp_path / "head", device_map="auto")
 
 
 def test_uploaded_card_is_ours_and_names_the_hub_id(tmp_path, tiny_lm, hub):

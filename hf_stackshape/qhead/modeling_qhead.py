@@ -415,8 +415,16 @@ class QHeadModel(PreTrainedModel):
         from transformers.utils import cached_file
 
         path = str(pretrained_model_name_or_path)
-        hub_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in _HUB_KWARGS and kwargs[k] is not None}
+        hub_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in _HUB_KWARGS}
+        hub_kwargs = {k: v for k, v in hub_kwargs.items() if v is not None}
         dtype = kwargs.pop("dtype", None)
+        unexpected = sorted(k for k in kwargs if k not in _IGNORED_LOAD_KWARGS)
+        if unexpected or model_args:
+            raise ValueError(
+                f"QHeadModel.from_pretrained got unexpected arguments {unexpected or list(model_args)}; the Hub "
+                f"arguments are {list(_HUB_KWARGS)}, and the backbone's go in backbone_kwargs={{...}} (e.g. "
+                "backbone_kwargs={'device_map': 'auto'})."
+            )
         if config is None:
             config = QHeadConfig.from_pretrained(path, **hub_kwargs)
         if backbone is None:
@@ -461,6 +469,8 @@ class QHeadModel(PreTrainedModel):
 
 
 _HUB_KWARGS = ("revision", "token", "cache_dir", "local_files_only", "force_download", "proxies", "subfolder")
+#: Passed along by transformers' Auto classes; nothing to do for a head.
+_IGNORED_LOAD_KWARGS = ("_from_auto", "trust_remote_code", "code_revision", "adapter_kwargs", "_commit_hash")
 _PUSH_KWARGS = ("commit_message", "commit_description", "private", "token", "create_pr", "revision")
 #: Tags of every Q-head card (the trainer and ``add_model_tags`` add theirs).
 CARD_TAGS = ["hf_stackshape", "controlled-decoding", "stackelberg-reward-shaping"]
