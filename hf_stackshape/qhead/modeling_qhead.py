@@ -611,7 +611,8 @@ def render_model_card(
         base_model_id=base_id or "<base model id>",
         backbone=shown(config.backbone_name_or_path, backbone_id),
         backbone_note="LoRA adapter saved here" if config.has_adapter else "frozen, not saved here",
-        backbone_argument="" if backbone_id else ", backbone=base",
+        # The base model doubles as the backbone (shared hidden states), or the backbone is not on the Hub.
+        backbone_argument="" if backbone_id and backbone_id != base_id else ", backbone=base",
         reward_model=shown(reward_id, reward_id if is_hub_id(reward_id) else None) if reward_id else "unknown",
         head_type=config.head_type,
         head_shape=shape,
