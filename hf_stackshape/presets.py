@@ -88,7 +88,7 @@ _PAPER: Dict[str, Dict[str, Any]] = {
     # "\n\nHuman:", diversity = prod_{n=2..4} (1 - rep_n) (scores.diversity_scores(definition=...)). Their coherence
     # embedder is SimCSE (SentenceEmbedder("simcse")), left out here because it needs the Hub.
     "metrics": {
-        "diversity_definition": "paper",
+        "diversity": "paper",
     },
     # Their gpt4-eval.py: 1-10 scores for both answers, order swapped at random, temperature 0; the prompt says
     # not to penalise a response cut at the length limit and to disregard earlier turns; an API error or a

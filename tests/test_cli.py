@@ -31,6 +31,19 @@ def test_config_file_values_are_defaults_and_flags_override_them(tmp_path, suffi
     assert (alone.method, alone.k) == ("args", 4)
 
 
+def test_evaluate_preset_paper_sets_the_paper_metrics_and_judge():
+    from hf_stackshape.commands import evaluate as evaluate_command
+
+    (plain,) = _parse(evaluate_command, ["--generations", "g.jsonl", "--diversity", "ours"], command="evaluate")
+    assert plain.diversity == "ours" and plain.judge_max_tokens == 256
+    (paper,) = _parse(evaluate_command, ["--preset", "paper", "--generations", "g.jsonl"], command="evaluate")
+    assert (paper.diversity, paper.judge_max_tokens, paper.judge_api_error) == ("paper", 2048, "tie")
+    (flagged,) = _parse(
+        evaluate_command, ["--preset", "paper", "--generations", "g.jsonl", "--diversity", "ours"], command="evaluate"
+    )
+    assert flagged.diversity == "ours"
+
+
 def test_config_file_errors_name_the_problem(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("max_new_tokens: 7\nnot_an_option: 1\n")
