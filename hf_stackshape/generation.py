@@ -287,6 +287,7 @@ def generate_responses(
     on_batch=None,
     preset: Optional[str] = None,
     max_prompt_length: Optional[int] = None,
+    first_index: int = 0,
 ) -> List[str]:
     """Generate one response per prompt with ``method``, in batches (left padding), and decode them.
 
@@ -312,6 +313,9 @@ def generate_responses(
         preset (`str`, *optional*): e.g. ``"paper"``: the authors' decoder settings where none are given.
         max_prompt_length (`int`, *optional*): prompt token budget (default: the model's context minus
             ``max_new_tokens``); longer prompts lose their start, with a warning.
+        first_index (`int`, *optional*, defaults to 0): index of ``prompts[0]`` in the whole job, so that a
+            resumed run (``prompts[done:]``, ``first_index=done``) draws the same random numbers as an
+            uninterrupted one.
 
     Returns:
         `list[str]`: the decoded responses (special tokens skipped), in prompt order.
@@ -324,7 +328,8 @@ def generate_responses(
     if method.decoder == "bon":
         settings = decoder_settings(method, preset, weight=weight, beta=beta, bound=bound, alpha=alpha)
         return _best_of_n(model, tokenizer, prompts, method, reward, settings, num_samples, max_new_tokens,
-                          batch_size, do_sample, temperature, top_p, seed, chat_template, show_progress, on_batch)
+                          batch_size, do_sample, temperature, top_p, seed, chat_template, show_progress, on_batch,
+                          first_index)
     settings = decoder_settings(
         method, preset, weight=weight, k=k, bound=bound, alpha=alpha, beta=beta, temperature=cd_temperature
     )
@@ -347,7 +352,8 @@ def generate_responses(
         starts = range(0, len(texts), int(batch_size))
         for start in tqdm(starts, desc=f"generate {method.label}", disable=not show_progress, leave=False):
             batch_prompts = list(prompts[start : start + int(batch_size)])
-            enc = _encode_prompts(tokenizer, texts[start : start + int(batch_size)], budget, start).to(device)
+            enc = _encode_prompts(tokenizer, texts[start : start + int(batch_size)], budget, first_index + start)
+            enc = enc.to(device)
             processors = LogitsProcessorList()
             if processor is not None:
                 if method.decoder == "args":
@@ -365,7 +371,7 @@ def generate_responses(
             if do_sample:
                 # A guided decoder owns the temperature (see the docstring).
                 gen_kwargs.update(temperature=1.0 if processor is not None else temperature, top_p=top_p)
-                torch.manual_seed(int(seed) + start)
+                torch.manual_seed(int(seed) + int(first_index) + start)
             else:
                 gen_kwargs.update(temperature=None, top_p=None, top_k=None)
             out = model.generate(**enc, **gen_kwargs)
@@ -376,11 +382,13 @@ def generate_responses(
                 on_batch(start, batch_out)
     finally:
         tokenizer.padding_side = old_side
+        if processor is not None:
+            processor.close()  # frees the reward model's cache and removes CD's hooks on the base model
     return outputs
 
 
 def _best_of_n(model, tokenizer, prompts, method, reward, settings, num_samples, max_new_tokens, batch_size,
-               do_sample, temperature, top_p, seed, chat_template, show_progress, on_batch) -> List[str]:
+               do_sample, temperature, top_p, seed, chat_template, show_progress, on_batch, first_index) -> List[str]:
     """Best-of-N methods through :class:`~hf_stackshape.bon.StackelbergBestOfN` (``beta = 1 / weight``)."""
     from .bon import StackelbergBestOfN
 
@@ -393,4 +401,4 @@ def _best_of_n(model, tokenizer, prompts, method, reward, settings, num_samples,
         method, model, tokenizer, reward, n=int(num_samples), max_new_tokens=int(max_new_tokens),
         batch_size=int(batch_size), seed=int(seed), chat_template=chat_template, show_progress=show_progress, **options,
     )
-    return bon.generate(list(prompts), on_batch=on_batch).responses
+    return bon.generate(list(prompts), on_batch=on_batch, first_index=int(first_index)).responses

@@ -45,6 +45,21 @@ def test_generate_responses_matches_manual_generate(tiny_lm, tokenizer, tiny_rm_
         assert response == expected
 
 
+@pytest.mark.usefixtures("one_thread")
+@pytest.mark.parametrize("method", ["base", "srs-args", "srs-bon"])
+def test_resumed_sampling_draws_what_an_uninterrupted_run_draws(tiny_lm, tokenizer, tiny_rm_model, method):
+    """A resumed run (prompts[done:], first_index=done) answers the remaining prompts exactly as the whole run."""
+    rm = HFRewardModel(tiny_rm_model, tokenizer)
+    options = dict(method=method, reward=rm, weight=2.0, k=4, num_samples=3, max_new_tokens=6, batch_size=2,
+                   do_sample=True, seed=5, show_progress=False)
+    whole = generate_responses(tiny_lm, tokenizer, PROMPTS, **options)
+    resumed = generate_responses(tiny_lm, tokenizer, PROMPTS[2:], first_index=2, **options)
+    assert resumed == whole[2:]
+    # Without first_index the remaining prompts would be answered with the first batch's random numbers.
+    shifted = generate_responses(tiny_lm, tokenizer, PROMPTS[2:], **options)
+    assert shifted != whole[2:]
+
+
 def test_generate_responses_errors(tiny_lm, tokenizer):
     with pytest.raises(ValueError, match="needs a reward model"):
         generate_responses(tiny_lm, tokenizer, PROMPTS, method="args", show_progress=False)

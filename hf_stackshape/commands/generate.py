@@ -252,6 +252,7 @@ def run(args: GenerateArguments) -> int:
             seed=args.seed,
             preset=args.preset,
             on_batch=write,
+            first_index=done,
         )
     print(f"Wrote {len(prompts) - done} responses ({method.label}, weight {settings['weight']:g}) to {out_path}")
     return 0
