@@ -221,11 +221,14 @@ RANKS = textwrap.dedent(
     dist.init_process_group("gloo")
     out, weight = sys.argv[1], float(sys.argv[2])
     start = time.time()
+    # Each rank reports in its own file: two processes sharing one stdout pipe can lose or merge lines.
+    report = open(os.path.join(sys.argv[3], f"rank{dist.get_rank()}.txt"), "w")
     try:
         with open_run(out, {"weight": weight}, kind="generate") as run:
-            print(f"rank {run.rank}/{run.world_size} resumed={run.resumed}", flush=True)
+            report.write(f"rank {run.rank}/{run.world_size} resumed={run.resumed}\\n")
     except RunMismatchError as err:
-        print(f"rank {dist.get_rank()} refused after {time.time() - start:.1f}s: {err}", flush=True)
+        report.write(f"rank {dist.get_rank()} refused after {time.time() - start:.1f}s: {err}\\n")
+    report.close()
     dist.destroy_process_group()
     """
 )
@@ -238,18 +241,22 @@ def test_rank_zero_failure_reaches_every_rank_at_once(tmp_path):
     out = tmp_path / "run"
 
     def launch(weight):
+        reports = tmp_path / f"reports-{len(list(tmp_path.glob('reports-*')))}"
+        reports.mkdir()
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               str(script), str(out), str(weight)]
+               str(script), str(out), str(weight), str(reports)]
         done = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr[-3000:]
-        return done.stdout
+        return "".join((reports / f"rank{rank}.txt").read_text() for rank in (0, 1))
 
     first = launch(0.5)
     assert "rank 0/2 resumed=False" in first and "rank 1/2 resumed=False" in first
     assert "rank 1/2 resumed=True" in launch(0.5)
     refused = launch(2.0)
     for rank in (0, 1):
-        line = next(x for x in refused.splitlines() if x.startswith(f"rank {rank} refused"))
+        lines = [x for x in refused.splitlines() if x.startswith(f"rank {rank} refused")]
+        assert lines, refused
+        line = lines[0]
         assert "weight: 0.5 -> 2.0" in line
         assert float(line.split("after ")[1].split("s:")[0]) < 30  # no collective timeout
 
