@@ -24,25 +24,18 @@ from dataclasses import dataclass, field
 
 import torch
 
+from . import calibrate
 from .calibrate import intra_op_threads, smollm2_with_reward
 
 DESCRIPTION = "SRS best-of-N end to end vs the same N-sample generate alone on SmolLM2 (8 prompts x 8 samples)."
 
 
 @dataclass
-class BenchArgs:
-    """Settings of the best-of-N benchmark."""
+class BenchArgs(calibrate.BenchArgs):
+    """Settings of the best-of-N benchmark: the calibration benchmark's workload, plus the selection."""
 
-    prompts: int = field(default=8, metadata={"help": "Prompts (the first of the bundled demo train split)."})
-    samples: int = field(default=8, metadata={"help": "Samples N per prompt."})
-    max_new_tokens: int = field(default=48, metadata={"help": "New tokens per sample."})
     weight: float = field(default=2.0, metadata={"help": "Guidance weight 1/beta of the soft selection."})
     repeats: int = field(default=1, metadata={"help": "Interleaved runs per configuration (the fastest counts)."})
-    seed: int = field(default=0, metadata={"help": "Sampling seed and seed of the random score head."})
-    threads: int = field(
-        default=1,
-        metadata={"help": "torch intra-op threads (1: stable on a shared CPU; 0: torch's default)."},
-    )
 
 
 def run(args: BenchArgs) -> dict:
