@@ -377,6 +377,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         kind = "" if isinstance(err, (CLIError, ValueError, FileNotFoundError)) else f"{type(err).__name__}: "
         print(f"stackshape {command}: error: {kind}{_error_message(err)}", file=sys.stderr)
         return 2
+    finally:
+        # Under torchrun, a rank that exits with its gloo process group alive can abort at interpreter teardown.
+        if "torch" in sys.modules:
+            from .distributed import end_process_group
+
+            end_process_group()
 
 if __name__ == "__main__":
     sys.exit(main())

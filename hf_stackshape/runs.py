@@ -42,6 +42,7 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 
 from transformers.utils import logging
 
+from .distributed import DistributedSetupError, Processes
 from .io import atomic_write_json, read_json, remove_temp_files
 
 logger = logging.get_logger(__name__)
@@ -73,10 +74,6 @@ class RunMismatchError(ValueError):
 
 class RunLockedError(RuntimeError):
     """Another process holds the output's lock (the message names its pid)."""
-
-
-class DistributedSetupError(RuntimeError):
-    """A multi-process launch (``WORLD_SIZE > 1``) without the process group a shared run needs."""
 
 
 # ----------------------------------------------------------------------------------------------- fingerprints
@@ -214,61 +211,6 @@ def prompts_fingerprint(prompts: Sequence[str]) -> Dict[str, Any]:
     return {"count": len(prompts), "sha256": hashlib.sha256(data).hexdigest()}
 
 
-# ----------------------------------------------------------------------------------------------- processes
-
-
-class _Processes:
-    """Rank, world size, barrier and broadcast of this run (accelerate state, torch.distributed, or none)."""
-
-    def __init__(self, state=None):
-        import torch.distributed as dist
-
-        self._dist = dist if dist.is_available() and dist.is_initialized() else None
-        if state is not None:
-            self.rank, self.world = int(state.process_index), int(state.num_processes)
-        elif self._dist is not None:
-            self.rank, self.world = self._dist.get_rank(), self._dist.get_world_size()
-        else:
-            world = os.environ.get("WORLD_SIZE", "1")
-            if world.isdigit() and int(world) > 1:
-                raise DistributedSetupError(
-                    f"WORLD_SIZE={world} is set (a torchrun / accelerate launch?) but no torch.distributed process "
-                    "group is initialised, so every rank would compute everything into one output. Call "
-                    "torch.distributed.init_process_group() (or pass an accelerate PartialState) first, or run a "
-                    "single process."
-                )
-            self.rank, self.world = 0, 1
-        if self.world > 1 and self._dist is None:
-            raise DistributedSetupError(
-                f"A {self.world}-process run needs an initialised torch.distributed process group to share the "
-                "output's preparation; initialise it (accelerate's PartialState does) before opening the run."
-            )
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    def barrier(self) -> None:
-        if self.world > 1:
-            self._dist.barrier()
-
-    def gather(self, obj: Any) -> List[Any]:
-        """Every rank's ``obj``, on every rank."""
-        if self.world == 1:
-            return [obj]
-        out: List[Any] = [None] * self.world
-        self._dist.all_gather_object(out, obj)
-        return out
-
-    def broadcast(self, obj: Any) -> Any:
-        """Rank 0's ``obj`` on every rank."""
-        if self.world == 1:
-            return obj
-        box = [obj]
-        self._dist.broadcast_object_list(box, src=0)
-        return box[0]
-
-
 # ----------------------------------------------------------------------------------------------- the run
 
 
@@ -315,7 +257,7 @@ class Run:
     """
 
     def __init__(
-        self, output: Path, kind: str, fingerprint: Dict[str, Any], single_file: bool, procs: _Processes
+        self, output: Path, kind: str, fingerprint: Dict[str, Any], single_file: bool, procs: Processes
     ):
         self.output = output
         self.single_file = single_file
@@ -562,7 +504,7 @@ class open_run:  # noqa: N801 - used as a function: ``with open_run(...) as run`
 
     def __enter__(self) -> Run:
         path, kind, fingerprint, overwrite, single_file, state = self._args
-        procs = _Processes(state)
+        procs = Processes(state)
         run = Run(path, kind, fingerprint, single_file, procs)
         outcome: Dict[str, Any]
         if procs.is_main:

@@ -233,3 +233,20 @@ def test_module_function_specs_need_trust_remote_code(capsys, tmp_path):
     assert cli.main(argv + ["--trust_remote_code", "--output_dir", str(tmp_path / "out")]) == 0
     report = json.loads((tmp_path / "out" / "g.metrics.json").read_text())
     assert report["methods"]["all"]["average_reward"] == 3.0
+
+
+
+def test_every_command_ends_the_process_group(tmp_path, capsys):
+    """A torchrun rank that exits with its gloo group alive can abort at interpreter teardown (SIGABRT): the CLI
+    destroys the group after every command, whether it succeeded or failed."""
+    import torch.distributed as dist
+
+    for argv, expected in ((["calibrate", "--prompts", "p.jsonl"], 2), (["bench", "--help"], 0)):
+        dist.init_process_group("gloo", init_method=f"file://{tmp_path}/store-{argv[0]}", rank=0, world_size=1)
+        try:
+            assert cli.main(argv) == expected
+            assert not dist.is_initialized()
+        finally:
+            if dist.is_initialized():
+                dist.destroy_process_group()
+    assert "--output_dir" in capsys.readouterr().err

@@ -198,6 +198,28 @@ def test_paper_vs_defaults_table_matches_presets():
     )
 
 
+
+def test_module_table_names_real_modules_and_names():
+    """Every path in "The pipeline, module by module" exists, and every public name in a row is defined in it."""
+    import importlib
+
+    text = README.read_text(encoding="utf-8")
+    section = text.split("## The pipeline, module by module", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| ") and "`" in line]
+    assert len(rows) >= 8
+    for row in rows:
+        _, module_cell, names_cell = [cell.strip() for cell in row.strip("|").split("|")]
+        paths = re.findall(r"`([^`]+)`", module_cell)
+        modules = []
+        for path in paths:
+            full = ROOT / path if "/" in path else ROOT / "hf_stackshape" / path  # a bare name: in the package
+            assert full.exists(), f"README module table: {path} does not exist"
+            dotted = str(full.relative_to(ROOT)).removesuffix(".py").strip("/").replace("/", ".")
+            modules.append(importlib.import_module(dotted))
+        for name in re.findall(r"`([A-Za-z_][A-Za-z0-9_]*)`", names_cell):
+            assert any(hasattr(m, name) for m in modules), f"README module table: {name} is not in {paths}"
+
+
 # ------------------------------------------------------------------------------------------ checks
 
 

@@ -53,7 +53,8 @@ from transformers.utils import logging
 
 from ..io import prompts_from_dataset
 from ..rewards import HFRewardModel, as_reward_function
-from ..runs import _Processes, model_fingerprint, open_run, reward_fingerprint, tokenizer_fingerprint
+from ..distributed import Processes
+from ..runs import model_fingerprint, open_run, reward_fingerprint, tokenizer_fingerprint
 from .config import CalibrationConfig
 from .store import ChunkStore, chunk_seed
 from .thresholds import _short, recompute_thresholds
@@ -293,7 +294,7 @@ class ThresholdCalibrator:
         out_dir = output_dir if output_dir is not None else c.output_dir
         with contextlib.ExitStack() as stack:
             if out_dir is None:
-                procs = _Processes(state)
+                procs = Processes(state)
                 if procs.world > 1:
                     raise ValueError("A multi-process calibration needs an output_dir (ranks exchange chunks there).")
                 run, store = None, None

@@ -1,0 +1,88 @@
+"""The process layout of a multi-process run (``torchrun``, ``accelerate launch``), in one place.
+
+:class:`Processes` gives a stage its rank, world size, barrier, gather and broadcast, from an accelerate
+``PartialState``, an initialised ``torch.distributed`` process group, or neither (one process); it refuses a
+``WORLD_SIZE > 1`` launch with no process group, where every rank would compute everything into one output.
+
+:func:`end_process_group` destroys the default process group at the end of a program. A process that exits
+with a gloo group still alive can abort (SIGABRT, "terminate called without an active exception") while the
+interpreter tears down: gloo's worker threads still hold tensors then. The ``stackshape`` command line calls
+it after every command; a script of your own run under ``torchrun`` should end with it (or with
+``trainer.accelerator.end_training()``, which does the same).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, List
+
+__all__ = ["DistributedSetupError", "Processes", "end_process_group"]
+
+
+class DistributedSetupError(RuntimeError):
+    """A multi-process launch (``WORLD_SIZE > 1``) without the process group a shared run needs."""
+
+
+class Processes:
+    """Rank, world size, barrier and broadcast of this run (accelerate state, torch.distributed, or none)."""
+
+    def __init__(self, state=None):
+        import torch.distributed as dist
+
+        self._dist = dist if dist.is_available() and dist.is_initialized() else None
+        if state is not None:
+            self.rank, self.world = int(state.process_index), int(state.num_processes)
+        elif self._dist is not None:
+            self.rank, self.world = self._dist.get_rank(), self._dist.get_world_size()
+        else:
+            world = os.environ.get("WORLD_SIZE", "1")
+            if world.isdigit() and int(world) > 1:
+                raise DistributedSetupError(
+                    f"WORLD_SIZE={world} is set (a torchrun / accelerate launch?) but no torch.distributed process "
+                    "group is initialised, so every rank would compute everything into one output. Call "
+                    "torch.distributed.init_process_group() (or pass an accelerate PartialState) first, or run a "
+                    "single process."
+                )
+            self.rank, self.world = 0, 1
+        if self.world > 1 and self._dist is None:
+            raise DistributedSetupError(
+                f"A {self.world}-process run needs an initialised torch.distributed process group to share the "
+                "output's preparation; initialise it (accelerate's PartialState does) before opening the run."
+            )
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            self._dist.barrier()
+
+    def gather(self, obj: Any) -> List[Any]:
+        """Every rank's ``obj``, on every rank."""
+        if self.world == 1:
+            return [obj]
+        out: List[Any] = [None] * self.world
+        self._dist.all_gather_object(out, obj)
+        return out
+
+    def broadcast(self, obj: Any) -> Any:
+        """Rank 0's ``obj`` on every rank."""
+        if self.world == 1:
+            return obj
+        box = [obj]
+        self._dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+
+def end_process_group() -> bool:
+    """Destroy the default ``torch.distributed`` process group if one is initialised; return whether it did.
+
+    Call it once, at the very end of a multi-process program, after the last collective on every rank.
+    """
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return False
+    dist.destroy_process_group()
+    return True
