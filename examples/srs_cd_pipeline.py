@@ -5,7 +5,8 @@
 2. train two Q-heads on those rollouts: one on SRS-shaped rewards ``B * sigmoid(alpha * (r - m*(x)))``, one on
    the raw rewards (vanilla CD);
 3. decode held-out prompts with ``CDLogitsProcessor`` (each head, same lambda) and with plain greedy;
-4. compare the average reward.
+4. compare the average reward: each method's mean with its 95% bootstrap interval over the held-out prompts,
+   and each CD method's paired difference to greedy (same prompts), so a gap inside the noise reads as such.
 
 Small defaults run in a few minutes on 2 CPU cores; the paper's scale is ``--num_prompts 10000
 --num_samples 10 --max_new_tokens 128 --epochs 15`` on a GPU. The q head sits on the base model itself, so
@@ -34,6 +35,7 @@ from hf_stackshape import (
     load_smollm2,
 )
 from hf_stackshape.calibration import CalibrationConfig
+from hf_stackshape.evaluation.stats import bootstrap_ci, paired_bootstrap_ci
 from hf_stackshape.io import atomic_write_json
 from hf_stackshape.rewards import load_reward
 
@@ -66,6 +68,7 @@ def parse_args(argv=None):
     p.add_argument("--weight", type=float, default=1.5, help="CD lambda (paper: 1.5).")
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--output_dir", default="runs/srs_cd")
+    p.add_argument("--overwrite", action="store_true", help="Discard a calibration made with other settings.")
     return p.parse_args(argv)
 
 
@@ -82,10 +85,11 @@ def main(argv=None) -> dict:
         prompts = default_prompts(args.num_prompts + args.num_eval_prompts)
     train_prompts, eval_prompts = prompts[: args.num_prompts], prompts[args.num_prompts :]
 
-    # 1. Calibrate m*(x) from N base rollouts per prompt (resumable: rerunning reuses the cache).
+    # 1. Calibrate m*(x) from N base rollouts per prompt (resumable: rerunning the same command reuses what was
+    # written; other settings into the same --output_dir are refused, pass --overwrite to start over).
     calib_cfg = CalibrationConfig(
         num_samples=args.num_samples, max_new_tokens=args.max_new_tokens, beta=args.beta, bound=args.bound,
-        safeguards="cd", output_dir=os.path.join(args.output_dir, "calibration"), overwrite=True,
+        safeguards="cd", output_dir=os.path.join(args.output_dir, "calibration"), overwrite=args.overwrite,
     )
     calibrator = ThresholdCalibrator(model, tok, reward, calib_cfg)
     rollouts = calibrator.calibrate(train_prompts)
@@ -105,10 +109,11 @@ def main(argv=None) -> dict:
         )
         start = time.perf_counter()
         trainer = QHeadTrainer(qhead, config, train_dataset=rollouts, processing_class=tok)
-        trainer.train()
+        summary = trainer.train()
         trainer.save_model(config.output_dir)
         losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-        print(f"[{transform}] trained in {time.perf_counter() - start:.1f}s; loss {losses[0]:.4f} -> {losses[-1]:.4f}")
+        curve = f"loss {losses[0]:.4f} -> {losses[-1]:.4f}" if len(losses) > 1 else f"mean loss {summary.training_loss:.4f}"
+        print(f"[{transform}] {trainer.state.global_step} steps in {time.perf_counter() - start:.1f}s; {curve}")
         heads[transform] = QHeadModel.from_pretrained(config.output_dir, backbone=model)
 
     # 3. Decode the held-out prompts: plain greedy, vanilla CD, SRS-CD.
@@ -126,17 +131,29 @@ def main(argv=None) -> dict:
                                  max_new_tokens=args.max_new_tokens, pad_token_id=tok.pad_token_id)
         return tok.batch_decode(out[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
 
-    results = {}
-    for name, processor in [
-        ("greedy", None),
-        ("cd-vanilla", CDLogitsProcessor(heads["raw"], k=args.k, weight=args.weight, base_model=model)),
-        ("cd-srs", CDLogitsProcessor(heads["srs"], k=args.k, weight=args.weight, base_model=model)),
-    ]:
-        responses = decode(processor)
-        scores = reward.score(eval_prompts, responses)
-        results[name] = float(scores.mean())
-        print(f"{name:>11}: average reward {results[name]:+.4f}   e.g. {responses[0][:70]!r}")
-    atomic_write_json(os.path.join(args.output_dir, "results.json"), {"settings": vars(args), "average_reward": results})
+    scores, results = {}, {}
+    for name, head in [("greedy", None), ("cd-vanilla", heads["raw"]), ("cd-srs", heads["srs"])]:
+        if head is None:
+            responses = decode()
+        else:
+            # A processor hooks the base model's forward: `with` removes the hook when decoding is done.
+            with CDLogitsProcessor(head, k=args.k, weight=args.weight, base_model=model) as processor:
+                responses = decode(processor)
+        scores[name] = reward.score(eval_prompts, responses).tolist()
+        results[name] = bootstrap_ci(scores[name])
+        if head is not None:
+            results[name]["minus_greedy"] = paired_bootstrap_ci(scores[name], scores["greedy"])
+        r = results[name]
+        line = f"{name:>11}: average reward {r['mean']:+.4f} [{r['ci_low']:+.4f}, {r['ci_high']:+.4f}]"
+        if head is not None:
+            d = r["minus_greedy"]
+            line += f"; minus greedy {d['mean']:+.4f} [{d['ci_low']:+.4f}, {d['ci_high']:+.4f}]"
+        print(f"{line}   e.g. {responses[0][:60]!r}")
+    print(f"(95% bootstrap intervals over {len(eval_prompts)} held-out prompts)")
+    atomic_write_json(
+        os.path.join(args.output_dir, "results.json"),
+        {"settings": vars(args), "average_reward": results, "per_prompt_reward": scores},
+    )
     return results
 
 
