@@ -363,6 +363,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"stackshape: error: unknown command {command!r}; choose one of {', '.join(COMMANDS)}.", file=sys.stderr)
         return 2
     debug = os.environ.get("STACKSHAPE_DEBUG", "") not in ("", "0")
+    from .distributed import end_process_group, process_group_initialized
+
+    caller_group = process_group_initialized()  # a group set up by whoever called us is theirs to end
     try:
         module = importlib.import_module(_module_name(command))
         if hasattr(module, "main"):
@@ -379,10 +382,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 2
     finally:
         # Under torchrun, a rank that exits with its gloo process group alive can abort at interpreter teardown.
-        if "torch" in sys.modules:
-            from .distributed import end_process_group
-
+        if not caller_group and process_group_initialized():
             end_process_group()
+
 
 if __name__ == "__main__":
     sys.exit(main())

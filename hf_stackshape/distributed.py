@@ -7,16 +7,18 @@
 :func:`end_process_group` destroys the default process group at the end of a program. A process that exits
 with a gloo group still alive can abort (SIGABRT, "terminate called without an active exception") while the
 interpreter tears down: gloo's worker threads still hold tensors then. The ``stackshape`` command line calls
-it after every command; a script of your own run under ``torchrun`` should end with it (or with
-``trainer.accelerator.end_training()``, which does the same).
+it after every command that started one (a group the caller had set up before is left alone); a script of
+your own run under ``torchrun`` should end with it (or with ``trainer.accelerator.end_training()``, which does
+the same).
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any, List
 
-__all__ = ["DistributedSetupError", "Processes", "end_process_group"]
+__all__ = ["DistributedSetupError", "Processes", "end_process_group", "process_group_initialized"]
 
 
 class DistributedSetupError(RuntimeError):
@@ -73,6 +75,13 @@ class Processes:
         box = [obj]
         self._dist.broadcast_object_list(box, src=0)
         return box[0]
+
+
+def process_group_initialized() -> bool:
+    """Whether a default ``torch.distributed`` process group is up (``False``, without importing torch, if torch
+    was never imported)."""
+    dist = sys.modules.get("torch.distributed")
+    return bool(dist is not None and dist.is_available() and dist.is_initialized())
 
 
 def end_process_group() -> bool:

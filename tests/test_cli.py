@@ -236,17 +236,32 @@ def test_module_function_specs_need_trust_remote_code(capsys, tmp_path):
 
 
 
-def test_every_command_ends_the_process_group(tmp_path, capsys):
+
+def test_a_command_ends_the_process_group_it_started(tmp_path, monkeypatch, capsys):
     """A torchrun rank that exits with its gloo group alive can abort at interpreter teardown (SIGABRT): the CLI
-    destroys the group after every command, whether it succeeded or failed."""
+    destroys a group the command started, whether the command succeeded or failed; a group the caller set up
+    before calling the CLI is left alone."""
     import torch.distributed as dist
 
-    for argv, expected in ((["calibrate", "--prompts", "p.jsonl"], 2), (["bench", "--help"], 0)):
-        dist.init_process_group("gloo", init_method=f"file://{tmp_path}/store-{argv[0]}", rank=0, world_size=1)
-        try:
-            assert cli.main(argv) == expected
+    def command(error=None):
+        def main(argv):
+            dist.init_process_group("gloo", init_method=f"file://{tmp_path}/store-{len(list(tmp_path.iterdir()))}",
+                                    rank=0, world_size=1)
+            if error is not None:
+                raise error
+            return 0
+
+        monkeypatch.setattr(cli.importlib, "import_module", lambda name: types.SimpleNamespace(main=main))
+
+    try:
+        for error, code in ((None, 0), (ValueError("bad --weight"), 2)):
+            command(error)
+            assert cli.main(["generate"]) == code
             assert not dist.is_initialized()
-        finally:
-            if dist.is_initialized():
-                dist.destroy_process_group()
-    assert "--output_dir" in capsys.readouterr().err
+        assert "bad --weight" in capsys.readouterr().err
+        dist.init_process_group("gloo", init_method=f"file://{tmp_path}/caller", rank=0, world_size=1)
+        assert cli.main(["calibrate", "--prompts", "p.jsonl"]) == 2  # fails before doing anything
+        assert dist.is_initialized()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
