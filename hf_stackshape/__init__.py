@@ -19,8 +19,9 @@ Heavy submodules are imported on first use. Importing the package registers the 
 classes too.
 """
 
-import importlib
 from typing import TYPE_CHECKING
+
+from ._lazy import lazy_getattr
 
 __version__ = "0.1.0"
 
@@ -87,13 +88,7 @@ def _register_auto_classes() -> None:
 _register_auto_classes()
 
 
-def __getattr__(name):
-    if name in _EXPORTS:
-        module = importlib.import_module(f".{_EXPORTS[name]}", __name__)
-        value = getattr(module, name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'hf_stackshape' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _EXPORTS)
 
 
 def __dir__():

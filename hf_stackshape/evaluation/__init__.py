@@ -18,8 +18,9 @@ Examples:
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
+
+from .._lazy import lazy_getattr
 
 #: The packaged `evaluate` modules (folders under ``hf_stackshape/evaluation/metrics/``).
 METRICS = ("average_reward", "diversity", "coherence", "win_tie", "stackelberg_utility")
@@ -66,9 +67,4 @@ def load_metric(name: str, **kwargs):
     return evaluate.load(str(metric_path(name)), **kwargs)
 
 
-def __getattr__(name):
-    if name in _LAZY:
-        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)

@@ -6,7 +6,7 @@ Submodules are imported on first use (the trainer pulls in `transformers.Trainer
 classes at ``import hf_stackshape`` stays cheap.
 """
 
-import importlib
+from .._lazy import lazy_getattr
 
 _EXPORTS = {
     "QHeadConfig": "configuration_qhead",
@@ -32,9 +32,4 @@ def register_auto_classes() -> None:
     AutoModel.register(QHeadConfig, QHeadModel, exist_ok=True)
 
 
-def __getattr__(name):
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'hf_stackshape.qhead' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _EXPORTS)
