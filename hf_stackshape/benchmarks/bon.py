@@ -81,11 +81,7 @@ def _run(args: BenchArgs) -> dict:
         result = bon.generate(prompts, return_candidates=True)
         best["bon"] = min(best["bon"], time.perf_counter() - start)
     return {
-        "device": str(model.device),
-        "threads": torch.get_num_threads(),
-        "prompts": args.prompts,
-        "samples": args.samples,
-        "max_new_tokens": args.max_new_tokens,
+        **calibrate.workload(model, args),
         "generate_s": best["generate"],
         "reward_s": best["reward"],
         "bon_s": best["bon"],

@@ -85,6 +85,17 @@ def smollm2_with_reward(num_prompts: int, seed: int, reward_batch_size: int = 16
     return model, tokenizer, reward, [pool[i % len(pool)] for i in range(num_prompts)]
 
 
+def workload(model, args: BenchArgs) -> dict:
+    """The fields every report of this workload starts with: where it ran and how large it was."""
+    return {
+        "device": str(model.device),
+        "threads": torch.get_num_threads(),
+        "prompts": args.prompts,
+        "samples": args.samples,
+        "max_new_tokens": args.max_new_tokens,
+    }
+
+
 def run(args: BenchArgs) -> dict:
     if min(args.prompts, args.samples, args.max_new_tokens) < 1:
         raise ValueError("`prompts`, `samples` and `max_new_tokens` must all be >= 1.")
@@ -130,11 +141,7 @@ def _run(args: BenchArgs) -> dict:
     calibrated_rewards = torch.tensor([r for rs in dataset["rewards"] for r in rs])
     max_reward_diff = (calibrated_rewards - plain_rewards).abs().max().item()
     return {
-        "device": str(model.device),
-        "threads": torch.get_num_threads(),
-        "prompts": args.prompts,
-        "samples": args.samples,
-        "max_new_tokens": args.max_new_tokens,
+        **workload(model, args),
         "generate_s": generate_s,
         "reward_s": reward_s,
         "calibrate_s": calibrate_s,
