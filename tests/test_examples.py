@@ -13,10 +13,14 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
 
 
-def _run(script, args, workdir, timeout=600):
+def _start(script, args, workdir, timeout=600):
     env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="2")
-    done = subprocess.run([sys.executable, str(EXAMPLES / script), *args], cwd=workdir, env=env,
+    return subprocess.run([sys.executable, str(EXAMPLES / script), *args], cwd=workdir, env=env,
                           capture_output=True, text=True, timeout=timeout)
+
+
+def _run(script, args, workdir):
+    done = _start(script, args, workdir)
     assert done.returncode == 0, f"examples/{script} failed:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}"
     return done.stdout
 
@@ -56,9 +60,7 @@ def test_srs_cd_pipeline(tmp_path):
     _run("srs_cd_pipeline.py", args, tmp_path)
     assert {p: p.stat().st_mtime_ns for p in chunks} == chunks
     assert json.loads((tmp_path / "run" / "results.json").read_text()) == results
-    env = dict(os.environ, HF_HUB_OFFLINE="1")
-    other = subprocess.run([sys.executable, str(EXAMPLES / "srs_cd_pipeline.py"), *args, "--num_samples", "3"],
-                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    other = _start("srs_cd_pipeline.py", [*args, "--num_samples", "3"], tmp_path)
     assert other.returncode != 0 and "num_samples" in other.stderr and "--overwrite" in other.stderr
 
 
