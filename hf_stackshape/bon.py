@@ -155,6 +155,8 @@ class BestOfNOutput:
             the exact utility of the method on these samples (no selection noise).
         effective_sample_size (`torch.Tensor` of shape `(P,)`): ``1 / sum_i weights_i^2``.
         candidates (`list[list[str]]`, *optional*): all ``N`` samples per prompt (``return_candidates=True``).
+        indices (`list[int]`, *optional*): each prompt's index in the whole job, the key of its random draws
+            (:mod:`hf_stackshape.sampling`); :meth:`StackelbergBestOfN.reselect` draws with the same keys.
     """
 
     responses: List[str]
@@ -167,6 +169,7 @@ class BestOfNOutput:
     expected_reward: torch.Tensor
     effective_sample_size: torch.Tensor
     candidates: Optional[List[List[str]]] = None
+    indices: Optional[List[int]] = None
 
     def diagnostics(self) -> List[Dict[str, float]]:
         """One plain dict per prompt: ``threshold``, ``chosen_index``, ``chosen_reward``, ``expected_reward``,
@@ -190,7 +193,9 @@ def _concat(parts: List["BestOfNOutput"], with_candidates: bool) -> "BestOfNOutp
                      "expected_reward", "effective_sample_size")
     }
     candidates = [c for p in parts for c in p.candidates] if with_candidates else None
-    return BestOfNOutput(responses=[r for p in parts for r in p.responses], candidates=candidates, **tensors)
+    indices = [i for p in parts for i in p.indices] if all(p.indices is not None for p in parts) else None
+    return BestOfNOutput(responses=[r for p in parts for r in p.responses], candidates=candidates, indices=indices,
+                         **tensors)
 
 
 def _score_groups(reward: RewardFunction, prompts: List[str], groups: List[List[str]]) -> torch.Tensor:
@@ -241,9 +246,10 @@ class StackelbergBestOfN:
         max_new_tokens (`int`, *optional*, defaults to 128): tokens per sample.
         batch_size (`int`, *optional*, defaults to 4): prompts per ``generate`` call (``batch_size * n`` rows).
         seed (`int`, *optional*, defaults to 0):
-            Sampling seed (the batch starting at prompt ``s`` samples under ``torch.manual_seed(seed + s)``, on a
-            forked RNG) and selection seed (one uniform per prompt, in prompt order, from a generator seeded with
-            ``seed``, so the selection does not depend on ``batch_size``).
+            Seed of every random draw. Prompt ``i`` (its index in the whole job) draws its ``j``-th sample from a
+            generator keyed by ``(seed, i, j)`` and its soft selection's uniform from one keyed by ``(seed, i)``
+            (:mod:`hf_stackshape.sampling`), so results depend neither on ``batch_size`` nor on how the prompts
+            are split over processes.
         chat_template (`bool`, *optional*): wrap prompts in the tokenizer's chat template (default: when it has one).
         show_progress (`bool`, *optional*, defaults to `True`): tqdm bar over batches.
         generation_kwargs: overrides of the model's ``generation_config`` (``temperature``, ``top_p``, ``top_k``...).
@@ -340,13 +346,16 @@ class StackelbergBestOfN:
         rewards: torch.Tensor,
         generator: Optional[torch.Generator] = None,
         mask: Optional[torch.Tensor] = None,
+        indices: Optional[Sequence[int]] = None,
     ) -> Dict[str, torch.Tensor]:
         """Choose one sample per prompt from its rewards: the whole method after scoring, no model needed.
 
         Args:
             rewards (`torch.Tensor` of shape `(P, N)`): the guiding reward of each sample.
-            generator (`torch.Generator`, *optional*): CPU generator of the soft selection's uniforms
-                (default: one seeded with ``seed``).
+            generator (`torch.Generator`, *optional*): CPU generator of the soft selection's uniforms, one per
+                prompt in order (default: one seeded with ``seed``).
+            indices (`list[int]`, *optional*): the prompts' global indices; each uniform is then drawn from a
+                generator keyed by ``(seed, index)`` instead (what :meth:`generate` does).
             mask (`torch.BoolTensor` of shape `(P, N)`, *optional*): ``False`` marks padding, never chosen.
 
         Returns:
@@ -366,9 +375,16 @@ class StackelbergBestOfN:
             weights = torch.nn.functional.one_hot(index, u.shape[-1]).double()
         else:
             weights = follower_weights(shaped, self.beta, mask)
-            if generator is None:
-                generator = torch.Generator().manual_seed(self.seed)
-            uniform = torch.rand(u.shape[0], generator=generator, dtype=torch.float64)
+            if indices is not None:
+                from .sampling import keyed_uniform
+
+                if len(indices) != u.shape[0]:
+                    raise ValueError(f"`indices` has {len(indices)} entries for {u.shape[0]} prompts.")
+                uniform = keyed_uniform(self.seed, indices)
+            else:
+                if generator is None:
+                    generator = torch.Generator().manual_seed(self.seed)
+                uniform = torch.rand(u.shape[0], generator=generator, dtype=torch.float64)
             cdf = weights.cumsum(dim=-1)
             # Inverse CDF: the first sample whose cumulative weight exceeds the uniform (zero weights never win).
             index = (cdf <= (uniform * cdf[:, -1]).unsqueeze(-1)).sum(dim=-1)
@@ -388,7 +404,8 @@ class StackelbergBestOfN:
     # ------------------------------------------------------------------------------------ sampling
 
     def generation_config(self):
-        """The model's ``generation_config`` with sampling on, ``num_return_sequences=n`` and the overrides."""
+        """The model's ``generation_config`` with sampling on, ``num_return_sequences=n`` and the overrides: what
+        the samples are drawn from (:meth:`sample` draws them with keyed generators, see :mod:`hf_stackshape.sampling`)."""
         cfg = copy.deepcopy(self.model.generation_config)
         cfg.update(
             do_sample=True,
@@ -404,9 +421,14 @@ class StackelbergBestOfN:
         return cfg
 
     @torch.no_grad()
-    def sample(self, prompts: Sequence[str], seed: int) -> List[List[str]]:
-        """``N`` decoded samples per prompt from one ``generate`` call under ``torch.manual_seed(seed)``."""
+    def sample(self, prompts: Sequence[str], indices: Sequence[int]) -> List[List[str]]:
+        """``N`` decoded samples per prompt from one ``generate`` call; sample ``j`` of the prompt with global index
+        ``i`` draws from a generator keyed by ``(seed, i, j)`` (:class:`~hf_stackshape.sampling.KeyedSampler`)."""
         from .generation import format_prompts
+        from .sampling import KeyedSampler, draw_key
+
+        if len(indices) != len(prompts):
+            raise ValueError(f"`indices` has {len(indices)} entries for {len(prompts)} prompts.")
 
         if self.tokenizer.pad_token_id is None:
             raise ValueError("The tokenizer has no pad token to batch prompts; set tokenizer.pad_token = tokenizer.eos_token.")
@@ -418,10 +440,15 @@ class StackelbergBestOfN:
             enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
         finally:
             self.tokenizer.padding_side = old_side
-        devices = [device.index or 0] if device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(int(seed))
-            out = self.model.generate(**enc, generation_config=self.generation_config())
+        sampling = self.generation_config()
+        sampler = KeyedSampler.expand(
+            [draw_key(self.seed, i, j, "sample") for i in indices for j in range(self.n)], sampling
+        )
+        # Greedy over the sampler's draws: generate(do_sample=True) would draw from the global RNG, batch-wide.
+        greedy = copy.deepcopy(sampling)
+        greedy.update(do_sample=False, num_return_sequences=1, temperature=None, top_k=None, top_p=None, min_p=None)
+        enc = {key: value.repeat_interleave(self.n, dim=0) for key, value in enc.items()}
+        out = self.model.generate(**enc, generation_config=greedy, logits_processor=[sampler])
         decoded = self.tokenizer.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
         decoded = [t.strip() for t in decoded]
         return [decoded[i * self.n : (i + 1) * self.n] for i in range(len(texts))]
@@ -432,6 +459,7 @@ class StackelbergBestOfN:
         return_candidates: bool = False,
         on_batch: Optional[Callable[[int, List[str]], None]] = None,
         first_index: int = 0,
+        indices: Optional[Sequence[int]] = None,
     ) -> BestOfNOutput:
         """Answer every prompt with its selected sample.
 
@@ -441,8 +469,10 @@ class StackelbergBestOfN:
             return_candidates (`bool`, *optional*, defaults to `False`): keep all ``N`` samples in the output.
             on_batch (`Callable[[int, list[str]], None]`, *optional*): called after each batch with the index of
                 its first prompt and its chosen responses (for resumable writers).
-            first_index (`int`, *optional*, defaults to 0): index of ``prompts[0]`` in the whole job; seeds
-                follow the global index, so a resumed run samples and selects as an uninterrupted one would.
+            first_index (`int`, *optional*, defaults to 0): index of ``prompts[0]`` in the whole job.
+            indices (`list[int]`, *optional*): every prompt's index in the whole job (instead of ``first_index``).
+                Draws are keyed by it, so a resumed run, another batch size or another split over processes
+                samples and selects as an uninterrupted single run would.
 
         Returns:
             [`BestOfNOutput`].
@@ -452,21 +482,21 @@ class StackelbergBestOfN:
         prompts = list(prompts)
         if not prompts:
             raise ValueError("No prompts to answer.")
-        generator = torch.Generator().manual_seed(self.seed)
-        if first_index:
-            torch.rand(int(first_index), generator=generator, dtype=torch.float64)  # skip earlier prompts' draws
+        from .generation import _global_indices
+
+        indices = _global_indices(prompts, first_index, indices)
         parts = []
         starts = range(0, len(prompts), self.batch_size)
         label = f"best-of-{self.n} {self.transform.name}/{self.selection}"
         for start in tqdm(starts, desc=label, disable=not self.show_progress, leave=False):
             batch = prompts[start : start + self.batch_size]
-            groups = self.sample(batch, self.seed + first_index + start)
+            batch_indices = indices[start : start + len(batch)]
+            groups = self.sample(batch, batch_indices)
             rewards = _score_groups(self.reward, batch, groups)
-            chosen = self.select(rewards, generator)
+            chosen = self.select(rewards, indices=batch_indices)
             responses = [g[i] for g, i in zip(groups, chosen["chosen_index"].tolist())]
-            parts.append(BestOfNOutput(responses=responses, candidates=groups, rewards=rewards, **{
-                k: v for k, v in chosen.items()
-            }))
+            parts.append(BestOfNOutput(responses=responses, candidates=groups, rewards=rewards, indices=batch_indices,
+                                       **chosen))
             if on_batch is not None:
                 on_batch(start, responses)
         return _concat(parts, return_candidates)
@@ -479,9 +509,11 @@ class StackelbergBestOfN:
             raise ValueError("`samples` has no candidates; produce it with generate(..., return_candidates=True).")
         if samples.rewards.shape[-1] != self.n:
             raise ValueError(f"`samples` holds {samples.rewards.shape[-1]} samples per prompt, this best-of-N n={self.n}.")
-        chosen = self.select(samples.rewards, torch.Generator().manual_seed(self.seed))
+        indices = samples.indices if samples.indices is not None else list(range(len(samples.responses)))
+        chosen = self.select(samples.rewards, indices=indices)
         responses = [g[i] for g, i in zip(samples.candidates, chosen["chosen_index"].tolist())]
-        return BestOfNOutput(responses=responses, candidates=samples.candidates, rewards=samples.rewards, **chosen)
+        return BestOfNOutput(responses=responses, candidates=samples.candidates, rewards=samples.rewards,
+                             indices=list(indices), **chosen)
 
 
 def best_of_n_grid(
@@ -491,6 +523,7 @@ def best_of_n_grid(
     prompts: Sequence[str],
     methods: Sequence[str],
     weights: Sequence[float],
+    indices: Optional[Sequence[int]] = None,
     **kwargs,
 ) -> Dict[tuple, BestOfNOutput]:
     """Every best-of-N method at every guidance weight from one set of samples.
@@ -504,6 +537,8 @@ def best_of_n_grid(
         prompts (`list[str]`): the prompts.
         methods (`list[str]`): best-of-N method names (``"bon"``, ``"soft-bon"``, ``"srs-bon"``, ``"<transform>-bon"``).
         weights (`list[float]`): guidance weights ``1 / beta`` (0: a uniform choice).
+        indices (`list[int]`, *optional*): the prompts' global indices (default ``0..P-1``), the keys of their
+            random draws (e.g. one rank's share of a multi-process sweep).
         kwargs: the other [`StackelbergBestOfN`] settings (``n``, ``bound``, ``alpha``, ``seed``, ``max_new_tokens``...).
 
     Returns:
@@ -517,7 +552,7 @@ def best_of_n_grid(
         raise ValueError(f"Give at least one best-of-N method and one weight, got methods={methods!r}, weights={weights!r}.")
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
     samples = StackelbergBestOfN.from_method(parsed[0], model, tokenizer, reward, weight=weights[0], **kwargs).generate(
-        prompts, return_candidates=True
+        prompts, return_candidates=True, indices=indices
     )
     return {
         (method.label, float(weight)): StackelbergBestOfN.from_method(

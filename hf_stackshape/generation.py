@@ -239,7 +239,19 @@ def prompt_budget(model, max_new_tokens: int, max_prompt_length: Optional[int] =
     return budget
 
 
-def _encode_prompts(tokenizer, texts: Sequence[str], budget: Optional[int], first_index: int):
+def _global_indices(prompts, first_index: int, indices) -> List[int]:
+    """Each prompt's index in the whole job: ``indices`` as given (checked), else ``first_index, first_index + 1...``."""
+    if indices is None:
+        return list(range(int(first_index), int(first_index) + len(prompts)))
+    indices = [int(i) for i in indices]
+    if len(indices) != len(prompts):
+        raise ValueError(f"`indices` has {len(indices)} entries for {len(prompts)} prompts; give one global index per prompt.")
+    if first_index:
+        raise ValueError("Pass either `indices` or `first_index`, not both.")
+    return indices
+
+
+def _encode_prompts(tokenizer, texts: Sequence[str], budget: Optional[int], indices: Sequence[int]):
     """Left-padded, left-truncated batch encoding; warns once per prompt that was cut."""
     if budget is not None:
         lengths = [len(ids) for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
@@ -247,7 +259,7 @@ def _encode_prompts(tokenizer, texts: Sequence[str], budget: Optional[int], firs
             if n > budget:
                 logger.warning(
                     "Prompt %d is %d tokens, more than the %d that fit before the response; its first %d tokens "
-                    "are dropped (left truncation).", first_index + i, n, budget, n - budget,
+                    "are dropped (left truncation).", indices[i], n, budget, n - budget,
                 )
     old = getattr(tokenizer, "truncation_side", "right")
     tokenizer.truncation_side = "left"
@@ -288,6 +300,7 @@ def generate_responses(
     preset: Optional[str] = None,
     max_prompt_length: Optional[int] = None,
     first_index: int = 0,
+    indices: Optional[Sequence[int]] = None,
 ) -> List[str]:
     """Generate one response per prompt with ``method``, in batches (left padding), and decode them.
 
@@ -313,14 +326,19 @@ def generate_responses(
         preset (`str`, *optional*): e.g. ``"paper"``: the authors' decoder settings where none are given.
         max_prompt_length (`int`, *optional*): prompt token budget (default: the model's context minus
             ``max_new_tokens``); longer prompts lose their start, with a warning.
-        first_index (`int`, *optional*, defaults to 0): index of ``prompts[0]`` in the whole job, so that a
-            resumed run (``prompts[done:]``, ``first_index=done``) draws the same random numbers as an
-            uninterrupted one.
+        first_index (`int`, *optional*, defaults to 0): index of ``prompts[0]`` in the whole job (the prompts
+            are then ``first_index, first_index + 1, ...``).
+        indices (`list[int]`, *optional*): the global index of each prompt in the whole job (instead of
+            ``first_index``), e.g. one rank's share of a multi-process run. Every random draw of a prompt
+            (sampling, best-of-N's samples and selection) comes from a generator keyed by ``(seed, its index)``
+            (:mod:`hf_stackshape.sampling`), so results do not depend on the batch size, on a resume point or on
+            the world size.
 
     Returns:
         `list[str]`: the decoded responses (special tokens skipped), in prompt order.
     """
     method = method if isinstance(method, Method) else parse_method(method)
+    indices = _global_indices(prompts, first_index, indices)
     if int(batch_size) < 1:
         raise ValueError(f"`batch_size` must be >= 1, got {batch_size!r}.")
     if int(max_new_tokens) < 1:
@@ -329,7 +347,7 @@ def generate_responses(
         settings = decoder_settings(method, preset, weight=weight, beta=beta, bound=bound, alpha=alpha)
         return _best_of_n(model, tokenizer, prompts, method, reward, settings, num_samples, max_new_tokens,
                           batch_size, do_sample, temperature, top_p, seed, chat_template, show_progress, on_batch,
-                          first_index)
+                          indices)
     settings = decoder_settings(
         method, preset, weight=weight, k=k, bound=bound, alpha=alpha, beta=beta, temperature=cd_temperature
     )
@@ -352,7 +370,8 @@ def generate_responses(
         starts = range(0, len(texts), int(batch_size))
         for start in tqdm(starts, desc=f"generate {method.label}", disable=not show_progress, leave=False):
             batch_prompts = list(prompts[start : start + int(batch_size)])
-            enc = _encode_prompts(tokenizer, texts[start : start + int(batch_size)], budget, first_index + start)
+            batch_indices = indices[start : start + len(batch_prompts)]
+            enc = _encode_prompts(tokenizer, texts[start : start + int(batch_size)], budget, batch_indices)
             enc = enc.to(device)
             processors = LogitsProcessorList()
             if processor is not None:
@@ -369,11 +388,16 @@ def generate_responses(
                 logits_processor=processors,
             )
             if do_sample:
-                # A guided decoder owns the temperature (see the docstring).
-                gen_kwargs.update(temperature=1.0 if processor is not None else temperature, top_p=top_p)
-                torch.manual_seed(int(seed) + int(first_index) + start)
-            else:
-                gen_kwargs.update(temperature=None, top_p=None, top_k=None)
+                # Each prompt draws from its own generator (keyed by its global index), as the last processor of
+                # a greedy generate; a guided decoder owns the temperature (see the docstring).
+                from .sampling import KeyedSampler, draw_key
+
+                processors.append(KeyedSampler.expand(
+                    [draw_key(seed, i, 0, "sample") for i in batch_indices], model.generation_config,
+                    temperature=1.0 if processor is not None else temperature, top_p=top_p,
+                ))
+                gen_kwargs["do_sample"] = False
+            gen_kwargs.update(temperature=None, top_p=None, top_k=None)
             out = model.generate(**enc, **gen_kwargs)
             new = out[:, enc["input_ids"].shape[1] :]
             batch_out = [t.strip() for t in tokenizer.batch_decode(new, skip_special_tokens=True)]
@@ -388,7 +412,7 @@ def generate_responses(
 
 
 def _best_of_n(model, tokenizer, prompts, method, reward, settings, num_samples, max_new_tokens, batch_size,
-               do_sample, temperature, top_p, seed, chat_template, show_progress, on_batch, first_index) -> List[str]:
+               do_sample, temperature, top_p, seed, chat_template, show_progress, on_batch, indices) -> List[str]:
     """Best-of-N methods through :class:`~hf_stackshape.bon.StackelbergBestOfN` (``beta = 1 / weight``)."""
     from .bon import StackelbergBestOfN
 
@@ -401,4 +425,4 @@ def _best_of_n(model, tokenizer, prompts, method, reward, settings, num_samples,
         method, model, tokenizer, reward, n=int(num_samples), max_new_tokens=int(max_new_tokens),
         batch_size=int(batch_size), seed=int(seed), chat_template=chat_template, show_progress=show_progress, **options,
     )
-    return bon.generate(list(prompts), on_batch=on_batch, first_index=int(first_index)).responses
+    return bon.generate(list(prompts), on_batch=on_batch, indices=indices).responses

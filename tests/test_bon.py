@@ -125,16 +125,19 @@ def test_bad_arguments_raise_clear_errors(kwargs, match):
 
 
 def _reference_best_of_n(model, tokenizer, prompts, reward, n, seed, max_new_tokens):
-    """Classic best-of-N written out: sample n per prompt, score, keep the argmax."""
-    texts = [
-        tokenizer.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True, tokenize=False)
-        for p in prompts
-    ]
-    enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
-    torch.manual_seed(seed)
-    out = model.generate(**enc, do_sample=True, num_return_sequences=n, max_new_tokens=max_new_tokens,
-                         pad_token_id=tokenizer.pad_token_id)
-    texts = [t.strip() for t in tokenizer.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)]
+    """Classic best-of-N written out: sample n per prompt, one unbatched prompt and sample at a time (sample j of
+    prompt i from its keyed generator, hf_stackshape.sampling), score, keep the argmax."""
+    from hf_stackshape.sampling import KeyedSampler, draw_key
+
+    texts = []
+    for i, p in enumerate(prompts):
+        text = tokenizer.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True, tokenize=False)
+        enc = tokenizer([text], return_tensors="pt", add_special_tokens=False)
+        for j in range(n):
+            sampler = KeyedSampler.expand([draw_key(seed, i, j, "sample")], model.generation_config)
+            out = model.generate(**enc, do_sample=False, max_new_tokens=max_new_tokens, logits_processor=[sampler],
+                                 pad_token_id=tokenizer.pad_token_id)
+            texts.append(tokenizer.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True).strip())
     best = []
     for i, prompt in enumerate(prompts):
         group = texts[i * n : (i + 1) * n]
