@@ -18,7 +18,15 @@ import os
 import sys
 from typing import Any, List
 
-__all__ = ["DistributedSetupError", "Processes", "end_process_group", "process_group_initialized"]
+__all__ = [
+    "DistributedSetupError",
+    "Processes",
+    "launch_state",
+    "launch_device",
+    "batch_grid",
+    "end_process_group",
+    "process_group_initialized",
+]
 
 
 class DistributedSetupError(RuntimeError):
@@ -68,6 +76,19 @@ class Processes:
         self._dist.all_gather_object(out, obj)
         return out
 
+    def share(self, units: List[Any]) -> List[Any]:
+        """This rank's units: ``units[rank::world]`` (round robin, so ranks get equal shares of equal units)."""
+        return list(units)[self.rank :: self.world]
+
+    def map(self, units: List[Any], fn) -> List[Any]:
+        """``[fn(u) for u in units]`` with the units shared over the ranks; every rank gets the whole list, in order."""
+        units = list(units)
+        mine = {k: fn(units[k]) for k in range(self.rank, len(units), self.world)}
+        merged: dict = {}
+        for part in self.gather(mine):
+            merged.update(part)
+        return [merged[k] for k in range(len(units))]
+
     def broadcast(self, obj: Any) -> Any:
         """Rank 0's ``obj`` on every rank."""
         if self.world == 1:
@@ -75,6 +96,45 @@ class Processes:
         box = [obj]
         self._dist.broadcast_object_list(box, src=0)
         return box[0]
+
+
+def launch_state():
+    """The process layout of a command: an accelerate ``PartialState`` under ``torchrun`` / ``accelerate launch``
+    (``WORLD_SIZE > 1``; it initialises the process group: NCCL on GPUs, gloo on CPU), else ``None`` (one process).
+
+    Every command that shares work over ranks (``calibrate``, ``generate``, ``sweep``, ``evaluate``, ``demo``) starts
+    with it, so ``torchrun --nproc_per_node N -m hf_stackshape.cli COMMAND ...`` just works, on one node or many.
+    """
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) <= 1 and not process_group_initialized():
+        return None
+    import torch
+    from accelerate import PartialState
+
+    return PartialState(cpu=not torch.cuda.is_available())
+
+
+def launch_device(state=None) -> str:
+    """The device of this rank: the state's (one GPU per rank), else ``cuda`` when available, else ``cpu``."""
+    if state is not None:
+        return str(state.device)
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def batch_grid(indices, batch_size: int) -> List[List[int]]:
+    """Group global prompt indices into the batches a single process makes: ``[0, B), [B, 2B), ...``, each
+    holding those of ``indices`` that fall in it (empty batches dropped), in order.
+
+    Sharing these batches (not single prompts) over ranks keeps every batch exactly as one process pads and
+    computes it, so greedy outputs and rewards are bitwise the same whatever the world size.
+    """
+    if int(batch_size) < 1:
+        raise ValueError(f"`batch_size` must be >= 1, got {batch_size!r}.")
+    grid: dict = {}
+    for i in sorted(int(i) for i in indices):
+        grid.setdefault(i // int(batch_size), []).append(i)
+    return [grid[b] for b in sorted(grid)]
 
 
 def process_group_initialized() -> bool:

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
+import torch
 from tqdm.auto import tqdm
 from transformers.utils import logging
 
@@ -100,20 +101,28 @@ def _cell_settings(method: Method, weight: Optional[float], config: SweepConfig,
     return settings
 
 
-def _best_of_n_cell(grid, cells, method, weight, model, tokenizer, reward, prompts, config, show_progress) -> List[str]:
+def _best_of_n_cell(grid, cells, method, weight, model, tokenizer, reward, prompts, config, procs) -> List[str]:
     """A best-of-N cell's responses. Every best-of-N cell draws the same samples (same seed), so the first one
-    samples and scores once for all of them (:func:`~hf_stackshape.bon.best_of_n_grid`) and fills ``grid``."""
+    samples and scores once for all of them (:func:`~hf_stackshape.bon.best_of_n_grid`, one batch of the
+    single-process grid at a time, shared over the ranks) and fills ``grid``."""
     from .bon import best_of_n_grid
+    from .distributed import batch_grid
 
     if not grid:
-        grid.update(best_of_n_grid(
-            model, tokenizer, reward, prompts,
-            methods=sorted({m.label for m, _ in cells if m.decoder == "bon"}),
-            weights=sorted({float(w) for m, w in cells if m.decoder == "bon"}),
-            n=config.num_samples, bound=config.bound, alpha=config.alpha, max_new_tokens=config.max_new_tokens,
-            batch_size=config.batch_size, seed=config.seed, show_progress=show_progress,
-        ))
-    return grid[(method.label, float(weight))].responses
+        methods = sorted({m.label for m, _ in cells if m.decoder == "bon"})
+        weights = sorted({float(w) for m, w in cells if m.decoder == "bon"})
+
+        def one_batch(batch):
+            out = best_of_n_grid(
+                model, tokenizer, reward, [prompts[i] for i in batch], methods=methods, weights=weights, indices=batch,
+                n=config.num_samples, bound=config.bound, alpha=config.alpha, max_new_tokens=config.max_new_tokens,
+                batch_size=len(batch), seed=config.seed, show_progress=False,
+            )
+            return {key: result.responses for key, result in out.items()}
+
+        parts = procs.map(batch_grid(range(len(prompts)), config.batch_size), one_batch)
+        grid.update({key: [r for part in parts for r in part[key]] for key in parts[0]})
+    return grid[(method.label, float(weight))]
 
 
 def _stored_cell(path: Path, prompts: List[str], settings: Dict[str, object]) -> Optional[List[str]]:
@@ -164,6 +173,7 @@ def run_sweep(
     thresholds=None,
     show_progress: bool = True,
     overwrite: bool = False,
+    state=None,
 ) -> List[Dict[str, object]]:
     """Run every method at every weight, evaluate, and write ``results.csv``/``results.json``.
 
@@ -186,6 +196,11 @@ def run_sweep(
         qheads (*optional*): ``{transform: QHeadModel}`` for CD methods.
         overwrite (`bool`, *optional*, defaults to `False`): remove an earlier sweep in ``output_dir`` made with
             another model, tokenizer, reward or Q-heads, instead of refusing.
+        state (`accelerate.PartialState`, *optional*): under ``torchrun`` / ``accelerate launch`` (default:
+            ``torch.distributed`` when initialised), every cell's batches (those of one process: ``[0, B),
+            [B, 2B), ...``) are shared over the ranks and gathered; rank 0 writes the cell files and scores the
+            table, which every rank returns. Draws are keyed by the global prompt index, so the files and the
+            table are those of one process.
 
     Returns:
         One dict per row of the table.
@@ -193,6 +208,7 @@ def run_sweep(
     from .evaluation.embeddings import SentenceEmbedder
     from .evaluation.judges import RewardModelJudge
     from .evaluation.scores import coherence_scores, diversity_scores, reward_scores, win_tie_scores
+    from .distributed import Processes, batch_grid
     from .evaluation.stats import paired_bootstrap_ci
     from .runs import open_run
 
@@ -216,8 +232,13 @@ def run_sweep(
 
     generations: Dict[str, List[str]] = {}
     bon_grid: Dict[tuple, object] = {}
-    with open_run(out, _sweep_fingerprint(model, tokenizer, reward, qheads), kind="sweep", overwrite=overwrite):
-        (out / "generations").mkdir(parents=True, exist_ok=True)
+    fingerprint = _sweep_fingerprint(model, tokenizer, reward, qheads)
+    with open_run(out, fingerprint, kind="sweep", overwrite=overwrite, state=state):
+        procs = Processes(state)
+        show_progress = show_progress and procs.is_main
+        if procs.is_main:
+            (out / "generations").mkdir(parents=True, exist_ok=True)
+        procs.barrier()
         for method, weight in tqdm(cells, desc="sweep", disable=not show_progress):
             name = _cell_name(method, weight)
             path = out / "generations" / f"{name}.jsonl"
@@ -228,29 +249,41 @@ def run_sweep(
                 continue
             if method.decoder == "bon":
                 responses = _best_of_n_cell(bon_grid, cells, method, weight, model, tokenizer, reward, prompts, config,
-                                            show_progress)
+                                            procs)
             else:
-                responses = generate_responses(
-                    model,
-                    tokenizer,
-                    prompts,
-                    method=method,
-                    reward=reward,
-                    qheads=qheads,
-                    weight=weight,
-                    k=config.k,
-                    bound=config.bound,
-                    alpha=config.alpha,
-                    thresholds=thresholds if method.transform == "srs" else None,
-                    max_new_tokens=config.max_new_tokens,
-                    batch_size=config.batch_size,
-                    seed=config.seed,
-                    show_progress=show_progress,
+                cell_thresholds = thresholds if method.transform == "srs" else None
+
+                def one_batch(batch, method=method, weight=weight, cell_thresholds=cell_thresholds):
+                    return generate_responses(
+                        model,
+                        tokenizer,
+                        [prompts[i] for i in batch],
+                        indices=batch,
+                        method=method,
+                        reward=reward,
+                        qheads=qheads,
+                        weight=weight,
+                        k=config.k,
+                        bound=config.bound,
+                        alpha=config.alpha,
+                        thresholds=None if cell_thresholds is None else torch.as_tensor(cell_thresholds)[batch],
+                        max_new_tokens=config.max_new_tokens,
+                        batch_size=config.batch_size,
+                        seed=config.seed,
+                        show_progress=False,
+                    )
+
+                parts = procs.map(batch_grid(range(len(prompts)), config.batch_size), one_batch)
+                responses = [r for part in parts for r in part]
+            if procs.is_main:
+                atomic_write_jsonl(
+                    path,
+                    [{"id": i, "prompt": p, "response": r, **settings} for i, (p, r) in enumerate(zip(prompts, responses))],
                 )
-            atomic_write_jsonl(
-                path, [{"id": i, "prompt": p, "response": r, **settings} for i, (p, r) in enumerate(zip(prompts, responses))]
-            )
             generations[name] = responses
+
+        if not procs.is_main:
+            return procs.broadcast(None)  # rank 0 scores the table (the metrics are cheap next to generation)
 
         stats = dict(seed=config.seed)
         table: List[Dict[str, object]] = []
@@ -282,6 +315,7 @@ def run_sweep(
                         row[f"{column}_vs_vanilla_ci_high"] = diff["ci_high"]
             table.append(row)
         write_table(table, out)
+        procs.broadcast(table)
     return table
 
 

@@ -43,18 +43,14 @@ class CalibrateArguments(PromptSourceArguments):
 
 def run(args: CalibrateArguments, config: CalibrationConfig) -> int:
     from ..calibration import ThresholdCalibrator
-    from ._common import default_device, load_base_model, load_reward_spec
+    from ..distributed import launch_device, launch_state
+    from ._common import load_base_model, load_reward_spec
 
     if not config.output_dir:
         raise ValueError("Pass --output_dir (where the cache and the calibrated dataset go).")
     prompts = args.load_prompts()
-    state, device = None, default_device()
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        import torch
-        from accelerate import PartialState
-
-        state = PartialState(cpu=not torch.cuda.is_available())
-        device = str(state.device)
+    state = launch_state()
+    device = launch_device(state)
     model, tokenizer = load_base_model(args.model, args.dtype, device)
     reward = load_reward_spec(args.reward_model, args.dtype, device, args.reward_batch_size, args.trust_remote_code)
     dataset = ThresholdCalibrator(model, tokenizer, reward, config).calibrate(prompts, state=state)

@@ -178,9 +178,11 @@ def _load_thresholds(folder: str, prompts: List[str]):
 
 
 def run(args: GenerateArguments) -> int:
+    from ..distributed import Processes, launch_device, launch_state
     from ..generation import decoder_settings, generate_responses, parse_method
     from ..io import append_jsonl
     from ..runs import model_fingerprint, open_run, reward_fingerprint, tokenizer_fingerprint
+    from ..sharded_output import ShardedRows
     from ._common import load_base_model, load_qhead, load_reward_spec
 
     method = parse_method(args.method)
@@ -193,7 +195,8 @@ def run(args: GenerateArguments) -> int:
         method, args.preset, weight=args.weight, k=args.k, bound=args.bound, alpha=args.alpha, beta=args.beta,
         temperature=args.cd_temperature,
     )
-    model, tokenizer = load_base_model(args.model, args.dtype)
+    state = launch_state()  # torchrun / accelerate launch: prompts are shared over the ranks
+    model, tokenizer = load_base_model(args.model, args.dtype, launch_device(state))
     device = str(next(model.parameters()).device)
     reward = None
     if method.decoder in ("args", "bon"):
@@ -210,11 +213,39 @@ def run(args: GenerateArguments) -> int:
         "top_p": 1.0,
     }
     out_path = Path(args.output_file)
-    with open_run(out_path, fingerprint, kind="generate", overwrite=args.overwrite, single_file=True):
+    options = dict(
+        method=method,
+        reward=reward,
+        qheads={method.transform: qhead} if qhead is not None else None,
+        weight=args.weight,
+        k=args.k,
+        bound=args.bound,
+        alpha=args.alpha,
+        beta=args.beta,
+        cd_temperature=args.cd_temperature,
+        num_samples=args.num_samples,
+        max_new_tokens=args.max_new_tokens,
+        max_prompt_length=args.max_prompt_length,
+        batch_size=args.batch_size,
+        do_sample=args.do_sample,
+        temperature=args.temperature,
+        seed=args.seed,
+        preset=args.preset,
+    )
+    with open_run(out_path, fingerprint, kind="generate", overwrite=args.overwrite, single_file=True, state=state):
+        procs = Processes(state)
+        shards = ShardedRows(out_path, procs, _read_rows)
         rows = _read_rows(out_path) if out_path.is_file() else []
         done = _done_count(out_path, rows, prompts)
-        if done == len(prompts):
-            print(f"All {done} prompts already answered in {out_path} ({method.label}, weight {settings['weight']:g}).")
+        if done == len(prompts) and not shards.shard_paths():
+            if procs.is_main:
+                print(f"All {done} prompts already answered in {out_path} ({method.label}, weight {settings['weight']:g}).")
+            return 0
+        if procs.world > 1 or shards.shard_paths():
+            _generate_sharded(model, tokenizer, prompts, shards, settings, options, args)
+            if procs.is_main:
+                print(f"Wrote {len(prompts)} responses ({method.label}, weight {settings['weight']:g}) to {out_path} "
+                      f"({procs.world} process{'es' if procs.world > 1 else ''})")
             return 0
         if done:
             print(f"Resuming {out_path}: {done} of {len(prompts)} prompts already answered.")
@@ -229,33 +260,34 @@ def run(args: GenerateArguments) -> int:
                 ],
             )
 
-        generate_responses(
-            model,
-            tokenizer,
-            prompts[done:],
-            method=method,
-            reward=reward,
-            qheads={method.transform: qhead} if qhead is not None else None,
-            weight=args.weight,
-            k=args.k,
-            bound=args.bound,
-            alpha=args.alpha,
-            beta=args.beta,
-            cd_temperature=args.cd_temperature,
-            thresholds=thresholds,
-            num_samples=args.num_samples,
-            max_new_tokens=args.max_new_tokens,
-            max_prompt_length=args.max_prompt_length,
-            batch_size=args.batch_size,
-            do_sample=args.do_sample,
-            temperature=args.temperature,
-            seed=args.seed,
-            preset=args.preset,
-            on_batch=write,
-            first_index=done,
-        )
+        generate_responses(model, tokenizer, prompts[done:], thresholds=thresholds, on_batch=write, first_index=done,
+                           **options)
     print(f"Wrote {len(prompts) - done} responses ({method.label}, weight {settings['weight']:g}) to {out_path}")
     return 0
+
+
+def _generate_sharded(model, tokenizer, prompts, shards, settings, options, args) -> None:
+    """The batches not yet done, shared over the ranks; each rank appends to its shard, rank 0 merges.
+
+    Batches are those of one process (``[0, B), [B, 2B), ...``) and every draw is keyed by the global prompt
+    index, so the merged file is the one a single process writes, whatever the world size.
+    """
+    from ..generation import generate_responses
+
+    pending = shards.pending(prompts, int(args.batch_size))
+    shards.procs.barrier()  # every rank has read the same done rows before any rank appends
+    thresholds = _load_thresholds(args.thresholds_from, prompts) if args.thresholds_from else None
+    mine = shards.procs.share(pending)
+    if mine:
+        print(f"rank {shards.procs.rank}/{shards.procs.world}: {sum(map(len, mine))} of {len(prompts)} prompts "
+              f"({len(pending)} batches pending in all)")
+    for batch in mine:
+        responses = generate_responses(
+            model, tokenizer, [prompts[i] for i in batch], indices=batch,
+            thresholds=thresholds[batch] if thresholds is not None else None, show_progress=False, **options,
+        )
+        shards.append([{"id": i, "prompt": prompts[i], "response": r, **settings} for i, r in zip(batch, responses)])
+    shards.merge(prompts)
 
 
 DATACLASSES = (GenerateArguments,)

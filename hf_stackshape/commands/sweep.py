@@ -57,15 +57,21 @@ def run(args: SweepArguments, config: SweepConfig) -> int:
     missing = [m for m in config.methods if parse_method(m).decoder == "cd" and parse_method(m).transform not in qhead_paths]
     if missing:
         raise ValueError(f"Methods {missing} need Q-heads: pass --qheads TRANSFORM=FOLDER for each.")
-    model, tokenizer = load_base_model(args.model, args.dtype)
+    from ..distributed import launch_device, launch_state
+
+    state = launch_state()  # torchrun / accelerate launch: every cell's batches are shared over the ranks
+    model, tokenizer = load_base_model(args.model, args.dtype, launch_device(state))
     device = str(next(model.parameters()).device)
     trust = args.trust_remote_code
     reward = load_reward_spec(args.reward_model, args.dtype, device, trust_remote_code=trust)
     gold = load_reward_spec(args.gold_reward, args.dtype, device, trust_remote_code=trust) if args.gold_reward else None
     qheads = {t: load_qhead(path, model) for t, path in qhead_paths.items()}
     table = run_sweep(
-        model, tokenizer, prompts, reward, config, args.output_dir, gold_reward=gold, qheads=qheads, overwrite=args.overwrite
+        model, tokenizer, prompts, reward, config, args.output_dir, gold_reward=gold, qheads=qheads, overwrite=args.overwrite,
+        state=state,
     )
+    if state is not None and not state.is_main_process:
+        return 0
     plot = plot_sweep(table, f"{args.output_dir}/figure2.png")
     print(format_table(table))
     print(f"\ntable: {args.output_dir}/results.csv\nplot:  {plot}")
