@@ -27,6 +27,7 @@ __all__ = [
     "RewardFunction",
     "HFRewardModel",
     "CallableReward",
+    "ShardedReward",
     "as_reward_function",
     "load_reward",
     "REWARD_SPECS",
@@ -529,6 +530,49 @@ class HFRewardModel(RewardFunction):
             rest_mask[:, None, :],
         )
         return self.model.score(states.hidden[:, 0])[:, 0].float().cpu()
+
+
+class ShardedReward(RewardFunction):
+    """A reward whose ``score`` shares the pairs over the ranks of a multi-process run and gathers the rewards.
+
+    The pairs are ordered and cut into batches exactly as :meth:`HFRewardModel.score` does in one process
+    (by length, ``batch_size`` pairs per forward pass); whole batches go round robin to the ranks, so every
+    reward equals the single-process one bit for bit. Every rank must call ``score`` with the same pairs (a
+    collective). In one process it is the wrapped reward.
+
+    Args:
+        reward: the reward (anything :func:`as_reward_function` takes).
+        state (`accelerate.PartialState`, *optional*): the process layout (default ``torch.distributed`` when
+            initialised, else one process).
+    """
+
+    def __init__(self, reward, state=None):
+        from .distributed import Processes
+
+        self.reward = as_reward_function(reward)
+        self.procs = Processes(state)
+        self.batch_size = int(getattr(self.reward, "batch_size", 16) or 16)
+
+    @property
+    def name_or_path(self) -> str:
+        return self.reward.name_or_path
+
+    def fingerprint(self) -> dict:
+        return self.reward.fingerprint()
+
+    def score(self, prompts: Sequence[str], responses: Sequence[str]) -> torch.Tensor:
+        prompts, responses = self._check_pairs(prompts, responses)
+        if self.procs.world == 1 or not prompts:
+            return self.reward.score(prompts, responses)
+        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]) + len(responses[i]))
+        batches = [order[s : s + self.batch_size] for s in range(0, len(order), self.batch_size)]
+        parts = self.procs.map(
+            batches, lambda idx: self.reward.score([prompts[i] for i in idx], [responses[i] for i in idx])
+        )
+        out = torch.empty(len(prompts), dtype=torch.float32)
+        for idx, values in zip(batches, parts):
+            out[idx] = torch.as_tensor(values, dtype=torch.float32).reshape(-1)
+        return out
 
 
 def _common_prefix_length(rows: Sequence[Sequence[int]]) -> int:

@@ -1,5 +1,6 @@
-"""Data-parallel `generate` and `sweep` (issue 17, item 1): 2 gloo ranks under torchrun write exactly the files
-one process writes; a rank killed mid-run, then a rerun (on another world size), gives the same files.
+"""Data-parallel `generate`, `sweep` and `evaluate` (issue 17, item 1): 2 gloo ranks under torchrun write exactly
+the files one process writes and print what it prints; a rank killed mid-run, then a rerun (on another world
+size), gives the same files.
 
 Tiny random models, 4 new tokens, one intra-op thread everywhere (floating point sums are then bitwise
 reproducible, see conftest.one_thread)."""
@@ -15,7 +16,6 @@ import pytest
 import torch
 from conftest import tiny_llama_config
 
-from hf_stackshape.cli import main as cli_main
 
 PROMPTS = ["Hi!", "Tell me a joke about a long road.", "What is 2+2?", "Name a color.", "Bye"]
 GENERATE = {
@@ -36,19 +36,19 @@ RUNNER = textwrap.dedent(
     import torch.distributed as dist
 
     dist.init_process_group("gloo")
+    import hf_stackshape.generation as generation
+
     kill = os.environ.get("KILL_RANK_AFTER_BATCHES")
-    if kill is not None and dist.get_rank() == 1:
-        import hf_stackshape.generation as generation
+    original, calls = generation.generate_responses, []
 
-        original, calls = generation.generate_responses, []
+    def logged(*args, **kwargs):  # which prompts each call answers; rank 1 may die before a given call
+        if kill is not None and dist.get_rank() == 1 and len(calls) == int(kill):
+            os.kill(os.getpid(), signal.SIGKILL)  # mid-run: the batches done so far are in its shard
+        calls.append(1)
+        print("CALL", dist.get_rank(), json.dumps(kwargs.get("indices")), flush=True)
+        return original(*args, **kwargs)
 
-        def dying(*args, **kwargs):
-            if len(calls) == int(kill):
-                os.kill(os.getpid(), signal.SIGKILL)  # mid-run: the batches done so far are in its shard
-            calls.append(1)
-            return original(*args, **kwargs)
-
-        generation.generate_responses = dying
+    generation.generate_responses = logged
     from hf_stackshape.cli import main
 
     for argv in json.loads(sys.argv[1]):
@@ -61,7 +61,11 @@ RUNNER = textwrap.dedent(
 
 
 def _env(**extra):
-    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", **extra)
+    # MKL_CBWR=AUTO,STRICT: MKL's results otherwise depend on the memory alignment of the operands, which differs
+    # between processes with another allocation history (a rank that scored other batches first): last-bit
+    # differences in a reward, seen here before this was set (MKL's "conditional numerical reproducibility").
+    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
+               MKL_CBWR="AUTO,STRICT", **extra)
     env.pop("STACKSHAPE_DEBUG", None)
     return env
 
@@ -103,15 +107,17 @@ def setup(tmp_path_factory, tokenizer):
     qhead.save_pretrained(root / "qhead")
     (root / "prompts.jsonl").write_text("".join(json.dumps({"prompt": p}) + "\n" for p in PROMPTS))
 
-    commands = _commands(root, root / "ref")
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        for argv in commands:
-            assert cli_main([str(a) for a in argv]) == 0
-    finally:
-        torch.set_num_threads(before)
-    return root
+    # The reference: one process, with the environment of the ranks (MKL_CBWR must be set before MKL starts).
+    done = _torchrun(root, _commands(root, root / "ref") + [_evaluate_argv(root, root / "eval-ref")], nproc=1)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return root, done.stdout
+
+
+def _evaluate_argv(root, out):
+    ref = root / "ref"
+    return ["evaluate", "--generations", ref / "srs-args.jsonl", ref / "srs-bon.jsonl", "--baseline_file",
+            ref / "base.jsonl", "--reward", root / "rm", "--reward_batch_size", "2", "--metrics", "reward,win_tie",
+            "--output_dir", out]
 
 
 def _generate_argv(root, out, name, *extra):
@@ -149,8 +155,8 @@ def _files(folder):
 @pytest.mark.distributed
 @pytest.mark.slow
 def test_two_ranks_write_what_one_process_writes(setup):
-    root = setup
-    done = _torchrun(root, _commands(root, root / "dp"))
+    root, evaluate_printed = setup
+    done = _torchrun(root, _commands(root, root / "dp") + [_evaluate_argv(root, root / "eval-dp")])
     assert done.returncode == 0, done.stderr[-3000:]
     # Both ranks really shared the work (each printed its share of the prompts).
     assert "rank 0/2" in done.stdout and "rank 1/2" in done.stdout
@@ -159,16 +165,25 @@ def test_two_ranks_write_what_one_process_writes(setup):
     for name in reference:
         assert got[name] == reference[name], name
     assert not list((root / "dp").glob("*.shard-*"))  # merged, shards removed
+    # evaluate: the same report printed (once), the same metrics and per-sample files.
+    expected = evaluate_printed[evaluate_printed.index("baseline: "):].replace(str(root / "eval-ref"), str(root / "eval-dp"))
+    assert done.stdout.count(expected) == 1, done.stdout[-3000:]
+    ref, got = ([json.loads(line) for line in (root / d / "evaluation.per_sample.jsonl").read_text().splitlines()]
+                for d in ("eval-ref", "eval-dp"))
+    assert got == ref
+    ref, got = (json.loads((root / d / "evaluation.metrics.json").read_text()) for d in ("eval-ref", "eval-dp"))
+    assert ref["settings"].pop("output_dir") != got["settings"].pop("output_dir")
+    assert got == ref
 
 
 @pytest.mark.distributed
 @pytest.mark.slow
-def test_killed_rank_then_rerun_on_another_world_size_gives_the_same_file(setup, monkeypatch, capsys):
-    root = setup
+def test_killed_rank_then_rerun_on_another_world_size_gives_the_same_file(setup):
+    root, _ = setup
     out = root / "killed"
     argv = _generate_argv(root, out, "srs-bon", "--batch_size", "1")
     reference = _generate_argv(root, root / "ref-b1", "srs-bon", "--batch_size", "1")
-    assert cli_main([str(a) for a in reference]) == 0
+    assert _torchrun(root, [reference], nproc=1).returncode == 0
     # Rank 1 gets batches 1 and 3 of 0..4; it dies before its second batch.
     done = _torchrun(root, [argv], KILL_RANK_AFTER_BATCHES="1")
     assert done.returncode != 0
@@ -176,16 +191,9 @@ def test_killed_rank_then_rerun_on_another_world_size_gives_the_same_file(setup,
     assert [json.loads(line)["id"] for line in shard.read_text().splitlines()] == [1]
     assert not (out / "srs-bon.jsonl").exists()
 
-    import hf_stackshape.generation as generation
-
-    redone, original = [], generation.generate_responses
-
-    def counting(model, tokenizer, prompts, **kwargs):
-        redone.extend(kwargs["indices"])
-        return original(model, tokenizer, prompts, **kwargs)
-
-    monkeypatch.setattr(generation, "generate_responses", counting)
-    assert cli_main([str(a) for a in argv]) == 0, capsys.readouterr().err  # resumed by one process
+    rerun = _torchrun(root, [argv], nproc=1)  # resumed by one process
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    redone = [i for line in rerun.stdout.splitlines() if line.startswith("CALL") for i in json.loads(line.split(" ", 2)[2])]
     assert 1 not in redone and 3 in redone  # the killed rank's finished batch is kept, its unfinished one redone
     assert (out / "srs-bon.jsonl").read_bytes() == (root / "ref-b1" / "srs-bon.jsonl").read_bytes()
     assert not list(out.glob("*.shard-*"))

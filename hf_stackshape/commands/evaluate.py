@@ -78,6 +78,9 @@ class EvaluateArguments:
         metadata={"help": "average_reward's reward: 'vader', 'length', 'demo', 'module:function' or a reward model id."},
     )
     trust_remote_code: bool = field(default=False, metadata={"help": TRUST_REMOTE_CODE_HELP})
+    reward_batch_size: int = field(
+        default=16, metadata={"help": "Pairs per reward-model forward pass (under torchrun, batches go to the ranks)."}
+    )
     judge: Optional[str] = field(
         default=None,
         metadata={
@@ -259,11 +262,18 @@ def _group(rows: List[dict], args: EvaluateArguments) -> "OrderedDict[str, Dict[
     return groups
 
 
-def _make_judge(args: EvaluateArguments, cache_file: Path):
+def _make_judge(args: EvaluateArguments, cache_file: Path, state=None):
+    from ..distributed import launch_device
     from ..evaluation.judges import LLMJudge, RewardModelJudge
+    from ..rewards import ShardedReward
     from ._common import load_reward_spec
 
     if args.judge_spec.strip().lower() == "llm":
+        if state is not None and state.num_processes > 1:
+            raise ValueError(
+                f"--judge llm under a {state.num_processes}-process launch would send every comparison from every "
+                "rank; run `stackshape evaluate --judge llm` as one process (the endpoint does the work)."
+            )
         return LLMJudge(
             base_url=args.judge_base_url,
             model=args.judge_model,
@@ -276,20 +286,26 @@ def _make_judge(args: EvaluateArguments, cache_file: Path):
             cache_file=cache_file,
             show_progress=True,
         )
-    return RewardModelJudge(
-        load_reward_spec(args.judge_spec, trust_remote_code=args.trust_remote_code), tolerance=args.judge_tolerance
-    )
+    reward = load_reward_spec(args.judge_spec, device=launch_device(state), batch_size=args.reward_batch_size,
+                              trust_remote_code=args.trust_remote_code)
+    return RewardModelJudge(ShardedReward(reward, state), tolerance=args.judge_tolerance)
 
 
 class _Scorer:
     """Per-sample scores of lists of (prompt, response), with their means and bootstrap CIs."""
 
-    def __init__(self, chosen: List[str], args: EvaluateArguments):
+    def __init__(self, chosen: List[str], args: EvaluateArguments, state=None):
+        from ..distributed import launch_device
         from ..evaluation.embeddings import SentenceEmbedder
+        from ..rewards import ShardedReward
         from ._common import load_reward_spec
 
         self.args = args
-        self.reward = load_reward_spec(args.reward, trust_remote_code=args.trust_remote_code) if "reward" in chosen else None
+        self.reward = None
+        if "reward" in chosen:
+            reward = load_reward_spec(args.reward, device=launch_device(state), batch_size=args.reward_batch_size,
+                                      trust_remote_code=args.trust_remote_code)
+            self.reward = ShardedReward(reward, state)  # the reward model's batches shared over the ranks
         self.embedder = SentenceEmbedder(args.embedder) if "coherence" in chosen else None
         self.diversity = "diversity" in chosen
 
@@ -319,17 +335,20 @@ def _paired(values: List[Optional[float]], base: List[Optional[float]], args: Ev
     return paired_bootstrap_ci(values, base, confidence=args.confidence, seed=args.seed)
 
 
-def evaluate_rows(rows: List[dict], args: EvaluateArguments, cache_file: Optional[Path] = None, baseline_rows=None):
+def evaluate_rows(rows: List[dict], args: EvaluateArguments, cache_file: Optional[Path] = None, baseline_rows=None,
+                  state=None):
     """Score ``rows`` per settings group; returns ``(report_groups, per_sample_rows, baseline_info)``.
 
-    ``rows`` carry a ``_file`` key (their source); ``baseline_rows`` are the rows of ``--baseline_file``.
+    ``rows`` carry a ``_file`` key (their source); ``baseline_rows`` are the rows of ``--baseline_file``. Under
+    ``torchrun`` (``state``), reward and reward-judge scoring is shared over the ranks (:class:`ShardedReward`);
+    every rank returns the same result.
     """
     from ..evaluation import scores
 
     chosen = _resolve_metrics(args)
     groups = _group(rows, args)
-    scorer = _Scorer(chosen, args)
-    judge = _make_judge(args, cache_file) if "win_tie" in chosen else None
+    scorer = _Scorer(chosen, args, state)
+    judge = _make_judge(args, cache_file, state) if "win_tie" in chosen else None
     samples = [{k: v for k, v in row.items() if k != "_file"} for row in rows]
 
     # The baseline: a file, or one group.
@@ -468,7 +487,12 @@ def run(args: EvaluateArguments) -> int:
     metrics_file = out_dir / f"{name}.metrics.json"
     samples_file = out_dir / f"{name}.per_sample.jsonl"
     cache_file = out_dir / f"{name}.judge_cache.jsonl"
-    results, samples, info = evaluate_rows(rows, args, cache_file, baseline_rows)
+    from ..distributed import launch_state
+
+    state = launch_state()  # torchrun / accelerate launch: reward scoring shared over the ranks
+    results, samples, info = evaluate_rows(rows, args, cache_file, baseline_rows, state=state)
+    if state is not None and not state.is_main_process:
+        return 0
     report = {
         "generations": list(args.generations),
         "baseline": info or None,
