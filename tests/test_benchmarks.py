@@ -18,7 +18,7 @@ def _bench(capsys, *argv):
 def test_every_benchmark_is_smoke_tested():
     from hf_stackshape.commands.bench import BENCHMARKS
 
-    assert set(BENCHMARKS) == {"threshold", "calibrate", "args", "cd", "bon"}, "add the new benchmark here"
+    assert set(BENCHMARKS) == {"threshold", "calibrate", "args", "cd", "bon", "scaling"}, "add the new benchmark here"
 
 
 @pytest.mark.slow
@@ -43,3 +43,23 @@ def test_bench_args_and_cd_match_their_references(capsys):
 def test_bench_args_rejects_bad_repeats(capsys):
     assert cli.main(["bench", "args", "--repeats", "0"]) == 2
     assert "repeats" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_bench_scaling_runs_both_sweeps_and_finds_identical_outputs(capsys, tmp_path, tiny_lm, tiny_rm_model, tokenizer):
+    for model, name in ((tiny_lm, "lm"), (tiny_rm_model, "rm")):
+        model.save_pretrained(tmp_path / name)
+        tokenizer.save_pretrained(tmp_path / name)
+    result = _bench(capsys, "scaling", "--model", str(tmp_path / "lm"), "--reward_model", str(tmp_path / "rm"),
+                    "--prompts", "4", "--max_new_tokens", "2", "--k", "3", "--batch_size", "1",
+                    "--output_dir", str(tmp_path / "out"))
+    assert result["identical_outputs"] is True
+    assert result["sweep_1_rank_s"] > 0 and result["sweep_2_ranks_s"] > 0 and result["speedup"] > 0
+    assert sorted(p.name for p in (tmp_path / "out" / "ranks-2" / "generations").iterdir()) == [
+        "base.jsonl", "srs-args_w1.jsonl", "vanilla-args_w1.jsonl"]
+
+
+def test_bench_scaling_rejects_one_rank(capsys):
+    assert cli.main(["bench", "scaling", "--ranks", "1"]) == 2
+    assert "ranks" in capsys.readouterr().err

@@ -19,6 +19,7 @@ BENCHMARKS = {
     "args": "ARGSLogitsProcessor vs plain greedy and vs a naive ARGS on SmolLM2 (64 tokens)",
     "cd": "CDLogitsProcessor (q head on shared states; value head, k=10) vs plain greedy",
     "bon": "SRS best-of-N end to end vs the same N-sample generate alone on SmolLM2 (8 prompts x 8 samples)",
+    "scaling": "the same sweep on 1 and on N torchrun ranks: speedup, and whether the outputs are identical",
 }
 
 
