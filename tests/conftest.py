@@ -5,6 +5,9 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# MKL otherwise picks kernels by the memory alignment of the operands, so a process with another allocation
+# history (a torchrun rank) can differ from the test process in a float's last bit; set before torch loads MKL.
+os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
 
 import pytest
 import torch
