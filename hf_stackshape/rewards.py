@@ -21,6 +21,8 @@ import torch
 from tqdm.auto import tqdm
 from transformers.utils import logging
 
+from .memory import map_batches
+
 logger = logging.get_logger(__name__)
 
 __all__ = [
@@ -204,7 +206,8 @@ class HFRewardModel(RewardFunction):
             an assistant turn with the response) when it has one, else ``"{prompt}\\n{response}"``.
             A string is formatted with ``prompt`` and ``response``; a callable gets ``(prompt, response)``.
         use_chat_template (`bool`, *optional*): force (``True``) or forbid (``False``) the chat template.
-        batch_size (`int`, *optional*, defaults to 16): pairs per forward pass.
+        batch_size (`int`, *optional*, defaults to 16): pairs per forward pass; a batch that runs out of
+            accelerator memory is retried in halves (:func:`~hf_stackshape.memory.map_batches`).
         max_length (`int`, *optional*):
             Token budget per pair; longer inputs are truncated **from the left**, so the end of the
             response (what the reward is about) is always scored. Default: the model's context size.
@@ -398,11 +401,17 @@ class HFRewardModel(RewardFunction):
         # Sort by length so each batch pads little; restore the order at the end.
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]) + len(responses[i]))
         out = torch.empty(len(prompts), dtype=torch.float32)
-        starts = range(0, len(order), self.batch_size)
-        for start in tqdm(starts, desc="reward", disable=not self.show_progress, leave=False):
-            idx = order[start : start + self.batch_size]
+        bar = tqdm(total=len(order), desc="reward", disable=not self.show_progress, leave=False)
+
+        def run(idx: List[int]) -> None:
             batch = self.encode([prompts[i] for i in idx], [responses[i] for i in idx])
             out[idx] = self.score_ids(batch["input_ids"], batch["attention_mask"])
+            bar.update(len(idx))
+
+        # A batch that runs out of accelerator memory is retried in halves (BatchMemoryError if one pair alone
+        # does not fit); the scores do not depend on the batch size beyond float rounding.
+        with bar:
+            map_batches(run, order, self.batch_size, what="pair", device=self.device)
         return self._check_finite(out, f"The reward model {self.name_or_path!r}")
 
     # ------------------------------------------------------------------ grouped scoring
@@ -494,11 +503,15 @@ class HFRewardModel(RewardFunction):
             # in their forward); as many pairs per forward as `score`.
             shared.sort(key=lambda item: max(len(r) for r in ids[item[0] * n : (item[0] + 1) * n]) - item[1])
             per_batch = max(1, self.batch_size // n)
-            starts = range(0, len(shared), per_batch)
-            for start in tqdm(starts, desc="reward", disable=not self.show_progress, leave=False):
-                batch = shared[start : start + per_batch]
+            bar = tqdm(total=len(shared), desc="reward", disable=not self.show_progress, leave=False)
+
+            def run(batch: List[Tuple[int, int]]) -> None:
                 rows = [i * n + j for i, _ in batch for j in range(n)]
                 out[rows] = self._score_shared_prefix(ids, batch, n, pad)
+                bar.update(len(batch))
+
+            with bar:  # out of memory: fewer prompts per forward (as `score`)
+                map_batches(run, shared, per_batch, what="prompt group", device=self.device)
         return self._check_finite(out, f"The reward model {self.name_or_path!r}").view(len(prompts), n)
 
     @torch.no_grad()
