@@ -310,7 +310,8 @@ class PrefixKVCache:
             cache=self.cache,
             use_cache=True,
         )
-        hidden = out.last_hidden_state
+        # With device_map the last layer may sit on another device than the embeddings: states live on `device`.
+        hidden = out.last_hidden_state.to(device)
         #: Largest :attr:`nbytes` seen right after a forward (prefix plus the k candidate groups), since the
         #: cache was built; kept across :meth:`reset` so a finished generation can still be read.
         self.peak_nbytes = max(self.peak_nbytes, self.nbytes)
