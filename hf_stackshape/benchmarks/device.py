@@ -182,11 +182,12 @@ def build_models(shape: str, tokenizer, device, dtype, attn_implementation="sdpa
 
     config = llama_config(shape, tokenizer, attn_implementation)
     torch.manual_seed(seed)
+    # Built in `dtype` on the device itself: an 8B float32 copy first would need 32 GB more at the peak.
     with torch.device(device):
-        policy = LlamaForCausalLM(config).to(dtype).eval()
+        policy = LlamaForCausalLM._from_config(config, dtype=dtype).eval()
     rm_config = llama_config(shape, tokenizer, attn_implementation, num_labels=1, tie_word_embeddings=False)
     with torch.device(rm_device or device):
-        rm = LlamaForSequenceClassification(rm_config).to(dtype).eval()
+        rm = LlamaForSequenceClassification._from_config(rm_config, dtype=dtype).eval()
         # Rewards of order 1 (the final norm's states have entries of order 1): they move ARGS's choices.
         generator = torch.Generator(device="cpu").manual_seed(seed + 1)
         weight = torch.randn(1, config.hidden_size, generator=generator) / math.sqrt(config.hidden_size)
