@@ -39,8 +39,10 @@ _PAPER: Dict[str, Dict[str, Any]] = {
         "temperature": 0.7,
     },
     # Offline rollouts for m*(x) and for the value function: N = 10, temperature 0.7, top-p 0.9, top-k from the
-    # model's generation_config (None = inherit), 128 new tokens, the chat template; B = 15, beta = 0.667 with
-    # CD safeguards (exponent cap 2).
+    # model's generation_config (None = inherit), 128 new tokens, the chat template except on a prompt that
+    # already holds "Human:"/"Assistant:" turns (HH-RLHF, fed as text), each rollout cut at the next "Human:" /
+    # "User:" turn (their --stop_on_human, in their README command); B = 15, beta = 0.667 with CD safeguards
+    # (exponent cap 2).
     "calibration": {
         "num_samples": 10,
         "max_new_tokens": 128,
@@ -51,6 +53,8 @@ _PAPER: Dict[str, Dict[str, Any]] = {
         "bound": 15.0,
         "safeguards": "cd",
         "use_chat_template": True,
+        "dialogue_prompts_as_text": True,
+        "stop_at_new_turn": True,
     },
     # Their value function: H -> 8192 -> H -> 1 MLP with tanh, orthogonal init (gain 1), on the frozen base
     # model's last hidden state.
@@ -79,10 +83,12 @@ _PAPER: Dict[str, Dict[str, Any]] = {
         # apply_chat_template is not set: the head reads prompts as the calibration formatted them (the
         # paper's calibration uses the chat template), so the two cannot disagree.
     },
-    # Generation length and decoding of every method's evaluation run.
+    # Generation length and decoding of every method's evaluation run; a prompt that already holds HH-RLHF turns
+    # is fed as text (no chat template), as in their rollouts.
     "generation": {
         "max_new_tokens": 128,
         "do_sample": False,
+        "dialogue_prompts_as_text": True,
     },
     # Their metrics.py: rep_n = 1 - |unique n-grams| / (|n-grams| + 1) on NLTK-style word tokens, responses cut at
     # "\n\nHuman:", diversity = prod_{n=2..4} (1 - rep_n) (scores.diversity_scores(definition=...)). Their coherence

@@ -1,0 +1,165 @@
+"""The last differences between ``--preset paper`` and the authors' scripts (issue 19), each pinned to hand-made
+cases: HH-format prompts rendered as text, rollouts cut at a new "Human:" turn, the value head's data split and
+lengths, the judge's reply parsing, and the half-precision reward up-cast before the threshold solve."""
+
+import pytest
+import torch
+
+from hf_stackshape.calibration import CalibrationConfig, ThresholdCalibrator
+from hf_stackshape.dialogue import STOP_STRINGS, cut_at_new_turn, is_dialogue_prompt, render_prompt
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+HH = "\n\nHuman: How do I bake bread?\n\nAssistant:"
+PLAIN = "How do I bake bread?"
+ANSWER = "Mix flour and water."
+TURN = "\nHuman: and cake?"  # the user's next turn, which a base model continuing the dialogue writes
+
+
+def _length(response):
+    return float(len(response))
+
+
+# ------------------------------------------------------------------------------------------ dialogue helpers
+
+
+def test_dialogue_prompt_detection_and_rendering(tokenizer):
+    assert is_dialogue_prompt(HH) and is_dialogue_prompt("Assistant: hi") and not is_dialogue_prompt(PLAIN)
+    templated = tokenizer.apply_chat_template(
+        [{"role": "user", "content": HH}], tokenize=False, add_generation_prompt=True
+    )
+    assert templated != HH
+    # Our default: the chat template on every prompt; the paper's: HH turns stay text, other prompts are templated.
+    assert render_prompt(tokenizer, HH, chat_template=True) == (templated, True)
+    assert render_prompt(tokenizer, HH, chat_template=True, dialogue_as_text=True) == (HH, False)
+    plain = render_prompt(tokenizer, PLAIN, chat_template=True, dialogue_as_text=True)
+    assert plain[1] and plain[0] != PLAIN
+    assert render_prompt(tokenizer, PLAIN, chat_template=False, dialogue_as_text=True) == (PLAIN, False)
+
+
+@pytest.mark.parametrize(
+    "text, cut",
+    [
+        (ANSWER + TURN, ANSWER),
+        (ANSWER + "\n\nHuman: more\n\nAssistant: sure", ANSWER),
+        (ANSWER + "  \n\n  human : more", ANSWER),  # any case, blank space around the name
+        (ANSWER + "\r\nUser: more", ANSWER),
+        (ANSWER + "\nAssistant: more", ANSWER + "\nAssistant: more"),  # only a *user* turn ends the answer
+        ("A human: one person.", "A human: one person."),  # no line break before it: not a turn
+        ("Human: at the very start", "Human: at the very start"),
+        ("\nHuman: only a turn", ""),
+        (ANSWER, ANSWER),
+    ],
+)
+def test_cut_at_new_turn(text, cut):
+    assert cut_at_new_turn(text) == cut
+    assert all(cut_at_new_turn("x" + s + " y") == "x" for s in STOP_STRINGS)
+
+
+# ------------------------------------------------------------------------------------------ a scripted base model
+
+
+class Script:
+    """Forces row ``b`` of every ``generate`` call of ``model`` to write ``texts[b % len(texts)]`` then EOS, through
+    a hook on the LM head (the rest of the model, its cache and generate's stopping run as usual); ``steps``
+    counts the decoding steps of the last call."""
+
+    def __init__(self, model, tokenizer, texts):
+        self.ids = [tokenizer.encode(t, add_special_tokens=False) for t in texts]
+        self.eos = tokenizer.eos_token_id
+        self.steps = 0
+        self.handles = [
+            model.model.register_forward_pre_hook(self.start, with_kwargs=True),
+            model.lm_head.register_forward_hook(self.hook),
+        ]
+
+    def start(self, module, args, kwargs):
+        ids = kwargs.get("input_ids")
+        if ids is not None and ids.shape[1] > 1:  # prefill: a new generate call
+            self.steps = 0
+
+    def hook(self, module, inputs, logits):
+        forced = torch.full_like(logits[:, -1], -1e4)
+        for row in range(logits.shape[0]):
+            script = self.ids[row % len(self.ids)]
+            token = script[self.steps] if self.steps < len(script) else self.eos
+            forced[row, token] = 1e4
+        self.steps += 1
+        logits = logits.clone()
+        logits[:, -1] = forced
+        return logits
+
+    def remove(self):
+        for handle in self.handles:
+            handle.remove()
+
+
+def _calibrator(tiny_lm, tokenizer, **kwargs):
+    settings = dict(num_samples=2, max_new_tokens=24, top_p=1.0, show_progress=False, chunk_size=4)
+    return ThresholdCalibrator(tiny_lm, tokenizer, _length, **{**settings, **kwargs})
+
+
+def test_paper_calibration_renders_hh_prompts_as_text_and_cuts_rollouts_at_human(tiny_lm, tokenizer):
+    paper = CalibrationConfig.from_preset("paper")
+    assert paper.dialogue_prompts_as_text and paper.stop_at_new_turn and paper.use_chat_template
+    assert not CalibrationConfig().dialogue_prompts_as_text and not CalibrationConfig().stop_at_new_turn
+
+    ours = _calibrator(tiny_lm, tokenizer, use_chat_template=True)
+    theirs = _calibrator(tiny_lm, tokenizer, config=paper, num_samples=2, max_new_tokens=24, top_p=1.0,
+                         show_progress=False)
+    # An HH prompt: templated by default, text (with the tokenizer's own special tokens) under the paper preset.
+    assert ours.format_prompt(HH) != HH and theirs.format_prompt(HH) == HH
+    assert theirs.format_prompt(PLAIN) == ours.format_prompt(PLAIN) != PLAIN
+    batch = theirs.encode_prompts([HH, PLAIN])
+    hh_ids = tokenizer(HH, add_special_tokens=True)["input_ids"]
+    plain_ids = tokenizer(ours.format_prompt(PLAIN), add_special_tokens=False)["input_ids"]
+    for row, expected in zip(batch["input_ids"].tolist(), (hh_ids, plain_ids)):
+        assert row[len(row) - len(expected):] == expected
+
+    script = Script(tiny_lm, tokenizer, [ANSWER + TURN + " I want a cake recipe too.", "Fine answer."])
+    try:
+        cut = theirs.calibrate([HH])
+        stopped_after = script.steps
+        kept = _calibrator(tiny_lm, tokenizer, dialogue_prompts_as_text=True).calibrate([HH])
+        full_after = script.steps
+    finally:
+        script.remove()
+    assert cut["responses"][0] == [ANSWER, "Fine answer."]
+    assert cut["rewards"][0] == [float(len(ANSWER)), float(len("Fine answer."))]  # the reward saw the cut text
+    assert kept["responses"][0] == [ANSWER + TURN + " I want a cake recipe too.", "Fine answer."]
+    assert stopped_after < full_after  # generation stopped at the new turn instead of writing it out
+
+
+def test_stop_switches_enter_the_fingerprint_only_when_on():
+    assert "stop_at_new_turn" not in CalibrationConfig().sampling_settings()
+    on = CalibrationConfig(stop_at_new_turn=True, dialogue_prompts_as_text=True).sampling_settings()
+    assert on["stop_at_new_turn"] is True and on["dialogue_prompts_as_text"] is True
+    with pytest.raises(ValueError, match="stop_at_new_turn"):
+        CalibrationConfig(stop_at_new_turn="yes")
+
+
+def test_generate_and_best_of_n_stop_at_a_new_turn(tiny_lm, tokenizer):
+    from hf_stackshape.generation import format_prompts, generate_responses
+
+    assert format_prompts(tokenizer, [HH, PLAIN], dialogue_as_text=True)[0] == HH
+    assert format_prompts(tokenizer, [HH])[0] != HH
+    script = Script(tiny_lm, tokenizer, [ANSWER + TURN + " more"])
+    try:
+        base = dict(max_new_tokens=16, show_progress=False, dialogue_prompts_as_text=True)
+        assert generate_responses(tiny_lm, tokenizer, [HH], **base) == [ANSWER + TURN + " more"]
+        assert generate_responses(tiny_lm, tokenizer, [HH], stop_at_new_turn=True, **base) == [ANSWER]
+        bon = dict(method="bon", reward=_length, num_samples=2, max_new_tokens=16, show_progress=False)
+        assert generate_responses(tiny_lm, tokenizer, [HH], **bon) == [ANSWER + TURN + " more"]
+        assert generate_responses(tiny_lm, tokenizer, [HH], stop_at_new_turn=True, **bon) == [ANSWER]
+    finally:
+        script.remove()
+
+
+def test_generate_cli_flags_and_paper_preset():
+    from hf_stackshape import cli
+    from hf_stackshape.commands import generate as command
+
+    values = cli.preset_defaults("paper", command.PRESET_COMPONENTS, ["dialogue_prompts_as_text", "stop_at_new_turn"])
+    assert values == {"dialogue_prompts_as_text": True}
+    fields = {f.name for f in __import__("dataclasses").fields(command.GenerateArguments)}
+    assert {"dialogue_prompts_as_text", "stop_at_new_turn"} <= fields
