@@ -80,6 +80,13 @@ _PAPER: Dict[str, Dict[str, Any]] = {
         "num_train_epochs": 15,
         "max_grad_norm": 1.0,
         "early_stopping_patience": 5,
+        # Their data: 5% of the *samples* held out at random (random_split, seeded) for early stopping; the
+        # value reads the full prompt and up to 128 response tokens; HH-format prompts as text, as rolled out.
+        "validation_split": 0.05,
+        "validation_split_by": "sample",
+        "max_length": None,
+        "max_response_length": 128,
+        "dialogue_prompts_as_text": True,
         # apply_chat_template is not set: the head reads prompts as the calibration formatted them (the
         # paper's calibration uses the chat template), so the two cannot disagree.
     },

@@ -163,3 +163,87 @@ def test_generate_cli_flags_and_paper_preset():
     assert values == {"dialogue_prompts_as_text": True}
     fields = {f.name for f in __import__("dataclasses").fields(command.GenerateArguments)}
     assert {"dialogue_prompts_as_text", "stop_at_new_turn"} <= fields
+
+
+# ------------------------------------------------------------------------------------------ the value head's data
+
+
+def _rollouts(n_prompts, n_responses, prompt="Question {i}:", response=" good bad" * 3):
+    from datasets import Dataset
+
+    return Dataset.from_list(
+        [{"prompt": prompt.format(i=i), "responses": [response] * n_responses, "rewards": [float(j) for j in range(n_responses)],
+          "threshold": 0.5} for i in range(n_prompts)]
+    )
+
+
+def _trainer_args(tmp_path, **kw):
+    from hf_stackshape import QHeadTrainerConfig
+
+    settings = dict(output_dir=str(tmp_path / "out"), report_to="none", disable_tqdm=True, save_strategy="no",
+                    apply_chat_template=False, precompute_hidden_states=False)
+    return QHeadTrainerConfig(**{**settings, **kw})
+
+
+def test_split_by_sample_is_the_authors_random_split():
+    from hf_stackshape.qhead.trainer import split_by_sample
+
+    for n, fraction, seed in ((200, 0.05, 42), (30, 0.05, 0), (7, 0.5, 3)):
+        train, val = split_by_sample(n, fraction, seed)
+        theirs = torch.utils.data.random_split(
+            range(n), [n - max(1, int(fraction * n)), max(1, int(fraction * n))],
+            generator=torch.Generator().manual_seed(seed),
+        )
+        assert (train, val) == (list(theirs[0].indices), list(theirs[1].indices))
+    assert len(split_by_sample(200, 0.05, 42)[1]) == 10 and len(split_by_sample(30, 0.05, 0)[1]) == 1
+    assert split_by_sample(1, 0.5, 0) == ([0], []) and split_by_sample(5, 0.0, 0) == (list(range(5)), [])
+
+
+def test_paper_trainer_holds_out_samples_and_keeps_the_full_prompt(tmp_path, tiny_lm, tokenizer):
+    from hf_stackshape import QHeadModel, QHeadTrainer, QHeadTrainerConfig
+
+    paper = QHeadTrainerConfig.from_preset("paper", output_dir=str(tmp_path / "p"), report_to="none")
+    assert (paper.validation_split, paper.validation_split_by, paper.max_length, paper.max_response_length) == (
+        0.05, "sample", None, 128)
+    assert paper.dialogue_prompts_as_text is True
+    ours = _trainer_args(tmp_path)
+    assert (ours.validation_split, ours.validation_split_by, ours.max_length, ours.max_response_length) == (
+        0.1, "prompt", 512, None)
+
+    data = _rollouts(20, 10)  # 200 rollouts of 20 prompts
+    qhead = QHeadModel.from_backbone(tiny_lm, head_hidden_size=8)
+    by_sample = QHeadTrainer(qhead, _trainer_args(tmp_path, validation_split=0.05, validation_split_by="sample"),
+                             train_dataset=data, processing_class=tokenizer)
+    assert (len(by_sample.train_dataset), len(by_sample.eval_dataset)) == (190, 10)
+    by_prompt = QHeadTrainer(qhead, _trainer_args(tmp_path, validation_split=0.05), train_dataset=data,
+                             processing_class=tokenizer)
+    assert (len(by_prompt.train_dataset), len(by_prompt.eval_dataset)) == (190, 10)  # 1 prompt x 10 rollouts
+    with pytest.raises(ValueError, match="validation_split_by"):
+        _trainer_args(tmp_path, validation_split_by="row")
+    with pytest.raises(ValueError, match="max_response_length"):
+        _trainer_args(tmp_path, max_response_length=0)
+
+
+def test_truncation_full_prompt_and_128_response_tokens(tokenizer):
+    from hf_stackshape.qhead.trainer import _tokenize_rollout
+
+    row = {"prompt": "word " * 600, "response": " yes" * 300}
+    p_ids = tokenizer(row["prompt"], add_special_tokens=True)["input_ids"]
+    r_ids = tokenizer(row["response"], add_special_tokens=False)["input_ids"]
+    assert len(p_ids) >= 600 and len(r_ids) == 300
+    theirs = _tokenize_rollout(row, tokenizer, False, max_length=None, max_response_length=128)
+    assert theirs["input_ids"] == p_ids + r_ids[:128] and theirs["response_start"] == len(p_ids)
+    ours = _tokenize_rollout(row, tokenizer, False, max_length=512)
+    assert len(ours["input_ids"]) == 512 and ours["response_start"] == 256  # the prompt's last 256 tokens
+    assert ours["input_ids"] == p_ids[-256:] + r_ids[:256]
+
+
+def test_trainer_reads_hh_prompts_as_the_calibration_rendered_them(tokenizer):
+    from hf_stackshape.qhead.trainer import _tokenize_rollout
+
+    row = {"prompt": HH, "response": " " + ANSWER}
+    as_text = _tokenize_rollout(row, tokenizer, True, max_length=None, dialogue_as_text=True)
+    assert as_text["input_ids"][: as_text["response_start"]] == tokenizer(HH, add_special_tokens=True)["input_ids"]
+    templated = _tokenize_rollout(row, tokenizer, True, max_length=None)
+    text = tokenizer.apply_chat_template([{"role": "user", "content": HH}], tokenize=False, add_generation_prompt=True)
+    assert templated["input_ids"][: templated["response_start"]] == tokenizer(text, add_special_tokens=False)["input_ids"]
