@@ -105,12 +105,15 @@ _PAPER: Dict[str, Dict[str, Any]] = {
     },
     # Their gpt4-eval.py: 1-10 scores for both answers, order swapped at random, temperature 0; the prompt says
     # not to penalise a response cut at the length limit and to disregard earlier turns; an API error or a
-    # parse failure counts as a tie.
+    # parse failure counts as a tie. Their parser: the first line split on single spaces, any two floats (out of
+    # range scores decide, NaN counts nowhere); answers stripped of blank space (their extract_answer).
     "judge": {
         "protocol": "paper",
         "temperature": 0.0,
         "max_tokens": 2048,
         "api_error": "tie",
+        "score_parser": "paper",
+        "strip_answers": True,
     },
 }
 

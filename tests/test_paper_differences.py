@@ -2,6 +2,8 @@
 cases: HH-format prompts rendered as text, rollouts cut at a new "Human:" turn, the value head's data split and
 lengths, the judge's reply parsing, and the half-precision reward up-cast before the threshold solve."""
 
+import re
+
 import pytest
 import torch
 
@@ -247,3 +249,118 @@ def test_trainer_reads_hh_prompts_as_the_calibration_rendered_them(tokenizer):
     templated = _tokenize_rollout(row, tokenizer, True, max_length=None)
     text = tokenizer.apply_chat_template([{"role": "user", "content": HH}], tokenize=False, add_generation_prompt=True)
     assert templated["input_ids"][: templated["response_start"]] == tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+# ------------------------------------------------------------------------------------------ the judge
+
+# (reply, verdict of the authors' gpt4-eval.py, verdict of our parser), verdicts for Assistant 1 against Assistant 2:
+# "1", "2", "tie", or None (counted nowhere). They differ on 11 of the 24.
+REPLIES = [
+    ("8 7\nAssistant 1 gives more detail.", "1", "1"),
+    ("7 8", "2", "2"),
+    ("8 8", "tie", "tie"),
+    ("7.5 9", "2", "2"),
+    ("10 1\nexplanation", "1", "1"),
+    ("1e1 9", "1", "1"),  # both read 10 > 9
+    ("3 4\r\nexplanation", "2", "2"),  # float() ignores the "\r" they leave on the line
+    ("0 5", "2", "tie"),  # out of the 1-10 range: decides for them, a tie for us
+    ("11 3", "1", "tie"),
+    ("-1 4", "2", "tie"),
+    ("inf 3", "1", "tie"),
+    ("nan nan", None, "tie"),  # NaN compares neither greater, lower nor equal: counted nowhere
+    ("8, 7", "tie", "1"),  # formatting: a tie for them, read by us
+    ("**8 7**", "tie", "1"),
+    ("8  7", "tie", "1"),
+    ("\n8 7", "tie", "1"),
+    ("8 7 \nexplanation", "tie", "1"),
+    ("8\t7", "tie", "1"),
+    ("Assistant 1: 8, Assistant 2: 6", "tie", "tie"),
+    ("8", "tie", "tie"),
+    ("8 7 6", "tie", "tie"),
+    ("8/10 7/10", "tie", "tie"),
+    ("error", "tie", "tie"),
+    ("", "tie", "tie"),
+]
+
+
+def test_the_sample_replies_differ_on_eleven():
+    assert len(REPLIES) == 24 and sum(paper != ours for _, paper, ours in REPLIES) == 11
+
+
+def _scripted_judge(monkeypatch, replies, **kwargs):
+    from hf_stackshape.evaluation.judges import LLMJudge
+
+    judge = LLMJudge(base_url="http://127.0.0.1:9/v1", api_key="", **kwargs)
+    sent = []
+
+    def complete(messages, **_):
+        sent.append(messages)
+        return replies[re.search(r"Q(\d+)\|", messages[-1]["content"]).group(1)]
+
+    monkeypatch.setattr(judge.client, "complete", complete)
+    return judge, sent
+
+
+@pytest.mark.parametrize("parser", ["paper", "ours"])
+def test_judge_verdicts_on_the_sample_replies(monkeypatch, parser):
+    from hf_stackshape.evaluation.judges import paper_verdict, parse_scores, parse_scores_paper
+
+    replies = {str(i): reply for i, (reply, _, _) in enumerate(REPLIES)}
+    judge, _ = _scripted_judge(monkeypatch, replies, score_parser=parser)
+    prompts = [f"Q{i}|" for i in range(len(REPLIES))]
+    out = judge.compare(prompts, ["answer a"] * len(REPLIES), ["answer b"] * len(REPLIES))
+    for (reply, paper, ours), j in zip(REPLIES, out):
+        expected = paper if parser == "paper" else ours
+        side = {"1": "b" if j.swapped else "a", "2": "a" if j.swapped else "b"}
+        assert j.winner == side.get(expected, expected), (reply, j)
+        assert j.error is None and j.ok
+    assert {j.swapped for j in out} == {True, False}  # both orders were exercised
+    assert out.failures == []
+    # The parsers by themselves, on Assistant 1 / Assistant 2.
+    assert parse_scores_paper("nan nan") is not None and paper_verdict(*parse_scores_paper("nan nan")) is None
+    assert parse_scores_paper("11 3") == (11.0, 3.0) and parse_scores("11 3") is None
+    assert parse_scores_paper("8, 7") is None and parse_scores("8, 7") == (8.0, 7.0)
+
+
+def test_paper_preset_judge_and_cli(monkeypatch, tmp_path):
+    from hf_stackshape import cli
+    from hf_stackshape.commands import evaluate as command
+    from hf_stackshape.evaluation.judges import LLMJudge
+
+    paper = LLMJudge.from_preset("paper", base_url="http://127.0.0.1:9/v1", api_key="")
+    assert (paper.score_parser, paper.strip_answers) == ("paper", True)
+    ours = LLMJudge(base_url="http://127.0.0.1:9/v1", api_key="")
+    assert (ours.score_parser, ours.strip_answers) == ("ours", False)
+    # Another parser is another verdict: it never reuses a judgement cached under ours (whose keys are unchanged).
+    assert paper.cache_key("p", "a", "b") != LLMJudge(base_url="http://127.0.0.1:9/v1", api_key="", max_tokens=2048,
+                                                      strip_answers=True).cache_key("p", "a", "b")
+    fields = ["judge_score_parser", "judge_strip_answers", "judge_template_file", "judge_max_tokens"]
+    values = cli.preset_defaults("paper", command.PRESET_COMPONENTS, fields)
+    assert values == {"judge_score_parser": "paper", "judge_strip_answers": True, "judge_max_tokens": 2048}
+    with pytest.raises(ValueError, match="score_parser"):
+        LLMJudge(base_url="http://127.0.0.1:9/v1", api_key="", score_parser="lenient")
+
+
+def test_strip_answers_and_a_template_file(monkeypatch, tmp_path):
+    template = tmp_path / "user.txt"
+    # The authors' field names work as they are.
+    template.write_text("[Question]\n{question}\n\n[A1]\n{answer1}\n[/A1]\n[A2]\n{answer2}\n[/A2]", encoding="utf-8")
+    system = tmp_path / "system.txt"
+    system.write_text("Rate both. First line: two scores.", encoding="utf-8")
+    judge, sent = _scripted_judge(monkeypatch, {"0": "8 7"}, strip_answers=True, template_file=str(template),
+                                  system_prompt_file=str(system))
+    out = judge.compare(["Q0|"], ["  \n An answer.\n "], ["Q0| Copied prompt then answer. "])
+    (messages,) = sent
+    assert messages[0] == {"role": "system", "content": "Rate both. First line: two scores."}
+    first, second = ("Copied prompt then answer.", "An answer.") if out[0].swapped else ("An answer.", "Copied prompt then answer.")
+    assert messages[1]["content"] == f"[Question]\nQ0|\n\n[A1]\n{first}\n[/A1]\n[A2]\n{second}\n[/A2]"
+    unstripped, sent2 = _scripted_judge(monkeypatch, {"0": "8 7"})
+    unstripped.compare(["Q0|"], ["  \n An answer.\n "], ["b"])
+    assert "  \n An answer.\n " in sent2[0][-1]["content"]
+    from hf_stackshape.evaluation.judges import LLMJudge
+
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        LLMJudge(base_url="http://127.0.0.1:9/v1", api_key="", template_file=str(tmp_path / "nope.txt"))
+    (tmp_path / "bad.txt").write_text("no fields", encoding="utf-8")
+    with pytest.raises(ValueError, match="question"):
+        LLMJudge(base_url="http://127.0.0.1:9/v1", api_key="", template_file=str(tmp_path / "bad.txt"))
