@@ -364,3 +364,36 @@ def test_strip_answers_and_a_template_file(monkeypatch, tmp_path):
     (tmp_path / "bad.txt").write_text("no fields", encoding="utf-8")
     with pytest.raises(ValueError, match="question"):
         LLMJudge(base_url="http://127.0.0.1:9/v1", api_key="", template_file=str(tmp_path / "bad.txt"))
+
+
+# ------------------------------------------------------------------------------------------ ARGS threshold precision
+
+
+def test_args_solves_the_threshold_on_half_precision_rewards_in_float32(tiny_lm, tokenizer):
+    from hf_stackshape import ARGSLogitsProcessor
+    from hf_stackshape.rewards import RewardFunction
+    from hf_stackshape.shaping import solve_threshold
+
+    class HalfReward(RewardFunction):
+        """Rewards as a float16 reward model returns them, chosen so that float16 rounding moves the threshold."""
+
+        def score(self, prompts, responses):
+            return torch.tensor([1000.0 + 0.37 * (len(r) % 7) for r in responses], dtype=torch.float16)
+
+    proc = ARGSLogitsProcessor(HalfReward(), tokenizer=tokenizer, k=4, weight=1.0, transform="srs", bound=3.0)
+    seen = []
+    transform = proc.transform
+
+    def spy(rewards, **kwargs):
+        seen.append(rewards.dtype)
+        return transform(rewards, **kwargs)
+
+    proc.transform = spy
+    inputs = tokenizer(["Hi there"], return_tensors="pt")
+    proc.set_prompt(inputs, prompts=["Hi there"])
+    tiny_lm.generate(**inputs, logits_processor=[proc], max_new_tokens=2, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+    proc.close()
+    assert seen and all(dtype == torch.float32 for dtype in seen)
+    # Why it matters: the same rewards solved in float16 land on another threshold than in float32.
+    u = torch.tensor([[1000.0, 1000.37, 1000.74, 1001.11]])
+    assert solve_threshold(u.half(), 2.0, 3.0).float() != solve_threshold(u, 2.0, 3.0)
