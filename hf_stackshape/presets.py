@@ -147,10 +147,43 @@ PAPER_VS_DEFAULTS: List[Dict[str, str]] = [
         "why": "chat RMs (Skywork, ...) are trained on their template; raw ids are out of distribution for them",
     },
     {
-        "setting": "Stop at EOS",
-        "paper": "no: always 128 new tokens",
-        "ours": "yes",
+        "setting": "Stop at EOS (ARGS)",
+        "paper": "ARGS: no, always 128 new tokens (their CD decoding and their rollouts stop at EOS)",
+        "ours": "yes, for every method",
         "why": "text after EOS is not part of the answer; batching pads finished rows",
+    },
+    {
+        "setting": "HH-format prompts (`Human:` / `Assistant:` turns as text)",
+        "paper": "fed as text, no chat template (rollouts, value head, decoding); other prompts get the chat template",
+        "ours": "the chat template on every prompt; the preset turns `dialogue_prompts_as_text` on",
+        "why": "one rule for every dataset; turn it on (`--dialogue_prompts_as_text`) for HH-RLHF data",
+    },
+    {
+        "setting": "Stop at a new user turn",
+        "paper": "rollouts cut at the first new `Human:` / `User:` turn (`--stop_on_human`)",
+        "ours": "off (`stop_at_new_turn`); on in the preset's calibration",
+        "why": "with a chat template a turn ends at EOS; for HH-format text prompts turn it on "
+               "(`--stop_at_new_turn`, also for generate and best-of-N)",
+    },
+    {
+        "setting": "Value head validation split",
+        "paper": "5% of the samples at random (`random_split`, seeded)",
+        "ours": "10% of the prompts, all rollouts of a held-out prompt together (`validation_split_by=prompt`)",
+        "why": "held-out prompts measure how the head generalises to prompts it has not seen, which is what CD meets; "
+               "a sample split leaks each prompt's other rollouts into training",
+    },
+    {
+        "setting": "Value head input length",
+        "paper": "the full prompt + up to 128 response tokens",
+        "ours": "512 prompt + response tokens, the prompt cut on the left (`max_length`)",
+        "why": "bounds memory on long prompts; `--max_length` unset with `--max_response_length 128` gives theirs",
+    },
+    {
+        "setting": "ARGS threshold solve",
+        "paper": "bisection in float16 on GPU; it picked another token than the exact threshold in 9 of 3000 "
+                 "float16 draws",
+        "ours": "exact solve in the rewards' precision or better (half-precision rewards are up-cast to float32 first)",
+        "why": "exact, so no draw depends on rounding; the float16 differences are rounding, not the method (kept in the preset too)",
     },
     {
         "setting": "CD head",
@@ -169,6 +202,27 @@ PAPER_VS_DEFAULTS: List[Dict[str, str]] = [
         "paper": "2048",
         "ours": "256",
         "why": "the verdict is the reply's first line; the explanation after it is not used, so a short budget costs less",
+    },
+    {
+        "setting": "Judge reply parsing",
+        "paper": "first line split on single spaces, any two floats: `0 5`, `11 3`, `-1 4`, `inf 3` decide, `nan nan` "
+                 "counts nowhere; `8, 7`, `**8 7**`, `8  7`, a leading blank line, a trailing space or a tab are ties",
+        "ours": "two scores in 1-10 on the first non-empty line; commas, markdown and extra blank space allowed; "
+                "anything else a tie (`--judge_score_parser ours`)",
+        "why": "a score outside the range the prompt asks for is not a verdict, and formatting says nothing about the "
+               "answers (the two differed on 11 of 24 sample replies)",
+    },
+    {
+        "setting": "Judge answers",
+        "paper": "blank space (and a copy of the prompt) stripped (`--judge_strip_answers`)",
+        "ours": "as generated (`generate` already strips blank space)",
+        "why": "the judge sees exactly what was scored by the other metrics",
+    },
+    {
+        "setting": "Judge prompt wording",
+        "paper": "their `gpt4-eval.py` system and user prompts, in the authors' repository",
+        "ours": "our own wording of the same protocol (1-10 scores, cut-off answers and earlier turns not penalised)",
+        "why": "we do not copy their text; pass it with `--judge_system_prompt_file` / `--judge_template_file`",
     },
 ]
 
