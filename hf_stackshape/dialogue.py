@@ -21,7 +21,7 @@ Plain functions, no model: every component imports them cheaply.
 from __future__ import annotations
 
 import re
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Sequence, Tuple
 
 __all__ = [
     "DIALOGUE_MARKERS",
@@ -110,8 +110,3 @@ def stop_strings_kwargs(tokenizer, enabled: bool) -> dict:
         return {}
     return {"stop_strings": list(STOP_STRINGS), "tokenizer": tokenizer}
 
-
-def check_flag(name: str, value: Optional[bool]) -> None:
-    """Raise a clear error unless ``value`` is a bool (or ``None``)."""
-    if value is not None and not isinstance(value, bool):
-        raise ValueError(f"`{name}` must be True or False, got {value!r}.")

@@ -30,6 +30,10 @@ Edge-case policy (documented, tested):
   ``max_new_tokens``) is truncated **from the left**, keeping its end, with a logged warning; a reward
   model whose context cannot hold prompt + response truncates from the left too (``HFRewardModel``),
   and the calibrator warns about it;
+* a prompt that already holds ``Human:`` / ``Assistant:`` turns (HH-RLHF) gets the chat template like any other
+  unless ``dialogue_prompts_as_text`` (the ``paper`` preset, as the authors' rollouts); with
+  ``stop_at_new_turn`` (the preset, their ``--stop_on_human``) a response ends where a new ``Human:`` / ``User:``
+  turn begins, and is scored without it (:mod:`hf_stackshape.dialogue`);
 * an empty response is scored as given (the reward sees the empty string);
 * duplicate prompts are kept, each its own row with its own samples (they get different chunk seeds);
 * a NaN or infinite reward is an error naming the prompt;
