@@ -63,7 +63,7 @@ def test_bench_device_tiny_on_cpu(capsys, tmp_path):
     path = tmp_path / "device.json"
     out = _bench(capsys, "device", "--device", "cpu", "--tiny", "--output", str(path))
     assert json.loads(path.read_text()) == {k: v for k, v in out.items() if not k.startswith(("benchmark", "run_peak"))}
-    assert out["device"] == "cpu" and out["dtype"] == "bfloat16" and out["new_tokens"] == 4
+    assert out["device"] == "cpu" and out["dtype"] == "bfloat16" and out["new_tokens"] == 4 and out["complete"]
     runs = out["runs"]
     assert [(r["method"], r["batch"]) for r in runs] == [(m, b) for b in (1, 2) for m in METHODS]
     for r in runs:

@@ -98,7 +98,11 @@ class BenchArgs:
     rm_device: Optional[str] = field(default=None, metadata={"help": "Put the reward model on another device (default: --device)."})
     equality_tokens: int = field(default=16, metadata={"help": "Tokens of the float32 fast-vs-naive ARGS check (0: skip)."})
     tokenizer: Optional[str] = field(default=None, metadata={"help": "Tokenizer folder (default: see the module docstring)."})
-    output: Optional[str] = field(default=None, metadata={"help": "Also write the result as JSON to this file (atomically)."})
+    output: Optional[str] = field(
+        default=None,
+        metadata={"help": "Also write the result as JSON to this file (atomically, after each shape: `complete` false "
+                          "until the end)."},
+    )
     seed: int = field(default=0, metadata={"help": "Seed of the random weights."})
 
 
@@ -421,15 +425,21 @@ def run(args: BenchArgs) -> dict:
         result[f"build_{shape}_s"] = build_s
         del policy, reward
         _release(device)
+        _write(args.output, {**result, "complete": False})  # a run cut short by a timeout keeps what it measured
     if args.equality_tokens:
         result.update(fast_equals_naive(shapes[0], tokenizer, device, args))
         _release(device)
     result["total_s"] = time.perf_counter() - started
-    if args.output:
+    result["complete"] = True
+    _write(args.output, result)
+    return result
+
+
+def _write(path: Optional[str], result: dict) -> None:
+    if path:
         from ..io import atomic_write_json
 
-        atomic_write_json(args.output, result)
-    return result
+        atomic_write_json(path, result)
 
 
 def format_result(result: dict) -> str:
