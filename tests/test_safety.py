@@ -148,3 +148,60 @@ def test_config_values_of_the_wrong_type_are_named(tmp_path, capsys, command, te
     assert "Traceback" not in err and "Unknown method 's'" not in err
     for piece in named:
         assert piece in err, err
+
+
+# ------------------------------------------------------- 3. a SIGKILL during a checkpoint save never blocks
+
+
+KILL_DURING_SAVE = """
+import os, signal, sys
+from transformers import Trainer
+
+real = Trainer._save_optimizer_and_scheduler
+
+
+def killed_mid_save(self, output_dir):
+    if self.state.global_step == {kill_step}:
+        os.kill(os.getpid(), signal.SIGKILL)  # the model files of checkpoint-{kill_step} are written, the rest not
+    return real(self, output_dir)
+
+
+Trainer._save_optimizer_and_scheduler = killed_mid_save
+from hf_stackshape.cli import main
+
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.slow
+def test_a_sigkill_during_a_checkpoint_save_resumes_from_the_last_complete_one(tmp_path, tiny_lm, tokenizer):
+    import subprocess
+
+    from test_qhead import good_bad_dataset
+
+    tiny_lm.save_pretrained(tmp_path / "backbone")
+    tokenizer.save_pretrained(tmp_path / "backbone")
+    data = tmp_path / "rollouts.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in good_bad_dataset(4, 2, seed=0).to_list()))
+    head = tmp_path / "head"
+    argv = ["train-qhead", "--calibration_dir", str(data), "--backbone", str(tmp_path / "backbone"),
+            "--head_hidden_size", "8", "--output_dir", str(head), "--num_train_epochs", "1",
+            "--per_device_train_batch_size", "2", "--save_strategy", "steps", "--save_steps", "1",
+            "--validation_split", "0", "--report_to", "none", "--disable_tqdm", "true"]
+    script = tmp_path / "killed.py"
+    script.write_text(KILL_DURING_SAVE.format(kill_step=2))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.getcwd(), os.environ.get("PYTHONPATH", "")])}
+    killed = subprocess.run([sys.executable, str(script), *argv], env=env, capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -9, killed.stderr[-3000:]
+    assert (head / "checkpoint-1" / "trainer_state.json").is_file()
+    assert (head / "checkpoint-2").is_dir() and not (head / "checkpoint-2" / "trainer_state.json").exists()
+
+    from hf_stackshape.qhead.checkpoints import checkpoint_problem, last_complete_checkpoint
+
+    assert "trainer_state.json" in checkpoint_problem(str(head / "checkpoint-2"))
+    assert last_complete_checkpoint(str(head)) == str(head / "checkpoint-1")
+    # The rerun resumes from checkpoint-1 (the half-written checkpoint-2 is removed) and finishes.
+    assert cli.main(argv) == 0
+    state = json.loads((head / "checkpoint-4" / "trainer_state.json").read_text())
+    assert state["global_step"] == 4 and checkpoint_problem(str(head / "checkpoint-2")) is None
+    assert (head / "model.safetensors").is_file() or any(p.suffix == ".safetensors" for p in head.iterdir())

@@ -622,6 +622,25 @@ class QHeadTrainer(Trainer):
 
     # ---------------------------------------------------------------------------------------------- checkpoints
 
+    def train(self, resume_from_checkpoint: Optional[Union[str, bool]] = None, **kwargs):
+        """``Trainer.train``; ``resume_from_checkpoint=True`` resumes from the last *complete* checkpoint of
+        ``output_dir`` (one half-written by a killed save is skipped with a warning, see
+        :mod:`hf_stackshape.qhead.checkpoints`), and a named checkpoint that is incomplete is a clear error."""
+        from .checkpoints import checkpoint_problem, last_complete_checkpoint
+
+        if resume_from_checkpoint is True:
+            resume_from_checkpoint = last_complete_checkpoint(self.args.output_dir)
+            if resume_from_checkpoint is None:
+                raise ValueError(f"No complete checkpoint in {self.args.output_dir} to resume from.")
+        elif isinstance(resume_from_checkpoint, (str, os.PathLike)):
+            problem = checkpoint_problem(str(resume_from_checkpoint))
+            if problem is not None:
+                raise ValueError(
+                    f"Cannot resume from {resume_from_checkpoint}: {problem}. Pass resume_from_checkpoint=True to "
+                    "take the last complete checkpoint, or delete this folder."
+                )
+        return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
         super()._load_from_checkpoint(resume_from_checkpoint, model)
         self._load_adapter(resume_from_checkpoint)
