@@ -205,3 +205,158 @@ def test_a_sigkill_during_a_checkpoint_save_resumes_from_the_last_complete_one(t
     state = json.loads((head / "checkpoint-4" / "trainer_state.json").read_text())
     assert state["global_step"] == 4 and checkpoint_problem(str(head / "checkpoint-2")) is None
     assert (head / "model.safetensors").is_file() or any(p.suffix == ".safetensors" for p in head.iterdir())
+
+
+# ------------------------------------------------------------------ 4. judge replies that hang or blow up
+
+
+class _HostileJudge:
+    """A stdlib chat endpoint on loopback: the question's first word picks how it misbehaves.
+
+    ``OK`` replies normally; ``TRICKLE`` sends its body one byte a second; ``HUGE`` streams 20 MiB with no
+    length; ``BIGLEN`` announces 400 MB; ``BADGZIP`` says ``Content-Encoding: gzip`` over bytes that are not."""
+
+    def __init__(self):
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.counts = {}
+        self.stop = threading.Event()
+        judge = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                tag = body["messages"][-1]["content"].split("[Question]\n", 1)[1].split()[0]
+                judge.counts[tag] = judge.counts.get(tag, 0) + 1
+                reply = json.dumps({"choices": [{"message": {"role": "assistant", "content": "9 2\nfine"}}]}).encode()
+                try:
+                    if tag == "OK":
+                        self._head(200, {"Content-Length": str(len(reply))})
+                        self.wfile.write(reply)
+                    elif tag == "TRICKLE":
+                        self._head(200, {"Content-Length": str(len(reply))})
+                        for byte in reply:
+                            if judge.stop.wait(1.0):
+                                return
+                            self.wfile.write(bytes([byte]))
+                            self.wfile.flush()
+                    elif tag == "HUGE":
+                        self._head(200, {})
+                        block = b"x" * (1 << 20)
+                        for _ in range(20):
+                            self.wfile.write(block)
+                    elif tag == "BIGLEN":
+                        self._head(200, {"Content-Length": str(400 * 1000 * 1000)})
+                        self.wfile.write(b"{" * 1000)
+                    elif tag == "BADGZIP":
+                        junk = b"this is not gzip at all" * 10
+                        self._head(200, {"Content-Length": str(len(junk)), "Content-Encoding": "gzip"})
+                        self.wfile.write(junk)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+            def _head(self, code, headers):
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.end_headers()
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.stop.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def hostile():
+    server = _HostileJudge()
+    yield server
+    server.close()
+
+
+def _judge(url, **kwargs):
+    from hf_stackshape.evaluation import LLMJudge
+
+    settings = dict(base_url=url, model="fake", api_key="", max_retries=0, backoff=0.01, timeout=2.0, concurrency=2)
+    settings.update(kwargs)
+    return LLMJudge(**settings)
+
+
+def test_a_trickling_judge_is_cut_off_by_the_timeout(hostile):
+    import time
+
+    start = time.monotonic()
+    out = _judge(hostile.url, timeout=2.0).compare(["TRICKLE q", "OK q"], ["a", "a"], ["b", "b"])
+    elapsed = time.monotonic() - start
+    assert out[0].error and "not complete after 2s" in out[0].error, out[0].error
+    assert out[1].ok and elapsed < 8, elapsed  # the reply is ~80 bytes: 80 s without a total deadline
+
+
+@pytest.mark.parametrize("tag", ["HUGE", "BIGLEN"])
+def test_a_huge_judge_reply_is_refused_not_read(hostile, tag):
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    (out,) = _judge(hostile.url, timeout=30.0).compare([f"{tag} q"], ["a"], ["b"])
+    assert out.error and "byte limit" in out.error and "limit" in out.error, out.error
+    grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert grown_mib < 100, grown_mib
+
+
+def test_a_gzip_body_that_does_not_decode_is_an_api_error_in_the_report(hostile, tmp_path, capsys):
+    rows = [
+        {"prompt": "OK first", "response": "cand 1", "method": "srs"},
+        {"prompt": "OK first", "response": "base 1", "method": "args"},
+        {"prompt": "BADGZIP second", "response": "cand 2", "method": "srs"},
+        {"prompt": "BADGZIP second", "response": "base 2", "method": "args"},
+    ]
+    source = tmp_path / "gen.jsonl"
+    source.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    argv = ["evaluate", "--generations", str(source), "--judge", "llm", "--judge_model", "fake", "--judge_base_url",
+            hostile.url, "--baseline_method", "args", "--metrics", "win_tie", "--judge_max_retries", "0"]
+    assert cli.main(argv) == 0, capsys.readouterr().err
+    win_tie = json.loads((tmp_path / "gen.metrics.json").read_text())["methods"]["srs"]["win_tie"]
+    assert (win_tie["total"], win_tie["api_errors"]) == (2, 1)
+    samples = [json.loads(line) for line in (tmp_path / "gen.per_sample.jsonl").read_text().splitlines()]
+    assert "does not decode" in samples[2]["judgement"]["error"]
+
+
+def test_ctrl_c_stops_evaluate_waiting_on_a_hung_judge(hostile, tmp_path):
+    import signal
+    import subprocess
+    import time
+
+    source = tmp_path / "gen.jsonl"
+    rows = [{"prompt": f"TRICKLE {i}", "response": r, "method": m} for i in range(4) for r, m in (("x", "srs"), ("y", "args"))]
+    source.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    argv = [sys.executable, "-m", "hf_stackshape.cli", "evaluate", "--generations", str(source), "--judge", "llm",
+            "--judge_model", "fake", "--judge_base_url", hostile.url, "--baseline_method", "args", "--metrics",
+            "win_tie", "--judge_timeout", "300"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.getcwd(), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not hostile.counts.get("TRICKLE") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert hostile.counts.get("TRICKLE"), "the judge was never asked"
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        start = time.monotonic()
+        _, err = proc.communicate(timeout=15)
+        assert proc.returncode == 130 and "interrupted" in err, err[-2000:]
+        assert time.monotonic() - start < 10
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
