@@ -360,3 +360,65 @@ def test_ctrl_c_stops_evaluate_waiting_on_a_hung_judge(hostile, tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+# ------------------------------------------------------------------------------------ 7. processor state
+
+
+def _generate_with(lm, proc, input_ids, attention_mask, steps):
+    import torch
+    from transformers import LogitsProcessorList
+
+    with torch.no_grad():
+        return lm.generate(input_ids=input_ids, attention_mask=attention_mask, logits_processor=LogitsProcessorList([proc]),
+                           max_new_tokens=steps, min_new_tokens=steps, do_sample=False)
+
+
+def test_a_processor_reused_on_the_last_output_starts_fresh(tokenizer, tiny_lm, reward):
+    import torch
+
+    from hf_stackshape import ARGSLogitsProcessor
+
+    def make():
+        return ARGSLogitsProcessor(reward, tokenizer=tokenizer, k=3, weight=1.0, transform="raw")
+
+    inputs = tokenizer(["Tell me a story.", "Hi there"], return_tensors="pt", padding=True)
+    proc = make()
+    first = _generate_with(tiny_lm, proc, inputs["input_ids"], inputs["attention_mask"], 3)
+    mask = torch.cat([inputs["attention_mask"], torch.ones(first.shape[0], 3, dtype=torch.long)], dim=1)
+    again = _generate_with(tiny_lm, proc, first, mask, 3)
+    fresh = _generate_with(tiny_lm, make(), first, mask, 3)
+    # The second call's prompt is the first call's output: the reward model reads it as the prompt, and the
+    # responses start after it, exactly as a new processor does.
+    assert again.tolist() == fresh.tolist()
+    assert proc._gen["prompt_len"] == first.shape[1] and proc._gen["steps"] == 3
+
+
+def test_chat_formatted_inputs_without_raw_prompts_warn(tokenizer, tiny_lm, reward, caplog):
+    import logging
+
+    from hf_stackshape import ARGSLogitsProcessor
+
+    chat = tokenizer.apply_chat_template([{"role": "user", "content": "Hi"}], tokenize=False, add_generation_prompt=True)
+    inputs = tokenizer([chat], return_tensors="pt", padding=True, add_special_tokens=False)
+    proc = ARGSLogitsProcessor(reward, tokenizer=tokenizer, k=2, weight=1.0)
+    logger = logging.getLogger("hf_stackshape.guidance.args")
+    logger.addHandler(caplog.handler)
+    try:
+        with caplog.at_level(logging.WARNING, logger="hf_stackshape.guidance.args"):
+            _generate_with(tiny_lm, proc, inputs["input_ids"], inputs["attention_mask"], 1)
+    finally:
+        logger.removeHandler(caplog.handler)
+    text = caplog.text
+    assert "chat" in text and "<|im_start|>" in text and "prompts=" in text and "system" in text, text
+    # Plain prompts (a leading BOS at most) do not warn.
+    caplog.clear()
+    plain = tokenizer(["Hi"], return_tensors="pt")
+    logger.addHandler(caplog.handler)
+    try:
+        with caplog.at_level(logging.WARNING, logger="hf_stackshape.guidance.args"):
+            _generate_with(tiny_lm, ARGSLogitsProcessor(reward, tokenizer=tokenizer, k=2, weight=1.0),
+                           plain["input_ids"], plain["attention_mask"], 1)
+    finally:
+        logger.removeHandler(caplog.handler)
+    assert "chat" not in caplog.text
