@@ -422,3 +422,43 @@ def test_chat_formatted_inputs_without_raw_prompts_warn(tokenizer, tiny_lm, rewa
     finally:
         logger.removeHandler(caplog.handler)
     assert "chat" not in caplog.text
+
+
+class _RenumberedTokenizer:
+    """The same tokenizer with two token ids swapped: same size, other mapping."""
+
+    def __init__(self, tokenizer):
+        self._tok = tokenizer
+
+    def __getattr__(self, name):
+        return getattr(self._tok, name)
+
+    def __len__(self):
+        return len(self._tok)
+
+    def get_vocab(self):
+        vocab = dict(self._tok.get_vocab())
+        a, b = self._tok.convert_ids_to_tokens([100, 200])
+        vocab[a], vocab[b] = vocab[b], vocab[a]
+        return vocab
+
+
+def test_a_trained_cd_head_records_its_vocabulary_and_refuses_another(tmp_path, tiny_lm, tokenizer):
+    from test_qhead import good_bad_dataset
+
+    from hf_stackshape import CDLogitsProcessor
+    from hf_stackshape.guidance._checks import vocabulary_digest
+    from hf_stackshape.qhead import QHeadModel, QHeadTrainer, QHeadTrainerConfig
+
+    qhead = QHeadModel.from_backbone(tiny_lm, head_type="q", rank=2)
+    args = QHeadTrainerConfig(output_dir=str(tmp_path / "out"), max_steps=1, per_device_train_batch_size=4,
+                              save_strategy="no", report_to="none", disable_tqdm=True, validation_split=0.0)
+    trainer = QHeadTrainer(qhead, args, train_dataset=good_bad_dataset(2, 2, 0), processing_class=tokenizer)
+    trainer.train()
+    trainer.save_model(str(tmp_path / "head"))
+    saved = json.loads((tmp_path / "head" / "config.json").read_text())
+    assert saved["vocab_digest"] == vocabulary_digest(tokenizer)
+    loaded = QHeadModel.from_pretrained(tmp_path / "head", backbone=tiny_lm)
+    CDLogitsProcessor(loaded, tokenizer=tokenizer, k=2).close()  # its own tokenizer: fine
+    with pytest.raises(ValueError, match="vocab_digest"):
+        CDLogitsProcessor(loaded, tokenizer=_RenumberedTokenizer(tokenizer), k=2)

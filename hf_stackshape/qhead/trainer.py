@@ -484,7 +484,17 @@ class QHeadTrainer(Trainer):
         # Our loss is a per-batch mean, so gradient accumulation / DDP averaging need no token counts.
         self.model_accepts_loss_kwargs = False
         model.add_model_tags(self._tag_names)
+        self._record_vocabulary(processing_class)
         self._record_settings()
+
+    def _record_vocabulary(self, tokenizer) -> None:
+        """Write the training tokenizer's ``vocab_digest`` into the head's config: CD (Mudgal et al., 2023)
+        then refuses a base tokenizer that numbers tokens otherwise, even one of the same size."""
+        if tokenizer is None or not hasattr(tokenizer, "get_vocab"):
+            return
+        from ..guidance._checks import vocabulary_digest
+
+        self._model_for_prep.config.vocab_digest = vocabulary_digest(tokenizer)
 
     # ---------------------------------------------------------------------------------------------- data
 
