@@ -462,3 +462,60 @@ def test_a_trained_cd_head_records_its_vocabulary_and_refuses_another(tmp_path, 
     CDLogitsProcessor(loaded, tokenizer=tokenizer, k=2).close()  # its own tokenizer: fine
     with pytest.raises(ValueError, match="vocab_digest"):
         CDLogitsProcessor(loaded, tokenizer=_RenumberedTokenizer(tokenizer), k=2)
+
+
+# ----------------------------------------------------------------------------- 6. inputs read right or refused
+
+
+def test_txt_prompts_split_on_newlines_only(tmp_path):
+    from hf_stackshape.io import load_prompts
+
+    path = tmp_path / "p.txt"
+    path.write_text("one\u2028line\nform\ffeed\r\nlast\x85line\n\n", encoding="utf-8", newline="")
+    assert load_prompts(path) == ["one\u2028line", "form\ffeed", "last\x85line"]
+
+
+def test_column_on_a_txt_file_and_a_folder_as_prompts_are_errors(tmp_path):
+    from hf_stackshape.io import load_prompts
+
+    path = tmp_path / "p.txt"
+    path.write_text("Hi\n")
+    with pytest.raises(ValueError, match=r"--column 'question' does not apply to a \.txt file"):
+        load_prompts(path, column="question")
+    folder = tmp_path / "prompts"
+    folder.mkdir()
+    with pytest.raises(ValueError, match=r"is a folder.*--dataset"):
+        load_prompts(folder)
+
+
+def test_a_baseline_file_with_several_settings_is_refused(tmp_path, capsys):
+    rows = [{"prompt": f"p{i}", "response": "x" * (i + 1), "method": "args"} for i in range(3)]
+    gen = tmp_path / "gen.jsonl"
+    gen.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    base = tmp_path / "base.jsonl"
+    interleaved = [{**r, "method": "greedy", "weight": w} for r in rows for w in (0.5, 2.0)]
+    base.write_text("".join(json.dumps(r) + "\n" for r in interleaved))
+    argv = ["evaluate", "--generations", str(gen), "--baseline_file", str(base), "--reward", "length",
+            "--metrics", "reward", "--output_dir", str(tmp_path / "out")]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "2 settings" in err and "weight=0.5" in err and "weight=2.0" in err and "--baseline_weight" in err, err
+
+
+def test_a_full_disk_names_the_file(tmp_path, monkeypatch):
+    import errno
+
+    from hf_stackshape import io
+
+    with pytest.raises(OSError, match=r"No space left on device while writing /dev/full") as info:
+        io.append_jsonl("/dev/full", [{"a": 1}])
+    assert info.value.errno == errno.ENOSPC and info.value.filename == "/dev/full"
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(io.os, "fsync", full)
+    target = tmp_path / "run.json"
+    with pytest.raises(OSError, match=f"while writing {target}"):
+        io.atomic_write_json(target, {"a": 1})
+    assert not target.exists() and not list(tmp_path.glob(".*.tmp"))
