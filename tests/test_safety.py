@@ -519,3 +519,36 @@ def test_a_full_disk_names_the_file(tmp_path, monkeypatch):
     with pytest.raises(OSError, match=f"while writing {target}"):
         io.atomic_write_json(target, {"a": 1})
     assert not target.exists() and not list(tmp_path.glob(".*.tmp"))
+
+
+def test_a_huge_prompt_reaches_the_reward_model_clipped_once(tokenizer, tiny_lm, reward, caplog):
+    import logging
+    import time
+
+    from hf_stackshape import ARGSLogitsProcessor, HFRewardModel
+
+    rm = HFRewardModel(reward.model, tokenizer, max_length=64)
+    huge = "Tell me about the sea and the ships. " * 30000 + "What is the capital of France?"  # ~1.1 MB
+    clipped = rm.clip_prompt(huge)
+    assert huge.endswith(clipped) or clipped.strip() in huge
+    assert len(tokenizer(clipped, add_special_tokens=False)["input_ids"]) <= 64 and rm.clip_prompt("Hi") == "Hi"
+    seen = []
+    real_score = rm.score
+
+    def spy(prompts, responses):
+        seen.append(max(len(p) for p in prompts))
+        return real_score(prompts, responses)
+
+    rm.score = spy
+    tail = tokenizer([huge[-200:]], return_tensors="pt")  # what generate's left truncation feeds the base model
+    proc = ARGSLogitsProcessor(rm, tokenizer=tokenizer, k=4, weight=1.0, use_cache=False, prompts=[huge])
+    logger = logging.getLogger("hf_stackshape.guidance.args")
+    logger.addHandler(caplog.handler)
+    start = time.monotonic()
+    try:
+        with caplog.at_level(logging.WARNING, logger="hf_stackshape.guidance.args"):
+            _generate_with(tiny_lm, proc, tail["input_ids"], tail["attention_mask"], 4)
+    finally:
+        logger.removeHandler(caplog.handler)
+    assert len(seen) == 4 and max(seen) < 2000, seen  # never the megabyte
+    assert "max_length" in caplog.text and time.monotonic() - start < 30

@@ -454,6 +454,8 @@ class ARGSLogitsProcessor(GuidanceProcessor):
                         f"text ({prompts[0][:60]!r}...) as the prompt. Pass the raw prompts with `prompts=` (or "
                         "proc.set_prompt(inputs, prompts=...)) for a faithful reward."
                     )
+        if raw_ids is None:
+            prompts = self._clipped_prompts(prompts)
         thresholds = given["thresholds"]
         if thresholds is not None:
             thresholds = thresholds.to(input_ids.device)[row_prompt]
@@ -481,6 +483,22 @@ class ARGSLogitsProcessor(GuidanceProcessor):
             "thresholds": thresholds,
             "fast": fast,
         }
+
+    def _clipped_prompts(self, prompts: List[str]) -> List[str]:
+        """The prompts as the reward model can read them: each cut once to its last ``max_length`` tokens
+        (``reward_model.clip_prompt``), with a warning, so a huge prompt is not re-tokenized ``k`` times a step."""
+        clip = getattr(self.reward_model, "clip_prompt", None)
+        if not callable(clip):
+            return list(prompts)
+        out = [clip(p) for p in prompts]
+        cut = [i for i, (a, b) in enumerate(zip(prompts, out)) if a is not b]
+        if cut:
+            logger.warning(
+                f"ARGSLogitsProcessor: prompt(s) {cut[:5]} are longer than the reward model's max_length "
+                f"({self.reward_model.max_length} tokens); it reads their last {self.reward_model.max_length} tokens "
+                "(left truncation, as for any longer input)."
+            )
+        return out
 
     def _is_continuation(self, input_ids: torch.Tensor) -> bool:
         gen = self._gen
