@@ -303,6 +303,13 @@ def test_a_trickling_judge_is_cut_off_by_the_timeout(hostile):
     assert out[1].ok and elapsed < 8, elapsed  # the reply is ~80 bytes: 80 s without a total deadline
 
 
+def test_a_judge_interrupted_once_judges_again(hostile):
+    judge = _judge(hostile.url)
+    judge.client.abort()  # what Ctrl-C during compare does
+    (out,) = judge.compare(["OK q"], ["a"], ["b"])
+    assert out.ok, out.error
+
+
 @pytest.mark.parametrize("tag", ["HUGE", "BIGLEN"])
 def test_a_huge_judge_reply_is_refused_not_read(hostile, tag):
     import resource

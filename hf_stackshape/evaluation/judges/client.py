@@ -159,6 +159,10 @@ class EndpointClient(InferenceClient):
         """Stop: requests in flight end at their next chunk (or read timeout), no retry starts (Ctrl-C)."""
         self._stop.set()
 
+    def clear_abort(self) -> None:
+        """Accept requests again after :meth:`abort` (a new ``compare`` after an interrupted one)."""
+        self._stop.clear()
+
     def _read_body(self, response, url: str, deadline: float) -> bytes:
         """The decoded body, read chunk by chunk under the request's total deadline and the size cap."""
         declared = response.headers.get("content-length")

@@ -306,6 +306,7 @@ class LLMJudge(Judge):
                 len(set(keys)) - len(todo),
                 len(set(keys)),
             )
+        self.client.clear_abort()  # an earlier compare may have been interrupted
         bar = tqdm(total=len(todo), desc="judge", disable=not self.show_progress, leave=False)
         jobs = [(k, i, (prompts[i], answers_a[i], answers_b[i])) for k, i in todo.items()]
         try:
