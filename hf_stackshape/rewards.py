@@ -361,6 +361,26 @@ class HFRewardModel(RewardFunction):
             return self.template(prompt, response)
         return self.template.format(prompt=prompt, response=response)
 
+    def clip_prompt(self, prompt: str, max_tokens: Optional[int] = None) -> str:
+        """The part of ``prompt`` the reward model can read: its last ``max_tokens`` tokens (default
+        ``max_length``), as text; a shorter prompt comes back unchanged (the same object).
+
+        A pair longer than ``max_length`` is left-truncated anyway, so a prompt longer than the whole budget
+        only costs time and memory: ARGS (Khanov et al., 2024) scores ``k`` candidates per step, each pair
+        re-tokenized, and a 1 MB prompt made the text path tokenize megabytes per step. Clipping it once per
+        generation (:class:`~hf_stackshape.ARGSLogitsProcessor` does) keeps the end of the prompt, which is
+        what the left truncation keeps too.
+        """
+        budget = int(max_tokens if max_tokens is not None else self.max_length)
+        if budget < 1:
+            raise ValueError(f"`max_tokens` must be >= 1, got {max_tokens!r}.")
+        if len(prompt) <= budget:  # every token holds at least one character: nothing to cut
+            return prompt
+        ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        if len(ids) <= budget:
+            return prompt
+        return self.tokenizer.decode(ids[-budget:], skip_special_tokens=False)
+
     def encode(self, prompts: Sequence[str], responses: Sequence[str]):
         """Tokenise pairs: ``padding_side`` padding (left for decoders), left truncation to ``max_length``
         (the response end survives)."""
