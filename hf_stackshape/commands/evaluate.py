@@ -127,6 +127,26 @@ class EvaluateArguments:
             "choices": ["tie", "drop"],
         },
     )
+    judge_score_parser: str = field(
+        default="ours",
+        metadata={
+            "help": "LLM judge reply parser: 'ours' (two 1-10 scores on the first non-empty line, commas and markdown "
+            "allowed) or 'paper' (the authors' gpt4-eval.py: any two floats split on single spaces).",
+            "choices": ["ours", "paper"],
+        },
+    )
+    judge_strip_answers: bool = field(
+        default=False,
+        metadata={"help": "LLM judge: strip blank space (and a copied prompt) around each answer, as the authors did."},
+    )
+    judge_template_file: Optional[str] = field(
+        default=None,
+        metadata={"help": "LLM judge: a text file with the user message template ({question}, {answer_1}, "
+                  "{answer_2}; or the authors' {answer1}, {answer2})."},
+    )
+    judge_system_prompt_file: Optional[str] = field(
+        default=None, metadata={"help": "LLM judge: a text file with the instructions (system message)."}
+    )
     seed: int = field(default=0, metadata={"help": "Seed of the bootstrap resampling and of the LLM judge's order swaps."})
     limit: Optional[int] = field(default=None, metadata={"help": "Score only the first N rows of each file."})
 
@@ -243,6 +263,25 @@ def _labels(groups: "OrderedDict[str, Dict[str, Any]]") -> Dict[str, str]:
     return labels
 
 
+def _check_one_baseline_setting(rows: List[dict], args: EvaluateArguments) -> None:
+    """A ``--baseline_file`` must hold one setting: rows of several (two weights interleaved, two methods) would
+    pair each prompt with whichever row comes first and report that row's settings as the baseline's."""
+    seen: "OrderedDict[str, Dict[str, Any]]" = OrderedDict()
+    for row in rows:
+        settings = _settings(row, args)
+        seen.setdefault(_key(settings), settings)
+    if len(seen) < 2:
+        return
+    variants = list(seen.values())
+    differing = sorted({k for a in variants for b in variants for k in set(a) | set(b) if a.get(k) != b.get(k)})
+    shown = "; ".join(", ".join(f"{k}={v.get(k)!r}" for k in differing) for v in variants[:5])
+    raise ValueError(
+        f"--baseline_file {args.baseline_file} holds rows of {len(variants)} settings ({shown}), so a prompt has "
+        "several baseline answers. Keep one setting in the file, or pass the file with --generations and pick the "
+        "baseline with --baseline_method (and --baseline_weight)."
+    )
+
+
 def _group(rows: List[dict], args: EvaluateArguments) -> "OrderedDict[str, Dict[str, Any]]":
     groups: "OrderedDict[str, Dict[str, Any]]" = OrderedDict()
     for i, row in enumerate(rows):
@@ -282,6 +321,10 @@ def _make_judge(args: EvaluateArguments, cache_file: Path, state=None):
             max_retries=args.judge_max_retries,
             concurrency=args.judge_concurrency,
             api_error=args.judge_api_error,
+            score_parser=args.judge_score_parser,
+            strip_answers=args.judge_strip_answers,
+            template_file=args.judge_template_file,
+            system_prompt_file=args.judge_system_prompt_file,
             seed=args.seed,
             cache_file=cache_file,
             show_progress=True,
@@ -373,6 +416,7 @@ def evaluate_rows(rows: List[dict], args: EvaluateArguments, cache_file: Optiona
         baseline = {"label": group["label"], "settings": group["settings"], "files": group["files"],
                     "rows": [rows[i] for i in group["rows"]]}
     elif baseline_rows is not None:
+        _check_one_baseline_setting(baseline_rows, args)
         baseline = {"label": "baseline", "settings": _settings(baseline_rows[0], args), "files": [args.baseline_file],
                     "rows": baseline_rows}
     baseline_by_prompt: Dict[str, int] = {}
