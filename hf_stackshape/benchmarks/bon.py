@@ -8,6 +8,8 @@ Timed side by side in one run, on the same prompts and the same seed, so both sa
 (``same_samples_as_generate``), the fastest of ``repeats`` interleaved runs counting:
 
 * ``generate_s``: one plain ``model.generate(num_return_sequences=N)`` call, what any best-of-N must pay;
+* ``keyed_generate_s``: the same samples drawn as best-of-N draws them (one generator per prompt and sample,
+  keyed by the prompt's index, :mod:`hf_stackshape.sampling`), whose tokens ``same_samples_as_generate`` compares;
 * ``reward_s``: the reward model scoring those ``P x N`` pairs alone (``score_grouped``, prefix shared);
 * ``bon_s``: :meth:`StackelbergBestOfN.generate` with ``srs`` and soft selection (sampling, grouped scoring,
   ``m*`` for every prompt, shaping, seeded selection, decoding).
@@ -64,12 +66,23 @@ def _run(args: BenchArgs) -> dict:
                     pad_token_id=tokenizer.pad_token_id)
     model.generate(**enc, **{**sampling, "max_new_tokens": 2})  # warm-up (first-call allocations)
 
-    best = {"generate": float("inf"), "reward": float("inf"), "bon": float("inf")}
+    # The same samples as best-of-N draws them: one generator per (prompt, sample), keyed by the prompt's index
+    # (hf_stackshape.sampling), the last processor of a greedy generate over the prompts repeated N times.
+    from ..sampling import KeyedSampler, draw_key
+
+    keys = [draw_key(args.seed, i, j, "sample") for i in range(args.prompts) for j in range(args.samples)]
+    repeated = {key: value.repeat_interleave(args.samples, dim=0) for key, value in enc.items()}
+    keyed = dict(do_sample=False, max_new_tokens=args.max_new_tokens, pad_token_id=tokenizer.pad_token_id)
+
+    best = {"generate": float("inf"), "keyed_generate": float("inf"), "reward": float("inf"), "bon": float("inf")}
     for _ in range(args.repeats):
         torch.manual_seed(args.seed)
         start = time.perf_counter()
-        out = model.generate(**enc, **sampling)
+        model.generate(**enc, **sampling)
         best["generate"] = min(best["generate"], time.perf_counter() - start)
+        start = time.perf_counter()
+        out = model.generate(**repeated, **keyed, logits_processor=[KeyedSampler.expand(keys, model.generation_config)])
+        best["keyed_generate"] = min(best["keyed_generate"], time.perf_counter() - start)
         texts = [t.strip() for t in tokenizer.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)]
         groups = [texts[i * args.samples : (i + 1) * args.samples] for i in range(args.prompts)]
 
@@ -83,6 +96,7 @@ def _run(args: BenchArgs) -> dict:
     return {
         **calibrate.workload(model, args),
         "generate_s": best["generate"],
+        "keyed_generate_s": best["keyed_generate"],
         "reward_s": best["reward"],
         "bon_s": best["bon"],
         "same_samples_as_generate": result.candidates == groups,
