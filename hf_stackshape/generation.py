@@ -254,8 +254,11 @@ def _global_indices(prompts, first_index: int, indices) -> List[int]:
     return indices
 
 
-def _encode_prompts(tokenizer, texts: Sequence[str], budget: Optional[int], indices: Sequence[int]):
-    """Left-padded, left-truncated batch encoding; warns once per prompt that was cut."""
+def _encode_prompts(tokenizer, texts: Sequence[str], budget: Optional[int], indices):
+    """Left-padded, left-truncated batch encoding; warns once per prompt that was cut. ``indices``: the prompts'
+    global indices (for the warning), or the index of the first one."""
+    if isinstance(indices, int):
+        indices = range(indices, indices + len(texts))
     if budget is not None:
         lengths = [len(ids) for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
         for i, n in enumerate(lengths):
