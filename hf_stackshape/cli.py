@@ -40,6 +40,7 @@ COMMANDS = {
     "evaluate": "Score generations: reward, diversity, coherence, win-tie rate, with 95% bootstrap CIs.",
     "sweep": "Run methods over a grid of 1/beta; write a table and a Figure-2 style plot.",
     "demo": "The whole pipeline on the embedded SmolLM2 default, offline, in minutes.",
+    "export-generate": "Write a custom_generate folder (srs-args, srs-cd, srs-bon) usable without hf_stackshape.",
     "bench": "Benchmarks that print speed ratios measured side by side (threshold, calibrate, args, cd).",
 }
 
