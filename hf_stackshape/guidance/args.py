@@ -516,6 +516,7 @@ class ARGSLogitsProcessor(GuidanceProcessor):
             )
         vocab = scores.shape[-1]
         check_k_fits(self.k, vocab, "scores")
+        self._check_decoding_loop()
         if not self._is_continuation(input_ids):
             self._start(input_ids)
         gen = self._gen
