@@ -572,6 +572,19 @@ def _card_template() -> str:
         return TEMPLATE
 
 
+def _framework_versions() -> List[tuple]:
+    """``(package, version)`` of what trained / saved the head, for the card (installed packages only)."""
+    from importlib import metadata
+
+    out = []
+    for name in ("hf_stackshape", "transformers", "torch", "peft", "datasets", "huggingface_hub", "safetensors"):
+        try:
+            out.append((name, metadata.version(name)))
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
 def render_model_card(
     config: QHeadConfig,
     repo_id: Optional[str] = None,
@@ -639,6 +652,16 @@ def render_model_card(
             return f"[`{hub}`](https://huggingface.co/{hub})"
         return "a local model" if name else "unknown"
 
+    chat = (config.training_settings or {}).get("prompt format", "chat template") == "chat template"
+    if chat:
+        prompt_snippet = (
+            'prompt = "How do I bake bread?"\n'
+            'text = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True, '
+            "tokenize=False)\n"
+            'inputs = tokenizer([text], return_tensors="pt", add_special_tokens=False)'
+        )
+    else:
+        prompt_snippet = 'inputs = tokenizer(["How do I bake bread?"], return_tensors="pt")'
     card = ModelCard.from_template(
         data,
         template_str=template,
@@ -659,5 +682,8 @@ def render_model_card(
         training_text=training_text,
         metrics_rows=[(k, f"{v:.4f}") for k, v in metrics.items()],
         adapter_note=" (and its LoRA adapter, in `adapter/`)" if config.has_adapter else "",
+        prompt_snippet=prompt_snippet,
+        prompt_format="the chat template's user turn" if chat else "raw text",
+        framework_versions=_framework_versions(),
     )
     return card
