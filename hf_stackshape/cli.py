@@ -378,6 +378,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     except Exception as err:
         if debug or not _user_facing(err):
             raise
+        from ._extras import missing_extra_message
+
+        install = missing_extra_message(err)
+        if install:
+            print(f"stackshape {command}: error: {install}", file=sys.stderr)
+            return 2
         kind = "" if isinstance(err, (CLIError, ValueError, FileNotFoundError)) else f"{type(err).__name__}: "
         print(f"stackshape {command}: error: {kind}{_error_message(err)}", file=sys.stderr)
         return 2

@@ -355,8 +355,9 @@ def plot_sweep(table: Sequence[Dict[str, object]], path, reward_key: Optional[st
     Error bars are the 95% bootstrap CIs over prompts of the table (``<column>_ci_low`` / ``_ci_high``); the base
     policy is a horizontal line with its interval shaded. Written atomically as PNG.
     """
-    import matplotlib
+    from ._extras import needs
 
+    matplotlib = needs("matplotlib", "The sweep's figure")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
