@@ -53,6 +53,7 @@ _CORE = {
     "hf_stackshape.io": "srs_io",
     "hf_stackshape.distributed": "srs_distributed",
     "hf_stackshape.runs": "srs_runs",
+    "hf_stackshape.memory": "srs_memory",
     "hf_stackshape.rewards": "srs_rewards",
     "hf_stackshape.guidance._prefix_cache": "srs_prefix_cache",
 }
