@@ -1,7 +1,7 @@
 """Optional dependencies: which ``pip install hf_stackshape[EXTRA]`` provides each optional package.
 
 The core install (``pip install hf_stackshape``) holds what the processors need: torch, transformers,
-huggingface_hub, safetensors, numpy, tqdm, pyyaml. Everything else belongs to an extra (``setup.cfg``):
+huggingface_hub, safetensors, tokenizers, numpy, tqdm, pyyaml (all but torch come with transformers anyway). Everything else belongs to an extra (``setup.cfg``):
 ``train`` (Q-head training), ``metrics`` (evaluation), ``plot`` (figures), ``models`` (the embedded SmolLM2 and
 MiniLM defaults), ``demo`` and ``test`` (all of them). :func:`needs` imports an optional package or raises an
 ``ImportError`` with the line that installs it; :func:`missing_extra_message` rewrites any ``ModuleNotFoundError``

@@ -65,7 +65,7 @@ def _top_level_imports():
 def test_every_imported_package_is_declared():
     core, extras = _setup_cfg()
     declared = _dist_names(core) | {d for reqs in extras.values() for d in _dist_names(reqs)}
-    core_modules = {"torch", "transformers", "huggingface_hub", "safetensors", "numpy", "tqdm", "yaml"}
+    core_modules = {"torch", "transformers", "huggingface_hub", "safetensors", "tokenizers", "numpy", "tqdm", "yaml"}
     for module in sorted(_top_level_imports()):
         if module in core_modules:
             continue
