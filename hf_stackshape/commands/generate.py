@@ -177,8 +177,24 @@ def _load_thresholds(folder: str, prompts: List[str]):
     return torch.tensor([by_prompt[p] for p in prompts], dtype=torch.float32)
 
 
+def input_digests(args: GenerateArguments) -> Dict[str, str]:
+    """Content digests of the input folders the run reads (:func:`hf_stackshape.runs.content_digest`): the
+    calibrated dataset of ``--thresholds_from`` and a local ``--qhead`` folder. Recorded in the run manifest and
+    compared on resume, so a folder changed in between (recalibrated with another beta, a retrained head) is
+    refused by name instead of guiding the remaining rows with other inputs than the finished ones."""
+    from ..runs import content_digest
+
+    digests = {}
+    if args.thresholds_from:
+        digests["thresholds_from"] = content_digest(Path(args.thresholds_from) / "dataset")
+    if args.qhead and os.path.isdir(os.path.expanduser(args.qhead)):
+        digests["qhead"] = content_digest(args.qhead)
+    return digests
+
+
 def run(args: GenerateArguments) -> int:
-    from ..generation import decoder_settings, generate_responses, parse_method
+    from ..calibration.thresholds import check_calibration_reward
+    from ..generation import check_generation, decoder_settings, generate_responses, parse_method
     from ..io import append_jsonl
     from ..runs import model_fingerprint, open_run, reward_fingerprint, tokenizer_fingerprint
     from ._common import load_base_model, load_qhead, load_reward_spec
@@ -199,6 +215,18 @@ def run(args: GenerateArguments) -> int:
     if method.decoder in ("args", "bon"):
         reward = load_reward_spec(args.reward_model, args.dtype, device, trust_remote_code=args.trust_remote_code)
     qhead = load_qhead(args.qhead, model) if method.decoder == "cd" else None
+    all_thresholds = None
+    if args.thresholds_from:
+        check_calibration_reward(args.thresholds_from, reward, args.reward_model)
+        all_thresholds = _load_thresholds(args.thresholds_from, prompts)
+    # Every argument is checked before the run is opened: a bad value writes nothing (no manifest either).
+    check_generation(
+        model, tokenizer, method, reward=reward, qheads={method.transform: qhead} if qhead is not None else None,
+        weight=args.weight, k=args.k, bound=args.bound, alpha=args.alpha, beta=args.beta,
+        cd_temperature=args.cd_temperature, num_samples=args.num_samples, max_new_tokens=args.max_new_tokens,
+        batch_size=args.batch_size, do_sample=args.do_sample, temperature=args.temperature, seed=args.seed,
+        preset=args.preset, max_prompt_length=args.max_prompt_length,
+    )
     settings = row_settings(args, method, decoder, qhead)
     fingerprint = {
         "settings": settings,
@@ -209,6 +237,9 @@ def run(args: GenerateArguments) -> int:
         "max_prompt_length": args.max_prompt_length,
         "top_p": 1.0,
     }
+    inputs = input_digests(args)
+    if inputs:  # only when the run reads input folders, so runs without any keep their old fingerprint
+        fingerprint["inputs"] = inputs
     out_path = Path(args.output_file)
     with open_run(out_path, fingerprint, kind="generate", overwrite=args.overwrite, single_file=True):
         rows = _read_rows(out_path) if out_path.is_file() else []
@@ -218,7 +249,7 @@ def run(args: GenerateArguments) -> int:
             return 0
         if done:
             print(f"Resuming {out_path}: {done} of {len(prompts)} prompts already answered.")
-        thresholds = _load_thresholds(args.thresholds_from, prompts)[done:] if args.thresholds_from else None
+        thresholds = all_thresholds[done:] if all_thresholds is not None else None
 
         def write(start, responses):
             append_jsonl(
