@@ -16,7 +16,11 @@ first run, so each stage opens its output through :func:`open_run`:
 * ``overwrite=True`` removes the **whole** old run: the folder (or the file and its sidecars
   ``<file>.*``) is renamed aside atomically, then deleted, so no half of an old run survives;
 * temporary files left by a killed atomic write (``.<name>.<random>.tmp``, see :mod:`hf_stackshape.io`) are
-  cleaned while the lock is held.
+  cleaned while the lock is held;
+* a fresh run that fails before writing any result removes its manifest again, so the corrected command is
+  not refused as "made with other settings"; settings compare with ``nan == nan`` (:func:`same_setting`);
+* input folders a run reads enter its fingerprint as :func:`content_digest` values, so an input changed between
+  two parts of a run is refused by name.
 
 Under ``torch.distributed`` (``torchrun``, ``accelerate launch``) rank 0 takes the lock and prepares the
 output; its outcome, success or the very error, is broadcast, so the other ranks raise the same error at once
@@ -59,6 +63,7 @@ __all__ = [
     "prompts_fingerprint",
     "fingerprint_digest",
     "content_digest",
+    "same_setting",
 ]
 
 PathLike = Union[str, os.PathLike]

@@ -9,8 +9,12 @@ Examples:
 Each response is a JSON line holding the prompt, the response and every setting that made it (method, the
 guidance weight actually used, k, bound, alpha, beta, threshold source, model, reward, seed, max_new_tokens,
 sampling), so files can be compared and combined by ``stackshape evaluate``. Responses are appended batch by
-batch; rerunning the same command resumes. The settings, the model, tokenizer and reward identities are kept
-in ``OUTPUT_FILE.run.json``: a rerun with other settings stops and names them (``--overwrite`` starts over).
+batch; rerunning the same command resumes. The settings, the model, tokenizer and reward identities and the
+content digests of the input folders (``--thresholds_from``, a local ``--qhead``) are kept in
+``OUTPUT_FILE.run.json``: a rerun with other settings, or after an input folder changed, stops and names them
+(``--overwrite`` starts over). Every argument is validated before that file is written, so a command that fails
+on a bad value leaves nothing behind. Thresholds calibrated with another reward than ``--reward_model`` are
+refused: ``m*(x)`` is on the scale of the reward it was solved from (Wang et al., 2026).
 """
 
 from __future__ import annotations

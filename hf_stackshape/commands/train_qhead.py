@@ -7,8 +7,10 @@ rewards, threshold`` (or the flat ``prompt, response, reward, threshold``). Outp
 validation diagnostics).
 
 The output folder holds a run manifest (``run.json``): a rerun resumes from the last ``checkpoint-*`` only if
-the calibration data, the backbone and every training setting are the same; otherwise it stops and names what
-differs (``--overwrite`` starts over, or pick another ``--output_dir``).
+the calibration data (its content digest), the backbone and every training setting are the same; otherwise it
+stops and names what differs (``--overwrite`` starts over, or pick another ``--output_dir``). Only the options
+listed in ``NO_EFFECT_TRAINING_KEYS`` (logging, progress bars, trackers, Hub uploads, data-loader workers) may
+change between the two.
 
     stackshape train-qhead --calibration_dir runs/calib --output_dir runs/qhead --preset paper
     stackshape train-qhead --calibration_dir runs/calib --output_dir runs/qhead --head_type q --lora_r 8
