@@ -245,6 +245,10 @@ class StackelbergBestOfN:
             forked RNG) and selection seed (one uniform per prompt, in prompt order, from a generator seeded with
             ``seed``, so the selection does not depend on ``batch_size``).
         chat_template (`bool`, *optional*): wrap prompts in the tokenizer's chat template (default: when it has one).
+        dialogue_prompts_as_text (`bool`, *optional*, defaults to `False`): no chat template on a prompt that
+            already holds ``Human:`` / ``Assistant:`` turns (:mod:`hf_stackshape.dialogue`).
+        stop_at_new_turn (`bool`, *optional*, defaults to `False`): stop each sample where a new ``Human:`` /
+            ``User:`` turn begins and cut that turn off before it is scored.
         show_progress (`bool`, *optional*, defaults to `True`): tqdm bar over batches.
         generation_kwargs: overrides of the model's ``generation_config`` (``temperature``, ``top_p``, ``top_k``...).
 
@@ -277,6 +281,8 @@ class StackelbergBestOfN:
         seed: int = 0,
         chat_template: Optional[bool] = None,
         show_progress: bool = True,
+        dialogue_prompts_as_text: bool = False,
+        stop_at_new_turn: bool = False,
         **generation_kwargs,
     ):
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
@@ -307,6 +313,8 @@ class StackelbergBestOfN:
         self.batch_size = batch_size
         self.seed = int(seed)
         self.chat_template = chat_template
+        self.dialogue_prompts_as_text = bool(dialogue_prompts_as_text)
+        self.stop_at_new_turn = bool(stop_at_new_turn)
         self.show_progress = show_progress
         self.generation_kwargs = {k: v for k, v in generation_kwargs.items() if v is not None}
 
@@ -397,6 +405,10 @@ class StackelbergBestOfN:
             max_new_tokens=self.max_new_tokens,
             **self.generation_kwargs,
         )
+        if self.stop_at_new_turn:
+            from .dialogue import STOP_STRINGS
+
+            cfg.update(stop_strings=list(STOP_STRINGS))
         if cfg.pad_token_id is None:
             cfg.pad_token_id = self.tokenizer.pad_token_id
         if cfg.eos_token_id is None:
@@ -406,11 +418,12 @@ class StackelbergBestOfN:
     @torch.no_grad()
     def sample(self, prompts: Sequence[str], seed: int) -> List[List[str]]:
         """``N`` decoded samples per prompt from one ``generate`` call under ``torch.manual_seed(seed)``."""
+        from .dialogue import cut_all_at_new_turn
         from .generation import format_prompts
 
         if self.tokenizer.pad_token_id is None:
             raise ValueError("The tokenizer has no pad token to batch prompts; set tokenizer.pad_token = tokenizer.eos_token.")
-        texts = format_prompts(self.tokenizer, list(prompts), self.chat_template)
+        texts = format_prompts(self.tokenizer, list(prompts), self.chat_template, self.dialogue_prompts_as_text)
         device = next(self.model.parameters()).device
         old_side = self.tokenizer.padding_side
         self.tokenizer.padding_side = "left"
@@ -421,9 +434,10 @@ class StackelbergBestOfN:
         devices = [device.index or 0] if device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(int(seed))
-            out = self.model.generate(**enc, generation_config=self.generation_config())
+            stop = {"tokenizer": self.tokenizer} if self.stop_at_new_turn else {}  # for the stop strings
+            out = self.model.generate(**enc, generation_config=self.generation_config(), **stop)
         decoded = self.tokenizer.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
-        decoded = [t.strip() for t in decoded]
+        decoded = [t.strip() for t in cut_all_at_new_turn(decoded, self.stop_at_new_turn)]
         return [decoded[i * self.n : (i + 1) * self.n] for i in range(len(texts))]
 
     def generate(

@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 from transformers import LogitsProcessorList
 from transformers.utils import logging
 
+from .dialogue import cut_all_at_new_turn, stop_strings_kwargs
 from .shaping import TRANSFORMS, get_transform
 
 logger = logging.get_logger(__name__)
@@ -108,17 +109,19 @@ def parse_method(name: str) -> Method:
     )
 
 
-def format_prompts(tokenizer, prompts: Sequence[str], chat_template: Optional[bool] = None) -> List[str]:
-    """The base model's input text: the chat template with a generation prompt when the tokenizer has one."""
+def format_prompts(
+    tokenizer, prompts: Sequence[str], chat_template: Optional[bool] = None, dialogue_as_text: bool = False
+) -> List[str]:
+    """The base model's input text: the chat template with a generation prompt when the tokenizer has one.
+
+    ``dialogue_as_text=True`` leaves a prompt that already holds ``Human:`` / ``Assistant:`` turns (HH-RLHF) as
+    plain text, as the authors' scripts do (:func:`hf_stackshape.dialogue.render_prompt`)."""
+    from .dialogue import render_prompt
+
     use_chat = bool(getattr(tokenizer, "chat_template", None)) if chat_template is None else chat_template
     if use_chat and not getattr(tokenizer, "chat_template", None):
         raise ValueError("chat_template=True but the base tokenizer has no chat template.")
-    if not use_chat:
-        return list(prompts)
-    return [
-        tokenizer.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True, tokenize=False)
-        for p in prompts
-    ]
+    return [render_prompt(tokenizer, p, bool(use_chat), dialogue_as_text)[0] for p in prompts]
 
 
 #: Keyword arguments of each decoder that a method run records and a preset may set (``presets.get_preset``).
@@ -289,6 +292,8 @@ def generate_responses(
     preset: Optional[str] = None,
     max_prompt_length: Optional[int] = None,
     first_index: int = 0,
+    dialogue_prompts_as_text: bool = False,
+    stop_at_new_turn: bool = False,
 ) -> List[str]:
     """Generate one response per prompt with ``method``, in batches (left padding), and decode them.
 
@@ -317,6 +322,10 @@ def generate_responses(
         first_index (`int`, *optional*, defaults to 0): index of ``prompts[0]`` in the whole job, so that a
             resumed run (``prompts[done:]``, ``first_index=done``) draws the same random numbers as an
             uninterrupted one.
+        dialogue_prompts_as_text (`bool`, *optional*, defaults to `False`): no chat template on a prompt that
+            already holds ``Human:`` / ``Assistant:`` turns (:mod:`hf_stackshape.dialogue`; the paper preset).
+        stop_at_new_turn (`bool`, *optional*, defaults to `False`): stop a response where a new ``Human:`` /
+            ``User:`` turn begins and cut that turn off (a base model continuing an HH dialogue writes one).
 
     Returns:
         `list[str]`: the decoded responses (special tokens skipped), in prompt order.
@@ -330,7 +339,7 @@ def generate_responses(
         settings = decoder_settings(method, preset, weight=weight, beta=beta, bound=bound, alpha=alpha)
         return _best_of_n(model, tokenizer, prompts, method, reward, settings, num_samples, max_new_tokens,
                           batch_size, do_sample, temperature, top_p, seed, chat_template, show_progress, on_batch,
-                          first_index)
+                          first_index, dialogue_prompts_as_text, stop_at_new_turn)
     settings = decoder_settings(
         method, preset, weight=weight, k=k, bound=bound, alpha=alpha, beta=beta, temperature=cd_temperature
     )
@@ -344,7 +353,7 @@ def generate_responses(
         temperature=float(temperature) if do_sample else 1.0,
     )
     budget = prompt_budget(model, max_new_tokens, max_prompt_length)
-    texts = format_prompts(tokenizer, prompts, chat_template)
+    texts = format_prompts(tokenizer, prompts, chat_template, dialogue_as_text=dialogue_prompts_as_text)
     device = next(model.parameters()).device
     old_side = tokenizer.padding_side
     tokenizer.padding_side = "left"
@@ -368,6 +377,7 @@ def generate_responses(
                 do_sample=bool(do_sample),
                 pad_token_id=tokenizer.pad_token_id,
                 logits_processor=processors,
+                **stop_strings_kwargs(tokenizer, stop_at_new_turn),
             )
             if do_sample:
                 # A guided decoder owns the temperature (see the docstring).
@@ -377,7 +387,8 @@ def generate_responses(
                 gen_kwargs.update(temperature=None, top_p=None, top_k=None)
             out = model.generate(**enc, **gen_kwargs)
             new = out[:, enc["input_ids"].shape[1] :]
-            batch_out = [t.strip() for t in tokenizer.batch_decode(new, skip_special_tokens=True)]
+            decoded = cut_all_at_new_turn(tokenizer.batch_decode(new, skip_special_tokens=True), stop_at_new_turn)
+            batch_out = [t.strip() for t in decoded]
             outputs.extend(batch_out)
             if on_batch is not None:
                 on_batch(start, batch_out)
@@ -389,7 +400,8 @@ def generate_responses(
 
 
 def _best_of_n(model, tokenizer, prompts, method, reward, settings, num_samples, max_new_tokens, batch_size,
-               do_sample, temperature, top_p, seed, chat_template, show_progress, on_batch, first_index) -> List[str]:
+               do_sample, temperature, top_p, seed, chat_template, show_progress, on_batch, first_index,
+               dialogue_prompts_as_text=False, stop_at_new_turn=False) -> List[str]:
     """Best-of-N methods through :class:`~hf_stackshape.bon.StackelbergBestOfN` (``beta = 1 / weight``)."""
     from .bon import StackelbergBestOfN
 
@@ -400,7 +412,8 @@ def _best_of_n(model, tokenizer, prompts, method, reward, settings, num_samples,
         options.update(temperature=temperature, top_p=top_p)
     bon = StackelbergBestOfN.from_method(
         method, model, tokenizer, reward, n=int(num_samples), max_new_tokens=int(max_new_tokens),
-        batch_size=int(batch_size), seed=int(seed), chat_template=chat_template, show_progress=show_progress, **options,
+        batch_size=int(batch_size), seed=int(seed), chat_template=chat_template, show_progress=show_progress,
+        dialogue_prompts_as_text=dialogue_prompts_as_text, stop_at_new_turn=stop_at_new_turn, **options,
     )
     return bon.generate(list(prompts), on_batch=on_batch, first_index=int(first_index)).responses
 

@@ -39,8 +39,10 @@ _PAPER: Dict[str, Dict[str, Any]] = {
         "temperature": 0.7,
     },
     # Offline rollouts for m*(x) and for the value function: N = 10, temperature 0.7, top-p 0.9, top-k from the
-    # model's generation_config (None = inherit), 128 new tokens, the chat template; B = 15, beta = 0.667 with
-    # CD safeguards (exponent cap 2).
+    # model's generation_config (None = inherit), 128 new tokens, the chat template except on a prompt that
+    # already holds "Human:"/"Assistant:" turns (HH-RLHF, fed as text), each rollout cut at the next "Human:" /
+    # "User:" turn (their --stop_on_human, in their README command); B = 15, beta = 0.667 with CD safeguards
+    # (exponent cap 2).
     "calibration": {
         "num_samples": 10,
         "max_new_tokens": 128,
@@ -51,6 +53,8 @@ _PAPER: Dict[str, Dict[str, Any]] = {
         "bound": 15.0,
         "safeguards": "cd",
         "use_chat_template": True,
+        "dialogue_prompts_as_text": True,
+        "stop_at_new_turn": True,
     },
     # Their value function: H -> 8192 -> H -> 1 MLP with tanh, orthogonal init (gain 1), on the frozen base
     # model's last hidden state.
@@ -76,13 +80,22 @@ _PAPER: Dict[str, Dict[str, Any]] = {
         "num_train_epochs": 15,
         "max_grad_norm": 1.0,
         "early_stopping_patience": 5,
+        # Their data: 5% of the *samples* held out at random (random_split, seeded) for early stopping; the
+        # value reads the full prompt and up to 128 response tokens; HH-format prompts as text, as rolled out.
+        "validation_split": 0.05,
+        "validation_split_by": "sample",
+        "max_length": None,
+        "max_response_length": 128,
+        "dialogue_prompts_as_text": True,
         # apply_chat_template is not set: the head reads prompts as the calibration formatted them (the
         # paper's calibration uses the chat template), so the two cannot disagree.
     },
-    # Generation length and decoding of every method's evaluation run.
+    # Generation length and decoding of every method's evaluation run; a prompt that already holds HH-RLHF turns
+    # is fed as text (no chat template), as in their rollouts.
     "generation": {
         "max_new_tokens": 128,
         "do_sample": False,
+        "dialogue_prompts_as_text": True,
     },
     # Their metrics.py: rep_n = 1 - |unique n-grams| / (|n-grams| + 1) on NLTK-style word tokens, responses cut at
     # "\n\nHuman:", diversity = prod_{n=2..4} (1 - rep_n) (scores.diversity_scores(definition=...)). Their coherence
@@ -92,12 +105,15 @@ _PAPER: Dict[str, Dict[str, Any]] = {
     },
     # Their gpt4-eval.py: 1-10 scores for both answers, order swapped at random, temperature 0; the prompt says
     # not to penalise a response cut at the length limit and to disregard earlier turns; an API error or a
-    # parse failure counts as a tie.
+    # parse failure counts as a tie. Their parser: the first line split on single spaces, any two floats (out of
+    # range scores decide, NaN counts nowhere); answers stripped of blank space (their extract_answer).
     "judge": {
         "protocol": "paper",
         "temperature": 0.0,
         "max_tokens": 2048,
         "api_error": "tie",
+        "score_parser": "paper",
+        "strip_answers": True,
     },
 }
 
@@ -131,10 +147,43 @@ PAPER_VS_DEFAULTS: List[Dict[str, str]] = [
         "why": "chat RMs (Skywork, ...) are trained on their template; raw ids are out of distribution for them",
     },
     {
-        "setting": "Stop at EOS",
-        "paper": "no: always 128 new tokens",
-        "ours": "yes",
+        "setting": "Stop at EOS (ARGS)",
+        "paper": "ARGS: no, always 128 new tokens (their CD decoding and their rollouts stop at EOS)",
+        "ours": "yes, for every method",
         "why": "text after EOS is not part of the answer; batching pads finished rows",
+    },
+    {
+        "setting": "HH-format prompts (`Human:` / `Assistant:` turns as text)",
+        "paper": "fed as text, no chat template (rollouts, value head, decoding); other prompts get the chat template",
+        "ours": "the chat template on every prompt; the preset turns `dialogue_prompts_as_text` on",
+        "why": "one rule for every dataset; turn it on (`--dialogue_prompts_as_text`) for HH-RLHF data",
+    },
+    {
+        "setting": "Stop at a new user turn",
+        "paper": "rollouts cut at the first new `Human:` / `User:` turn (`--stop_on_human`)",
+        "ours": "off (`stop_at_new_turn`); on in the preset's calibration",
+        "why": "with a chat template a turn ends at EOS; for HH-format text prompts turn it on "
+               "(`--stop_at_new_turn`, also for generate and best-of-N)",
+    },
+    {
+        "setting": "Value head validation split",
+        "paper": "5% of the samples at random (`random_split`, seeded)",
+        "ours": "10% of the prompts, all rollouts of a held-out prompt together (`validation_split_by=prompt`)",
+        "why": "held-out prompts measure how the head generalises to prompts it has not seen, which is what CD meets; "
+               "a sample split leaks each prompt's other rollouts into training",
+    },
+    {
+        "setting": "Value head input length",
+        "paper": "the full prompt + up to 128 response tokens",
+        "ours": "512 prompt + response tokens, the prompt cut on the left (`max_length`)",
+        "why": "bounds memory on long prompts; `--max_length` unset with `--max_response_length 128` gives theirs",
+    },
+    {
+        "setting": "ARGS threshold solve",
+        "paper": "bisection in float16 on GPU; it picked another token than the exact threshold in 9 of 3000 "
+                 "float16 draws",
+        "ours": "exact solve in the rewards' precision or better (half-precision rewards are up-cast to float32 first)",
+        "why": "exact, so no draw depends on rounding; the float16 differences are rounding, not the method (kept in the preset too)",
     },
     {
         "setting": "CD head",
@@ -153,6 +202,27 @@ PAPER_VS_DEFAULTS: List[Dict[str, str]] = [
         "paper": "2048",
         "ours": "256",
         "why": "the verdict is the reply's first line; the explanation after it is not used, so a short budget costs less",
+    },
+    {
+        "setting": "Judge reply parsing",
+        "paper": "first line split on single spaces, any two floats: `0 5`, `11 3`, `-1 4`, `inf 3` decide, `nan nan` "
+                 "counts nowhere; `8, 7`, `**8 7**`, `8  7`, a leading blank line, a trailing space or a tab are ties",
+        "ours": "two scores in 1-10 on the first non-empty line; commas, markdown and extra blank space allowed; "
+                "anything else a tie (`--judge_score_parser ours`)",
+        "why": "a score outside the range the prompt asks for is not a verdict, and formatting says nothing about the "
+               "answers (the two differed on 11 of 24 sample replies)",
+    },
+    {
+        "setting": "Judge answers",
+        "paper": "blank space (and a copy of the prompt) stripped (`--judge_strip_answers`)",
+        "ours": "as generated (`generate` already strips blank space)",
+        "why": "the judge sees exactly what was scored by the other metrics",
+    },
+    {
+        "setting": "Judge prompt wording",
+        "paper": "their `gpt4-eval.py` system and user prompts, in the authors' repository",
+        "ours": "our own wording of the same protocol (1-10 scores, cut-off answers and earlier turns not penalised)",
+        "why": "we do not copy their text; pass it with `--judge_system_prompt_file` / `--judge_template_file`",
     },
 ]
 

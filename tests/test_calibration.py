@@ -440,7 +440,8 @@ def test_cli_overwrite_and_preset(tmp_path, tiny_lm, tiny_rm_model, tokenizer, c
     manifest = json.loads((out / "run.json").read_text())
     # The preset's values (temperature 0.7, the model's top-k) with the explicit flags on top.
     assert manifest["fingerprint"]["sampling"] == dict(num_samples=2, max_new_tokens=4, temperature=0.7, top_p=1.0,
-                                                        top_k=None, chunk_size=8, seed=0)
+                                                        top_k=None, chunk_size=8, seed=0,
+                                                        dialogue_prompts_as_text=True, stop_at_new_turn=True)
     capsys.readouterr()
     assert main([*base, "--num_samples", "3"]) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]  # after transformers' loading bars

@@ -175,6 +175,9 @@ GENERATE_TABLE = [
     ("seed", "sample", ["--seed", "1"], ("refused", "settings.seed")),
     ("dtype", "args", ["--dtype", "bfloat16"], ("refused", "model.dtype")),
     ("preset", "args", ["--preset", "paper"], ("refused", "settings.preset")),
+    ("dialogue_prompts_as_text", "args", ["--dialogue_prompts_as_text", "true"],
+     ("refused", "settings.dialogue_prompts_as_text")),
+    ("stop_at_new_turn", "args", ["--stop_at_new_turn", "true"], ("refused", "settings.stop_at_new_turn")),
 ]
 
 _GEN_CACHE = {}
@@ -433,6 +436,8 @@ CALIBRATE_TABLE = [
     ("output_dir", ["--output_dir", "@root/cal-elsewhere"], "fresh"),
     ("overwrite", ["--overwrite"], "fresh"),
     ("show_progress", ["--show_progress", "true"], "fresh"),
+    ("dialogue_prompts_as_text", ["--dialogue_prompts_as_text", "true"], ("refused", "sampling.dialogue_prompts_as_text")),
+    ("stop_at_new_turn", ["--stop_at_new_turn", "true"], ("refused", "sampling.stop_at_new_turn")),
 ]
 
 

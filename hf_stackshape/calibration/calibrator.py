@@ -30,6 +30,10 @@ Edge-case policy (documented, tested):
   ``max_new_tokens``) is truncated **from the left**, keeping its end, with a logged warning; a reward
   model whose context cannot hold prompt + response truncates from the left too (``HFRewardModel``),
   and the calibrator warns about it;
+* a prompt that already holds ``Human:`` / ``Assistant:`` turns (HH-RLHF) gets the chat template like any other
+  unless ``dialogue_prompts_as_text`` (the ``paper`` preset, as the authors' rollouts); with
+  ``stop_at_new_turn`` (the preset, their ``--stop_on_human``) a response ends where a new ``Human:`` / ``User:``
+  turn begins, and is scored without it (:mod:`hf_stackshape.dialogue`);
 * an empty response is scored as given (the reward sees the empty string);
 * duplicate prompts are kept, each its own row with its own samples (they get different chunk seeds);
 * a NaN or infinite reward is an error naming the prompt;
@@ -51,6 +55,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers.utils import logging
 
+from ..dialogue import STOP_STRINGS, cut_all_at_new_turn, render_prompt
 from ..io import prompts_from_dataset
 from ..rewards import HFRewardModel, as_reward_function
 from ..distributed import Processes
@@ -149,6 +154,8 @@ class ThresholdCalibrator:
         )
         if c.top_k is not None:
             settings["top_k"] = int(c.top_k)
+        if c.stop_at_new_turn:
+            settings["stop_strings"] = list(STOP_STRINGS)
         cfg.update(**settings)
         if cfg.pad_token_id is None:
             cfg.pad_token_id = self.tokenizer.pad_token_id
@@ -156,17 +163,29 @@ class ThresholdCalibrator:
             cfg.eos_token_id = self.tokenizer.eos_token_id
         return cfg
 
+    def render_prompt(self, prompt: str):
+        """``(text, used_chat_template)`` for ``prompt``: :func:`hf_stackshape.dialogue.render_prompt` with this
+        run's ``use_chat_template`` and ``dialogue_prompts_as_text``."""
+        return render_prompt(self.tokenizer, prompt, self.use_chat_template, self.config.dialogue_prompts_as_text)
+
     def format_prompt(self, prompt: str) -> str:
-        """The text fed to the base model for ``prompt`` (the chat template's user turn when enabled)."""
-        if self.use_chat_template:
-            messages = [{"role": "user", "content": prompt}]
-            return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        return prompt
+        """The text fed to the base model for ``prompt`` (the chat template's user turn when enabled; an HH-format
+        prompt stays text with ``dialogue_prompts_as_text``)."""
+        return self.render_prompt(prompt)[0]
 
     def encode_prompts(self, prompts: Sequence[str], first_index: int = 0) -> Dict[str, torch.Tensor]:
-        """Left-padded ``input_ids`` / ``attention_mask``; long prompts keep their last tokens (warns)."""
-        texts = [self.format_prompt(p) for p in prompts]
-        ids = self.tokenizer(texts, add_special_tokens=not self.use_chat_template)["input_ids"]
+        """Left-padded ``input_ids`` / ``attention_mask``; long prompts keep their last tokens (warns).
+
+        A chat-templated prompt is encoded without the tokenizer's special tokens (the template holds them), a
+        text prompt with them."""
+        rendered = [self.render_prompt(p) for p in prompts]
+        ids: List[List[int]] = [None] * len(rendered)  # type: ignore[list-item]
+        for templated in (True, False):
+            rows = [i for i, (_, chat) in enumerate(rendered) if chat is templated]
+            if rows:
+                encoded = self.tokenizer([rendered[i][0] for i in rows], add_special_tokens=not templated)["input_ids"]
+                for i, seq in zip(rows, encoded):
+                    ids[i] = seq
         budget = self.max_prompt_length
         for i, seq in enumerate(ids):
             if budget is not None and len(seq) > budget:
@@ -211,9 +230,12 @@ class ThresholdCalibrator:
         devices = [device.index or 0] if device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(chunk_seed(self.config.seed, chunk_index))
-            out = self.model.generate(**batch, generation_config=self.generation_config())
+            stop = {"tokenizer": self.tokenizer} if self.config.stop_at_new_turn else {}  # for the stop strings
+            out = self.model.generate(**batch, generation_config=self.generation_config(), **stop)
         new_tokens = out[:, batch["input_ids"].shape[1] :]
         responses = self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+        # The authors' --stop_on_human: a response ends where a new user turn begins (hf_stackshape.dialogue).
+        responses = cut_all_at_new_turn(responses, self.config.stop_at_new_turn)
         self._warn_reward_truncation(prompts, first_index)
         if isinstance(self.reward, HFRewardModel):
             # The N samples of a prompt share its reward-model prefix: encode it once per prompt.

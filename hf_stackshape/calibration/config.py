@@ -53,6 +53,16 @@ class CalibrationConfig:
         default=None,
         metadata={"help": "Wrap prompts in the tokenizer's chat template (unset: when it has one)."},
     )
+    dialogue_prompts_as_text: bool = field(
+        default=False,
+        metadata={"help": "Feed a prompt that already holds 'Human:'/'Assistant:' turns (HH-RLHF) as plain text, "
+                  "without the chat template (the paper preset, as the authors' rollouts)."},
+    )
+    stop_at_new_turn: bool = field(
+        default=False,
+        metadata={"help": "Cut each response at the first new 'Human:'/'User:' turn (the authors' --stop_on_human; "
+                  "on in the paper preset)."},
+    )
     max_prompt_length: Optional[int] = field(
         default=None,
         metadata={"help": "Prompt token budget; longer prompts keep their end (unset: context - new tokens)."},
@@ -88,13 +98,17 @@ class CalibrationConfig:
         if not isinstance(self.safeguards, str):
             raise ValueError(f"`safeguards` must be 'cd', 'args' or 'none', got {self.safeguards!r}.")
         get_safeguards(self.safeguards)
+        for name in ("dialogue_prompts_as_text", "stop_at_new_turn"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"`{name}` must be True or False, got {getattr(self, name)!r}.")
 
     @classmethod
     def from_preset(cls, name: str = "paper", **overrides) -> "CalibrationConfig":
         """A config from a named preset (:func:`hf_stackshape.presets.get_preset`), ``overrides`` on top.
 
         ``"paper"``: the authors' rollouts for SRS-CD (N = 10, temperature 0.7, top-p 0.9, the model's top-k,
-        128 new tokens, the chat template; B = 15, beta = 0.667, CD safeguards).
+        128 new tokens, the chat template except on prompts that already hold HH-RLHF turns, each rollout cut at
+        the next "Human:" turn; B = 15, beta = 0.667, CD safeguards).
         """
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(overrides) - names
@@ -104,6 +118,12 @@ class CalibrationConfig:
         return cls(**{**values, **overrides})
 
     def sampling_settings(self) -> Dict[str, Any]:
-        """The fields that determine the samples (part of the run's fingerprint)."""
+        """The fields that determine the samples (part of the run's fingerprint). The dialogue switches
+        (``dialogue_prompts_as_text``, ``stop_at_new_turn``) are listed only when on, so runs made before they
+        existed keep their fingerprint."""
         keys = ("num_samples", "max_new_tokens", "temperature", "top_p", "top_k", "chunk_size", "seed")
-        return {k: getattr(self, k) for k in keys}
+        out = {k: getattr(self, k) for k in keys}
+        for key in ("dialogue_prompts_as_text", "stop_at_new_turn"):
+            if getattr(self, key):
+                out[key] = True
+        return out

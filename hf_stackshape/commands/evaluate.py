@@ -124,6 +124,26 @@ class EvaluateArguments:
             "choices": ["tie", "drop"],
         },
     )
+    judge_score_parser: str = field(
+        default="ours",
+        metadata={
+            "help": "LLM judge reply parser: 'ours' (two 1-10 scores on the first non-empty line, commas and markdown "
+            "allowed) or 'paper' (the authors' gpt4-eval.py: any two floats split on single spaces).",
+            "choices": ["ours", "paper"],
+        },
+    )
+    judge_strip_answers: bool = field(
+        default=False,
+        metadata={"help": "LLM judge: strip blank space (and a copied prompt) around each answer, as the authors did."},
+    )
+    judge_template_file: Optional[str] = field(
+        default=None,
+        metadata={"help": "LLM judge: a text file with the user message template ({question}, {answer_1}, "
+                  "{answer_2}; or the authors' {answer1}, {answer2})."},
+    )
+    judge_system_prompt_file: Optional[str] = field(
+        default=None, metadata={"help": "LLM judge: a text file with the instructions (system message)."}
+    )
     seed: int = field(default=0, metadata={"help": "Seed of the bootstrap resampling and of the LLM judge's order swaps."})
     limit: Optional[int] = field(default=None, metadata={"help": "Score only the first N rows of each file."})
 
@@ -272,6 +292,10 @@ def _make_judge(args: EvaluateArguments, cache_file: Path):
             max_retries=args.judge_max_retries,
             concurrency=args.judge_concurrency,
             api_error=args.judge_api_error,
+            score_parser=args.judge_score_parser,
+            strip_answers=args.judge_strip_answers,
+            template_file=args.judge_template_file,
+            system_prompt_file=args.judge_system_prompt_file,
             seed=args.seed,
             cache_file=cache_file,
             show_progress=True,

@@ -82,6 +82,15 @@ class GenerateArguments(EvalPromptSourceArguments):
             "context minus max_new_tokens)."
         },
     )
+    dialogue_prompts_as_text: bool = field(
+        default=False,
+        metadata={"help": "Feed a prompt that already holds 'Human:'/'Assistant:' turns (HH-RLHF) as plain text, "
+                  "without the chat template (on in the paper preset)."},
+    )
+    stop_at_new_turn: bool = field(
+        default=False,
+        metadata={"help": "Stop each response where a new 'Human:'/'User:' turn begins and cut that turn off."},
+    )
     batch_size: int = field(default=8, metadata={"help": "Prompts per generate call."})
     do_sample: bool = field(default=False, metadata={"help": "Sample (stochastic ARGS / CD) instead of greedy."})
     temperature: float = field(default=1.0, metadata={"help": "Sampling temperature (with --do_sample)."})
@@ -163,6 +172,10 @@ def row_settings(args: GenerateArguments, method, decoder: Dict[str, Any], qhead
         temperature=float(args.temperature) if args.do_sample else None,
         preset=args.preset,
     )
+    # Listed only when on, so the runs made before these switches existed keep their settings.
+    for key in ("dialogue_prompts_as_text", "stop_at_new_turn"):
+        if getattr(args, key):
+            settings[key] = True
     return settings
 
 
@@ -288,6 +301,8 @@ def run(args: GenerateArguments) -> int:
             preset=args.preset,
             on_batch=write,
             first_index=done,
+            dialogue_prompts_as_text=args.dialogue_prompts_as_text,
+            stop_at_new_turn=args.stop_at_new_turn,
         )
     print(f"Wrote {len(prompts) - done} responses ({method.label}, weight {settings['weight']:g}) to {out_path}")
     return 0

@@ -196,6 +196,15 @@ def run(args: TrainQHeadArguments, config: QHeadTrainerConfig) -> int:
             f"--apply_chat_template {config.apply_chat_template} differs from the calibration's use_chat_template "
             f"{use_chat}: the head reads prompts formatted unlike the rollouts were generated."
         )
+    # HH-format prompts are read as the calibration rendered them (text or chat template): the calibration wins.
+    if calib:
+        as_text = bool(calib.get("dialogue_prompts_as_text", False))
+        if config.dialogue_prompts_as_text is not None and bool(config.dialogue_prompts_as_text) != as_text:
+            logger.warning(
+                f"--dialogue_prompts_as_text {config.dialogue_prompts_as_text} differs from the calibration's "
+                f"{as_text}; following the calibration, so the head reads prompts as the rollouts were generated."
+            )
+        config.dialogue_prompts_as_text = as_text
     for name in ("bound", "beta", "safeguards"):
         if name in calib and calib[name] != getattr(config, name):
             logger.warning(

@@ -563,7 +563,10 @@ class ARGSLogitsProcessor(GuidanceProcessor):
                 rewards = self._raw_rewards(prompt_idx, resp, top_ids)
             else:
                 rewards = self._text_rewards(prompt_idx, resp, top_ids)
-            rewards = rewards.to(scores.device)
+            # The threshold is solved in the rewards' precision or better, never below float32: a half-precision
+            # reward (a float16 / bfloat16 RM or reward function) is up-cast first. (The authors' bisection runs in
+            # float16 on GPU; ours solves exactly, see hf_stackshape.shaping.solve_threshold.)
+            rewards = rewards.to(device=scores.device, dtype=torch.promote_types(rewards.dtype, torch.float32))
             base = top_scores / self.temperature if self.temperature != 1.0 else top_scores
             weights = torch.softmax(base.float(), dim=-1)
             threshold = None if gen["thresholds"] is None else gen["thresholds"][rows]

@@ -16,6 +16,7 @@ so training and decoding cannot disagree.
 
 from __future__ import annotations
 
+import math
 import os
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ import torch
 from transformers import PreTrainedTokenizerBase, Trainer, TrainingArguments
 from transformers.utils import logging
 
+from ..dialogue import render_prompt
 from ..io import atomic_write_text
 from ..shaping import get_transform
 from .modeling_qhead import ADAPTER_FOLDER, QHeadModel, _merge_tags, render_model_card
@@ -37,6 +39,7 @@ __all__ = [
     "QHeadDataCollator",
     "shape_rollouts",
     "split_by_prompt",
+    "split_by_sample",
     "spearman",
     "LOSS_TYPES",
 ]
@@ -81,6 +84,11 @@ class QHeadTrainerConfig(TrainingArguments):
             at the last token (``eval_mse``, the authors' early-stopping metric), at mid-response (``eval_mse_mid``)
             and the Spearman correlations of the value with the realised shaped reward (``eval_spearman_last``,
             ``eval_spearman_mid``). ``0`` trains on everything.
+        validation_split_by (`str`, *optional*, defaults to `"prompt"`): ``"prompt"`` holds out whole prompts (every
+            rollout of a prompt on one side: validation measures prompts the head has not seen, i.e. how it
+            generalises, which is what CD needs at test time); ``"sample"`` holds out rollouts at random, as the
+            authors' ``train_value_function.py`` does (``torch.utils.data.random_split`` with ``seed``, at least one
+            rollout; the ``paper`` preset, with 5%).
         early_stopping_patience (`int`, *optional*): stop after this many evaluations without a lower ``eval_mse``
             and reload the best checkpoint (sets ``load_best_model_at_end``, ``metric_for_best_model="mse"``,
             saves at the evaluation strategy and keeps ``save_total_limit=1`` unless set). The paper uses 5.
@@ -88,7 +96,12 @@ class QHeadTrainerConfig(TrainingArguments):
         > Data
 
         max_length (`int`, *optional*, defaults to `512`): prompt + response tokens kept (prompt cut on the left,
-            response on the right).
+            response on the right); ``None`` keeps the whole prompt (the ``paper`` preset).
+        max_response_length (`int`, *optional*): response tokens kept (cut on the right) before ``max_length``
+            applies; the authors keep 128 (the ``paper`` preset), unset keeps all.
+        dialogue_prompts_as_text (`bool`, *optional*): a prompt that already holds ``Human:`` / ``Assistant:``
+            turns is read as text, without the chat template, as the calibrator's ``dialogue_prompts_as_text``
+            generated it (``stackshape train-qhead`` follows the calibration's setting; the ``paper`` preset: on).
         apply_chat_template (`bool`, *optional*): format prompts with the tokenizer's chat template
             (``add_generation_prompt=True``), as the rollouts were generated (the calibrator's ``use_chat_template``);
             CD must then be given chat-formatted prompts too. ``None``: when the tokenizer has a chat template
@@ -131,7 +144,22 @@ class QHeadTrainerConfig(TrainingArguments):
             "(default: no early stopping; the paper preset: 5)."
         },
     )
-    max_length: int = field(default=512, metadata={"help": "Max prompt + response tokens."})
+    validation_split_by: str = field(
+        default="prompt",
+        metadata={"help": "Hold out whole prompts ('prompt') or rollouts at random ('sample', the authors').",
+                  "choices": ["prompt", "sample"]},
+    )
+    max_length: Optional[int] = field(
+        default=512, metadata={"help": "Max prompt + response tokens (unset: no limit, the whole prompt is kept)."}
+    )
+    max_response_length: Optional[int] = field(
+        default=None, metadata={"help": "Max response tokens, cut on the right (the authors: 128)."}
+    )
+    dialogue_prompts_as_text: Optional[bool] = field(
+        default=None,
+        metadata={"help": "Read a prompt holding 'Human:'/'Assistant:' turns as text, without the chat template, as "
+                  "the calibration did (default: follow the calibration's setting, else off)."},
+    )
     dataset_num_proc: Optional[int] = field(
         default=None, metadata={"help": "Worker processes for tokenising the rollouts (Dataset.map)."}
     )
@@ -151,8 +179,12 @@ class QHeadTrainerConfig(TrainingArguments):
             raise ValueError(f"`loss_type` must be one of {LOSS_TYPES}, got {self.loss_type!r}.")
         if self.consistency_weight < 0:
             raise ValueError(f"`consistency_weight` must be >= 0, got {self.consistency_weight!r}.")
-        if self.max_length < 2:
-            raise ValueError(f"`max_length` must be >= 2, got {self.max_length!r}.")
+        if self.max_length is not None and self.max_length < 2:
+            raise ValueError(f"`max_length` must be >= 2 or None (no limit), got {self.max_length!r}.")
+        if self.max_response_length is not None and self.max_response_length < 1:
+            raise ValueError(f"`max_response_length` must be >= 1 or None (no limit), got {self.max_response_length!r}.")
+        if self.validation_split_by not in ("prompt", "sample"):
+            raise ValueError(f"`validation_split_by` must be 'prompt' or 'sample', got {self.validation_split_by!r}.")
         if not 0.0 <= self.validation_split < 1.0:
             raise ValueError(f"`validation_split` must be in [0, 1), got {self.validation_split!r}.")
         if self.label_names is None:
@@ -278,6 +310,18 @@ def split_by_prompt(prompts: Sequence[str], fraction: float, seed: int) -> Tuple
     return train, [i for i, p in enumerate(prompts) if p in held]
 
 
+def split_by_sample(n: int, fraction: float, seed: int) -> Tuple[List[int], List[int]]:
+    """Row indices ``(train, validation)`` holding out ``max(1, floor(fraction * n))`` rows at random (none when
+    ``fraction`` is 0 or ``n < 2``), drawn as ``torch.utils.data.random_split(range(n), [n - n_val, n_val],
+    generator=torch.Generator().manual_seed(seed))`` draws them: the authors' split (Wang et al., 2026,
+    ``train_value_function.py``). Rollouts of one prompt may land on both sides."""
+    if fraction <= 0 or n < 2:
+        return list(range(n)), []
+    n_val = min(n - 1, max(1, int(math.floor(fraction * n))))
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(int(seed))).tolist()
+    return order[: n - n_val], order[n - n_val :]
+
+
 def spearman(x: Sequence[float], y: Sequence[float]) -> float:
     """Spearman's rank correlation (ties get their average rank); ``nan`` when either side is constant."""
     import numpy as np
@@ -297,18 +341,23 @@ def spearman(x: Sequence[float], y: Sequence[float]) -> float:
     return float(np.corrcoef(rx, ry)[0, 1])
 
 
-def _tokenize_rollout(row: Dict[str, Any], tokenizer, apply_chat_template: bool, max_length: int) -> Dict[str, Any]:
+def _tokenize_rollout(
+    row: Dict[str, Any],
+    tokenizer,
+    apply_chat_template: bool,
+    max_length: Optional[int],
+    max_response_length: Optional[int] = None,
+    dialogue_as_text: bool = False,
+) -> Dict[str, Any]:
     """Tokenise one (prompt, response) as the ThresholdCalibrator fed it to ``generate`` (the chat template as
-    text, then encoded); the prompt is cut on the left, the response on the right, to ``max_length`` tokens."""
-    if apply_chat_template:
-        text = tokenizer.apply_chat_template(
-            [{"role": "user", "content": row["prompt"]}], tokenize=False, add_generation_prompt=True
-        )
-        p_ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-    else:
-        p_ids = tokenizer(row["prompt"], add_special_tokens=True)["input_ids"]
+    text, then encoded; an HH-format prompt as text with ``dialogue_as_text``); the response is cut on the right to
+    ``max_response_length`` tokens, then the prompt on the left and the response on the right to ``max_length``."""
+    text, templated = render_prompt(tokenizer, row["prompt"], bool(apply_chat_template), bool(dialogue_as_text))
+    p_ids = tokenizer(text, add_special_tokens=not templated)["input_ids"]
     r_ids = tokenizer(row["response"], add_special_tokens=False)["input_ids"]
-    if len(p_ids) + len(r_ids) > max_length:
+    if max_response_length is not None:
+        r_ids = r_ids[: int(max_response_length)]
+    if max_length is not None and len(p_ids) + len(r_ids) > max_length:
         p_ids = p_ids[-max(1, min(len(p_ids), max_length // 2)) :]
         r_ids = r_ids[: max_length - len(p_ids)]
     return {"input_ids": list(p_ids) + list(r_ids), "response_start": len(p_ids), "n_response": len(r_ids)}
@@ -444,13 +493,18 @@ class QHeadTrainer(Trainer):
         self._model_for_prep = model
         if train_dataset is not None:
             train_dataset = self._shape(train_dataset, "train")
-            if eval_dataset is None and args.validation_split > 0 and "prompt" in train_dataset.column_names:
-                train_idx, val_idx = split_by_prompt(train_dataset["prompt"], args.validation_split, args.seed)
+            by_sample = args.validation_split_by == "sample"
+            if eval_dataset is None and args.validation_split > 0 and (by_sample or "prompt" in train_dataset.column_names):
+                if by_sample:
+                    train_idx, val_idx = split_by_sample(len(train_dataset), args.validation_split, args.seed)
+                else:
+                    train_idx, val_idx = split_by_prompt(train_dataset["prompt"], args.validation_split, args.seed)
                 if val_idx:
                     eval_dataset = train_dataset.select(val_idx)
                     train_dataset = train_dataset.select(train_idx)
                 else:
-                    logger.warning("validation_split: fewer than two prompts, no validation set is held out.")
+                    unit = "rollouts" if by_sample else "prompts"
+                    logger.warning(f"validation_split: fewer than two {unit}, no validation set is held out.")
             train_dataset = self._prepare_dataset(train_dataset, "train")
         if eval_dataset is not None:
             if isinstance(eval_dataset, dict):
@@ -512,7 +566,13 @@ class QHeadTrainer(Trainer):
             map_kwargs["num_proc"] = args.dataset_num_proc
         dataset = dataset.map(
             _tokenize_rollout,
-            fn_kwargs={"tokenizer": tok, "apply_chat_template": chat, "max_length": args.max_length},
+            fn_kwargs={
+                "tokenizer": tok,
+                "apply_chat_template": chat,
+                "max_length": args.max_length,
+                "max_response_length": args.max_response_length,
+                "dialogue_as_text": bool(args.dialogue_prompts_as_text),
+            },
             remove_columns=[c for c in dataset.column_names if c != "target"],
             desc=f"Tokenizing {name} rollouts",
             **map_kwargs,

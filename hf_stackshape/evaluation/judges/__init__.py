@@ -19,7 +19,15 @@ from typing import Union
 from ...rewards import RewardFunction
 from .base import Judge, JudgeError, Judgement, JudgementList
 from .llm_judge import LLMJudge
-from .protocol import JUDGE_SYSTEM_PROMPT, JUDGE_TEMPLATE, PROTOCOLS, JudgeProtocol, parse_scores
+from .protocol import (
+    JUDGE_SYSTEM_PROMPT,
+    JUDGE_TEMPLATE,
+    PROTOCOLS,
+    JudgeProtocol,
+    paper_verdict,
+    parse_scores,
+    parse_scores_paper,
+)
 from .reward_judge import RewardModelJudge
 
 __all__ = [
@@ -32,6 +40,8 @@ __all__ = [
     "JudgeProtocol",
     "PROTOCOLS",
     "parse_scores",
+    "parse_scores_paper",
+    "paper_verdict",
     "load_judge",
     "JUDGE_SYSTEM_PROMPT",
     "JUDGE_TEMPLATE",

@@ -21,7 +21,9 @@ class Judgement:
 
     Attributes:
         winner: ``"a"``, ``"b"`` or ``"tie"``; for a comparison the judge could not answer (``error`` set),
-            ``"tie"`` under the paper's tally (``api_error="tie"``) or ``None`` when errors are dropped.
+            ``"tie"`` under the paper's tally (``api_error="tie"``) or ``None`` when errors are dropped; ``None``
+            without an error when the reply parsed but decided nothing (NaN scores under the authors' parser),
+            which the tally leaves out as theirs does.
         score_a, score_b: the scores given to ``a`` and ``b`` (rewards for a reward-model judge, 1-10 for
             an LLM judge); ``None`` when the judge's reply did not parse or the call failed.
         raw: the judge's raw output (the reply text of an LLM judge).
@@ -40,8 +42,9 @@ class Judgement:
 
     @property
     def ok(self) -> bool:
-        """Whether the judge answered (a parse failure is an answer: a tie)."""
-        return self.error is None and self.winner in WINNERS
+        """Whether the judge answered (a parse failure is an answer: a tie; so is a parsed reply that decides
+        nothing, ``winner=None``, e.g. NaN scores under the authors' parser)."""
+        return self.error is None and (self.winner in WINNERS or (self.winner is None and self.parsed and self.raw is not None))
 
     def to_dict(self) -> dict:
         return asdict(self)

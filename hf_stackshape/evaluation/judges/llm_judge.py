@@ -20,7 +20,7 @@ from ...presets import get_preset
 from .base import Judge, JudgeError, Judgement, JudgementList, winner_of
 from .cache import JudgementCache
 from .client import DEFAULT_BASE_URL, OPENAI_HOST, EndpointClient, RetryableError, resolve_api_key
-from .protocol import get_protocol
+from .protocol import SCORE_PARSERS, get_protocol, load_template, paper_verdict, parse_scores_paper
 
 logger = logging.get_logger(__name__)
 
@@ -76,6 +76,17 @@ class LLMJudge(Judge):
             comparison has been tried and the finished ones are cached.
         system_prompt, template (`str`, *optional*): replace the protocol's instructions or user message
             (fields ``{question}``, ``{answer_1}``, ``{answer_2}``); the cache key records the change.
+        system_prompt_file, template_file (`str`, *optional*): the same, read from a text file (e.g. the
+            authors' exact wording, from ``gpt4-eval.py`` in their repository, whose ``{answer1}`` / ``{answer2}``
+            fields work as they are).
+        score_parser (`str`, *optional*, defaults to `"ours"`): how the reply is read. ``"ours"``
+            (:func:`.protocol.parse_scores`): two scores in 1-10 on the first non-empty line, commas and markdown
+            emphasis allowed; anything else is a tie. ``"paper"`` (:func:`.protocol.parse_scores_paper`, the
+            ``paper`` preset): the authors' rule, any two floats on the first line split on single spaces, where
+            out-of-range scores decide and a NaN verdict is counted nowhere (``winner=None``, no error).
+        strip_answers (`bool`, *optional*, defaults to `False`): strip blank space around each answer, and a
+            copy of the prompt at its start, before judging (the authors' ``extract_answer``; the ``paper``
+            preset).
         show_progress (`bool`, *optional*, defaults to `False`): tqdm bar over comparisons.
 
     Examples:
@@ -108,6 +119,10 @@ class LLMJudge(Judge):
         system_prompt: Optional[str] = None,
         template: Optional[str] = None,
         show_progress: bool = False,
+        score_parser: str = "ours",
+        strip_answers: bool = False,
+        system_prompt_file: Optional[Union[str, os.PathLike]] = None,
+        template_file: Optional[Union[str, os.PathLike]] = None,
     ):
         base_url = (base_url or os.environ.get("STACKSHAPE_JUDGE_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
         parsed = urllib.parse.urlparse(base_url)
@@ -144,7 +159,18 @@ class LLMJudge(Judge):
             raise ValueError(f"`api_error` must be one of {API_ERROR_POLICIES}, got {api_error!r}.")
         if on_error not in ("report", "raise"):
             raise ValueError(f"`on_error` must be 'report' or 'raise', got {on_error!r}.")
+        if score_parser not in SCORE_PARSERS:
+            raise ValueError(f"`score_parser` must be one of {SCORE_PARSERS}, got {score_parser!r}.")
+        for name, text, path in (("system_prompt", system_prompt, system_prompt_file), ("template", template, template_file)):
+            if text is not None and path is not None:
+                raise ValueError(f"Pass `{name}` or `{name}_file`, not both.")
+        if system_prompt_file is not None:
+            system_prompt = load_template(system_prompt_file)
+        if template_file is not None:
+            template = load_template(template_file)
         self.protocol = get_protocol(protocol, system_prompt=system_prompt, template=template)
+        self.score_parser = score_parser
+        self.strip_answers = bool(strip_answers)
         self.temperature = float(temperature)
         self.api_error = api_error
         self.max_tokens = int(max_tokens)
@@ -183,6 +209,8 @@ class LLMJudge(Judge):
         endpoint, model, ``max_tokens``, ``temperature`` and ``seed``. Another setting never reuses a judgement."""
         protocol = [self.protocol.version, self.protocol.system_prompt, self.protocol.template]
         judge = [self.base_url, self.model, self.max_tokens, self.temperature, self.seed]
+        if self.score_parser != "ours":  # listed only when not the default, so earlier caches keep their keys
+            judge.append(f"score_parser={self.score_parser}")
         payload = json.dumps([prompt, answer_a, answer_b, protocol, judge], ensure_ascii=False)
         return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
@@ -209,13 +237,21 @@ class LLMJudge(Judge):
             seed=self.seed,
             **self.retry,
         )
-        scores = self.protocol.parse(reply)
+        paper = self.score_parser == "paper"
+        scores = parse_scores_paper(reply) if paper else self.protocol.parse(reply)
         if scores is None:
             return Judgement(winner="tie", raw=reply, parsed=False, swapped=swapped)
         score_a, score_b = (scores[1], scores[0]) if swapped else scores
-        return Judgement(
-            winner=winner_of(score_a, score_b), score_a=score_a, score_b=score_b, raw=reply, swapped=swapped
-        )
+        winner = paper_verdict(score_a, score_b) if paper else winner_of(score_a, score_b)
+        return Judgement(winner=winner, score_a=score_a, score_b=score_b, raw=reply, swapped=swapped)
+
+    @staticmethod
+    def strip_answer(prompt: str, answer: str) -> str:
+        """``answer`` without blank space around it nor a copy of ``prompt`` at its start (``strip_answers``)."""
+        answer = answer.strip()
+        if prompt and answer.startswith(prompt):
+            answer = answer[len(prompt) :].strip()
+        return answer
 
     def _failed(self, prompt: str, answer_a: str, answer_b: str, error: Exception) -> Judgement:
         winner = "tie" if self.api_error == "tie" else None
@@ -224,6 +260,9 @@ class LLMJudge(Judge):
 
     def compare(self, prompts, answers_a, answers_b) -> JudgementList:
         prompts, answers_a, answers_b = self._check(prompts, answers_a, answers_b)
+        if self.strip_answers:
+            answers_a = [self.strip_answer(p, a) for p, a in zip(prompts, answers_a)]
+            answers_b = [self.strip_answer(p, b) for p, b in zip(prompts, answers_b)]
         keys = [self.cache_key(p, a, b) for p, a, b in zip(prompts, answers_a, answers_b)]
         done: Dict[str, Judgement] = self.cache.load() if self.cache is not None else {}
         todo = {k: i for i, k in reversed(list(enumerate(keys))) if k not in done}  # each comparison once

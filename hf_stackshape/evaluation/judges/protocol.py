@@ -21,6 +21,10 @@ __all__ = [
     "PROTOCOLS",
     "get_protocol",
     "parse_scores",
+    "parse_scores_paper",
+    "paper_verdict",
+    "SCORE_PARSERS",
+    "load_template",
     "JUDGE_SYSTEM_PROMPT",
     "JUDGE_TEMPLATE",
 ]
@@ -61,7 +65,8 @@ class JudgeProtocol:
         version (`str`): changes whenever the wording or the parsing changes; part of every judgement's
             cache key, so a new protocol never reuses judgements made under an old one.
         system_prompt (`str`): the instructions (system message).
-        template (`str`): the user message, with the fields ``{question}``, ``{answer_1}``, ``{answer_2}``.
+        template (`str`): the user message, with the fields ``{question}``, ``{answer_1}``, ``{answer_2}`` (the
+            authors' spelling ``{answer1}``, ``{answer2}`` works too).
         low, high (`float`): the score range; a score outside it is a parse failure.
     """
 
@@ -73,13 +78,17 @@ class JudgeProtocol:
     high: float = 10.0
 
     def __post_init__(self):
-        for key in ("{question}", "{answer_1}", "{answer_2}"):
-            if key not in self.template:
-                raise ValueError(f"A judge template must contain {key}, got {self.template[:80]!r}...")
+        for keys in (("{question}",), ("{answer_1}", "{answer1}"), ("{answer_2}", "{answer2}")):
+            if not any(key in self.template for key in keys):
+                raise ValueError(
+                    f"A judge template must contain {' or '.join(keys)}, got {self.template[:80]!r}...; add the field "
+                    "where the text goes."
+                )
 
     def messages(self, question: str, first: str, second: str) -> list:
         """The chat messages for one comparison (``first`` is shown as Assistant 1)."""
-        user = self.template.format(question=question, answer_1=first, answer_2=second)
+        fields = dict(question=question, answer_1=first, answer_2=second, answer1=first, answer2=second)
+        user = self.template.format(**fields)
         out = [{"role": "user", "content": user}]
         if self.system_prompt:
             out.insert(0, {"role": "system", "content": self.system_prompt})
@@ -153,3 +162,62 @@ def parse_scores(text: Optional[str], low: float = 1.0, high: float = 10.0) -> O
     if not all(math.isfinite(s) and low <= s <= high for s in scores):
         return None
     return scores  # type: ignore[return-value]
+
+
+def parse_scores_paper(text: Optional[str]) -> Optional[Tuple[float, float]]:
+    """The two scores as the authors' ``gpt4-eval.py`` reads them (Wang et al., 2026), or ``None`` (their tie).
+
+    Their rule: the text before the first ``"\\n"`` is split on single spaces and must give exactly two pieces that
+    Python's ``float`` accepts. So any two numbers decide a comparison, in range or not (``"0 5"``, ``"11 3"``,
+    ``"-1 4"``, ``"inf 3"``; ``"nan nan"`` parses but decides nothing, see :func:`paper_verdict`), while a comma
+    (``"8, 7"``), markdown (``"**8 7**"``), a double space (``"8  7"``), a leading blank line, a trailing space
+    or a tab between the scores make the reply a tie. (``float`` itself ignores blank space around a piece, so
+    ``"8 7\\r"`` or ``"8 7\\t"`` still parse.) :func:`parse_scores`, our default, is lenient on formatting and
+    strict on the 1-10 range instead.
+
+    Examples:
+
+    ```python
+    >>> parse_scores_paper("11 3"), parse_scores_paper("8, 7"), parse_scores_paper("8  7")
+    ((11.0, 3.0), None, None)
+    ```
+    """
+    if not isinstance(text, str):
+        return None
+    pieces = text.split("\n", 1)[0].split(" ")
+    if len(pieces) != 2:
+        return None
+    try:
+        first, second = float(pieces[0]), float(pieces[1])
+    except ValueError:
+        return None
+    return first, second
+
+
+def paper_verdict(score_1: float, score_2: float) -> Optional[str]:
+    """``"a"`` when ``score_1 > score_2``, ``"b"`` when lower, ``"tie"`` when equal, ``None`` when none of the three
+    holds (a NaN score): the authors' tally, which then counts the comparison nowhere."""
+    if score_1 > score_2:
+        return "a"
+    if score_1 < score_2:
+        return "b"
+    if score_1 == score_2:
+        return "tie"
+    return None
+
+
+#: Reply parsers by name: ``"ours"`` (:func:`parse_scores`, the default) and ``"paper"`` (:func:`parse_scores_paper`).
+SCORE_PARSERS = ("ours", "paper")
+
+
+def load_template(path) -> str:
+    """The text of a judge prompt file (UTF-8), with a clear error when it cannot be read or is empty."""
+    import os
+
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"Judge prompt file {str(path)!r} does not exist; pass the path of a text file.")
+    with open(path, encoding="utf-8") as handle:
+        text = handle.read()
+    if not text.strip():
+        raise ValueError(f"Judge prompt file {str(path)!r} is empty.")
+    return text
