@@ -255,6 +255,78 @@ def preset_defaults(name: str, components: Sequence[str], fields: Sequence[str])
     return values
 
 
+#: Options only the command line (or the Python argument) may set: each one lets a run execute code, and a
+#: config file written by someone else must not switch that on unnoticed (as transformers' remote code).
+COMMAND_LINE_ONLY_OPTIONS = ("trust_remote_code",)
+
+
+def _refuse_config_grants(config: Dict[str, Any], path: str) -> None:
+    """Refuse a config file that sets an option of :data:`COMMAND_LINE_ONLY_OPTIONS` (to any value)."""
+    keys = sorted(str(k) for k in config if str(k).replace("-", "_") in COMMAND_LINE_ONLY_OPTIONS)
+    if keys:
+        flags = " ".join(f"--{k.replace('-', '_')}" for k in keys)
+        raise CLIError(
+            f"--config {path!r} sets {keys}, which only the command line may grant: it lets the run import and "
+            f"execute code. Remove it from the file and pass {flags} on the command line if you trust that code."
+        )
+
+
+def _expected_type(action) -> Optional[Tuple[str, Any]]:
+    """``(name, check)`` of the value type an option takes from a config file, or ``None`` if not checked."""
+    from transformers.hf_argparser import string_to_bool
+
+    if action.type is string_to_bool:
+        return "true or false", lambda v: isinstance(v, bool)
+    if action.type is int:
+        return "an integer", lambda v: isinstance(v, int) and not isinstance(v, bool)
+    if action.type is float:
+        return "a number", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
+    if action.type is str:
+        return "a string", lambda v: isinstance(v, str)
+    return None
+
+
+def _check_config_types(
+    parser: argparse.ArgumentParser, config: Dict[str, Any], path: str, dataclass_types: Sequence[type], skip: set
+) -> None:
+    """A config value of the wrong type (``weight: [1, 2]``, ``weights: 0.5``, ``methods: srs-args``,
+    ``max_new_tokens: true``) is an error naming the key, the value and the type expected, instead of a
+    traceback later or a silently wrong setting (a string iterated letter by letter, ``true`` read as 1).
+
+    Options inherited from ``transformers.TrainingArguments`` (``skip``) are left to their own checks."""
+    nullable = {f.name for d in dataclass_types for f in dataclasses.fields(d) if f.default is None}
+    actions = {a.dest: a for a in parser._actions if a.option_strings and not a.option_strings[0].startswith("--no_")}
+    for raw_key, value in config.items():
+        key = str(raw_key).replace("-", "_")
+        action = actions.get(key)
+        if action is None or key in skip:
+            continue  # unknown keys are reported by _apply_defaults
+        if value is None and key in nullable:
+            continue
+        expected = _expected_type(action)
+        if expected is None:
+            continue
+        name, check = expected
+        if action.nargs in ("+", "*"):
+            ok = isinstance(value, list) and all(check(v) for v in value) and (value or action.nargs == "*")
+            name = f"a list of {name.replace('an ', '').replace('a ', '')}s" if "true" not in name else "a list of booleans"
+            example = "; e.g. [0.5, 1.0]" if action.type is float else ""
+        else:
+            ok = check(value)
+            example = ""
+        if not ok and action.choices is not None and value in action.choices:
+            ok = True
+        if not ok:
+            raise CLIError(
+                f"--config {path!r}: {raw_key}: {value!r} is a {type(value).__name__}, but {raw_key} takes {name}"
+                f"{example}. Fix the value in the file."
+            )
+        if action.choices is not None and not action.nargs and value not in action.choices:
+            raise CLIError(
+                f"--config {path!r}: {raw_key}: {value!r} is not one of {sorted(map(str, action.choices))}."
+            )
+
+
 def _apply_defaults(parser: argparse.ArgumentParser, values: Dict[str, Any], source: str) -> None:
     values = {str(k).replace("-", "_"): v for k, v in values.items()}
     actions = {a.dest: a for a in parser._actions if a.option_strings and not a.option_strings[0].startswith("--no_")}
@@ -302,6 +374,8 @@ def parse_command_args(command: str, module, argv: List[str]):
             values["preset"] = preset
         _apply_defaults(parser, values, f"--preset {preset}")
     if config:
+        _refuse_config_grants(config, known.config)
+        _check_config_types(parser, config, known.config, module.DATACLASSES, trainer_only)
         _apply_defaults(parser, config, f"--config {known.config}")
     if known.help or known.help_all:
         _print_help(parser, trainer_only, show_all=known.help_all)

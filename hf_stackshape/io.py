@@ -19,6 +19,7 @@ item of a ``.json`` list, the row of a dataset); nothing is skipped silently. Bl
 from __future__ import annotations
 
 import csv
+import errno
 import glob
 import hashlib
 import io
@@ -78,6 +79,20 @@ def _new_file_mode(path: Path) -> int:
         return 0o666 & ~_umask()
 
 
+_DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+
+def _named_write_error(err: OSError, path: Path) -> OSError:
+    """``err`` as an OSError that names the file being written (a bare ``[Errno 28]`` names nothing), with a
+    hint when the disk or quota is full."""
+    if err.errno in _DISK_FULL:
+        hint = " Free some space (or raise the quota), or write to another disk; rerun to resume."
+        return type(err)(err.errno, f"{os.strerror(err.errno)} while writing {path}.{hint}", str(path))
+    if err.filename is None:
+        return type(err)(err.errno, f"{err.strerror or err} (while writing {path})", str(path))
+    return err
+
+
 def atomic_write_bytes(path: PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically (temporary sibling, fsync, :func:`os.replace`).
 
@@ -94,9 +109,11 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> None:
             os.fchmod(handle.fileno(), _new_file_mode(path))
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(err, OSError):
+            raise _named_write_error(err, path) from err
         raise
 
 
@@ -183,10 +200,13 @@ def append_jsonl(path: PathLike, rows: Iterable[dict]) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     repair_jsonl(path)
-    with open(path, "ab") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
+    try:
+        with open(path, "ab") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as err:
+        raise _named_write_error(err, path) from err
 
 
 def _decode(data: bytes, path: PathLike) -> str:
@@ -296,7 +316,14 @@ def _load_file(path: Path, column: str) -> List[str]:
             prompts.append(_prompt(row[column] or "", f"{path}: line {reader.line_num}, column {column!r},"))
         return prompts
     if suffix == ".txt":
-        return [line for line in text.splitlines() if line.strip()]
+        if column != "prompt":
+            raise ValueError(
+                f"{path}: --column {column!r} does not apply to a .txt file (one prompt per line, no columns); drop "
+                "--column, or use a .jsonl / .csv file with that column."
+            )
+        # Split on "\n" only (a "\r\n" ending loses its "\r"): str.splitlines would also cut a prompt at a
+        # form feed, U+2028 or U+0085 inside it, making two prompts of one line.
+        return [line[:-1] if line.endswith("\r") else line for line in text.split("\n") if line.strip()]
     raise ValueError(f"{path}: unsupported prompt file type {suffix!r}; use .jsonl, .json, .csv or .txt.")
 
 
@@ -313,7 +340,8 @@ def load_prompts(
         path (`str`, *optional*):
             A ``.jsonl`` file (objects with a ``column`` field, or JSON strings, one per line; the last line
             counts without its newline), a ``.json`` list, a ``.csv`` file with a header holding ``column``,
-            or a ``.txt`` file (one prompt per non-blank line).
+            or a ``.txt`` file (one prompt per non-blank line; lines end at ``"\n"`` only, so a form feed or
+            U+2028 inside a prompt stays in it; ``column`` does not apply and any other value is an error).
         dataset (`str`, *optional*):
             A Hub dataset id, a local dataset folder readable by ``datasets.load_dataset``, or a folder
             written by ``Dataset.save_to_disk``.
@@ -332,6 +360,11 @@ def load_prompts(
         raise ValueError(f"`limit` must be >= 0, got {limit!r}.")
     if path is not None:
         path = Path(path)
+        if path.is_dir():
+            raise ValueError(
+                f"--prompts {path} is a folder, not a prompt file; pass a .jsonl/.json/.csv/.txt file, or the folder "
+                "as --dataset (a dataset saved with save_to_disk or loadable by datasets.load_dataset)."
+            )
         if not path.is_file():
             raise FileNotFoundError(f"Prompt file not found: {path}")
         prompts = _load_file(path, column)

@@ -21,6 +21,8 @@ import torch
 from tqdm.auto import tqdm
 from transformers.utils import logging
 
+from .memory import map_batches
+
 logger = logging.get_logger(__name__)
 
 __all__ = [
@@ -204,7 +206,8 @@ class HFRewardModel(RewardFunction):
             an assistant turn with the response) when it has one, else ``"{prompt}\\n{response}"``.
             A string is formatted with ``prompt`` and ``response``; a callable gets ``(prompt, response)``.
         use_chat_template (`bool`, *optional*): force (``True``) or forbid (``False``) the chat template.
-        batch_size (`int`, *optional*, defaults to 16): pairs per forward pass.
+        batch_size (`int`, *optional*, defaults to 16): pairs per forward pass; a batch that runs out of
+            accelerator memory is retried in halves (:func:`~hf_stackshape.memory.map_batches`).
         max_length (`int`, *optional*):
             Token budget per pair; longer inputs are truncated **from the left**, so the end of the
             response (what the reward is about) is always scored. Default: the model's context size.
@@ -358,6 +361,26 @@ class HFRewardModel(RewardFunction):
             return self.template(prompt, response)
         return self.template.format(prompt=prompt, response=response)
 
+    def clip_prompt(self, prompt: str, max_tokens: Optional[int] = None) -> str:
+        """The part of ``prompt`` the reward model can read: its last ``max_tokens`` tokens (default
+        ``max_length``), as text; a shorter prompt comes back unchanged (the same object).
+
+        A pair longer than ``max_length`` is left-truncated anyway, so a prompt longer than the whole budget
+        only costs time and memory: ARGS (Khanov et al., 2024) scores ``k`` candidates per step, each pair
+        re-tokenized, and a 1 MB prompt made the text path tokenize megabytes per step. Clipping it once per
+        generation (:class:`~hf_stackshape.ARGSLogitsProcessor` does) keeps the end of the prompt, which is
+        what the left truncation keeps too.
+        """
+        budget = int(max_tokens if max_tokens is not None else self.max_length)
+        if budget < 1:
+            raise ValueError(f"`max_tokens` must be >= 1, got {max_tokens!r}.")
+        if len(prompt) <= budget:  # every token holds at least one character: nothing to cut
+            return prompt
+        ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        if len(ids) <= budget:
+            return prompt
+        return self.tokenizer.decode(ids[-budget:], skip_special_tokens=False)
+
     def encode(self, prompts: Sequence[str], responses: Sequence[str]):
         """Tokenise pairs: ``padding_side`` padding (left for decoders), left truncation to ``max_length``
         (the response end survives)."""
@@ -398,11 +421,17 @@ class HFRewardModel(RewardFunction):
         # Sort by length so each batch pads little; restore the order at the end.
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]) + len(responses[i]))
         out = torch.empty(len(prompts), dtype=torch.float32)
-        starts = range(0, len(order), self.batch_size)
-        for start in tqdm(starts, desc="reward", disable=not self.show_progress, leave=False):
-            idx = order[start : start + self.batch_size]
+        bar = tqdm(total=len(order), desc="reward", disable=not self.show_progress, leave=False)
+
+        def run(idx: List[int]) -> None:
             batch = self.encode([prompts[i] for i in idx], [responses[i] for i in idx])
             out[idx] = self.score_ids(batch["input_ids"], batch["attention_mask"])
+            bar.update(len(idx))
+
+        # A batch that runs out of accelerator memory is retried in halves (BatchMemoryError if one pair alone
+        # does not fit); the scores do not depend on the batch size beyond float rounding.
+        with bar:
+            map_batches(run, order, self.batch_size, what="pair", device=self.device)
         return self._check_finite(out, f"The reward model {self.name_or_path!r}")
 
     # ------------------------------------------------------------------ grouped scoring
@@ -494,11 +523,15 @@ class HFRewardModel(RewardFunction):
             # in their forward); as many pairs per forward as `score`.
             shared.sort(key=lambda item: max(len(r) for r in ids[item[0] * n : (item[0] + 1) * n]) - item[1])
             per_batch = max(1, self.batch_size // n)
-            starts = range(0, len(shared), per_batch)
-            for start in tqdm(starts, desc="reward", disable=not self.show_progress, leave=False):
-                batch = shared[start : start + per_batch]
+            bar = tqdm(total=len(shared), desc="reward", disable=not self.show_progress, leave=False)
+
+            def run(batch: List[Tuple[int, int]]) -> None:
                 rows = [i * n + j for i, _ in batch for j in range(n)]
                 out[rows] = self._score_shared_prefix(ids, batch, n, pad)
+                bar.update(len(batch))
+
+            with bar:  # out of memory: fewer prompts per forward (as `score`)
+                map_batches(run, shared, per_batch, what="prompt group", device=self.device)
         return self._check_finite(out, f"The reward model {self.name_or_path!r}").view(len(prompts), n)
 
     @torch.no_grad()

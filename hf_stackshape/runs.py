@@ -13,8 +13,12 @@ first run, so each stage opens its output through :func:`open_run`:
   written before any result. A rerun whose fingerprint differs stops with :class:`RunMismatchError`, which
   lists every differing key (old -> new) and the two ways out: ``--overwrite`` (``overwrite=True``) or
   another output;
-* ``overwrite=True`` removes the **whole** old run: the folder (or the file and its sidecars
-  ``<file>.*``) is renamed aside atomically, then deleted, so no half of an old run survives;
+* ``overwrite=True`` removes only what the old run's manifest says the run wrote (its ``written`` list: the
+  whole folder, or the file and its manifest) and nothing else: a folder or file without a readable manifest
+  is refused, naming what is there, and a sibling ``<file>.*`` (``mytest.txt`` next to ``--output_file
+  mytest``) is never touched. The old run is renamed aside atomically, then deleted, so no half of it survives;
+* the lock and the run's identity key on the **resolved** path: a symlink to a run folder and the folder
+  itself share one lock;
 * temporary files left by a killed atomic write (``.<name>.<random>.tmp``, see :mod:`hf_stackshape.io`) are
   cleaned while the lock is held;
 * a fresh run that fails before writing any result removes its manifest again, so the corrected command is
@@ -64,6 +68,7 @@ __all__ = [
     "fingerprint_digest",
     "content_digest",
     "same_setting",
+    "path_setting",
 ]
 
 PathLike = Union[str, os.PathLike]
@@ -148,6 +153,33 @@ def _portable_name(name: Any) -> Optional[str]:
     rerun) does not change its outputs, and its weights digest identifies it."""
     name = str(name or "")
     return None if not name or os.path.isdir(name) else name
+
+
+def path_setting(value: Any) -> Any:
+    """How a run records a setting that may name a local path (``--model``, ``--qhead``, ``--reward_model``):
+    an existing local file or folder by its resolved real path, so ``runs/q``, ``./runs/q``, its absolute
+    spelling and a symlink to it are one setting; anything else (a Hub id, ``demo``, ``None``) as given.
+
+    Examples:
+
+    ```python
+    >>> import os, tempfile
+    >>> from hf_stackshape.runs import path_setting
+    >>> folder = tempfile.mkdtemp()
+    >>> path_setting(folder) == path_setting(os.path.join(folder, ".")) == os.path.realpath(folder)
+    True
+    >>> path_setting("HuggingFaceTB/SmolLM2-135M-Instruct-not-a-local-folder")
+    'HuggingFaceTB/SmolLM2-135M-Instruct-not-a-local-folder'
+
+    ```
+    """
+    if value is None:
+        return None
+    text = str(value)
+    expanded = os.path.expanduser(text)
+    if text and os.path.exists(expanded):
+        return os.path.realpath(expanded)
+    return text
 
 
 def model_fingerprint(model, weights: Optional[bool] = None) -> Dict[str, Any]:
@@ -369,7 +401,7 @@ class Run:
     # ------------------------------------------------------------------------------------------ lock
 
     def _lock_path(self) -> Path:
-        return self.output.parent / f".{self.output.name}.lock"
+        return _lock_path_of(self.output)
 
     def _acquire(self) -> None:
         path = self._lock_path()
@@ -415,13 +447,66 @@ class Run:
             return []
         return sorted(p for p in parent.iterdir() if p.name == name or p.name.startswith(name + "."))
 
+    # ------------------------------------------------------------------------------------------ ownership
+
+    def _written_names(self) -> List[str]:
+        """What this run writes, as the manifest records it: ``["."]`` (the run's folder, whole) or, for a
+        single-file run, the file and its manifest (names in the same folder)."""
+        if not self.single_file:
+            return ["."]
+        return [self.output.name, self.manifest_path.name]
+
+    def _refuse_unowned(self, found: Sequence[Path], why: str) -> None:
+        shown = ", ".join(str(p) for p in list(found)[:5]) + (f" and {len(found) - 5} more" if len(found) > 5 else "")
+        raise RunMismatchError(
+            f"Refusing to overwrite {self.output}: {why}, so nothing shows this tool wrote what is there ({shown}). "
+            "--overwrite removes only what a run manifest says its run wrote; move or delete those files yourself, "
+            "or write to another output."
+        )
+
+    def _owned_entries(self) -> List[Path]:
+        """What ``overwrite=True`` may remove: the entries the run manifest lists as written by the run
+        (``written``; a manifest without that key: the folder, or the file and its manifest). Raises
+        :class:`RunMismatchError` naming what is there when the output holds files and no readable manifest
+        (a user's folder or file, a sibling ``FILE.*`` is never touched)."""
+        present = self._old_entries() if not self.single_file else [
+            p for p in (self.output, self.manifest_path) if p.exists() or p.is_symlink()
+        ]
+        if not present:
+            return []
+        manifest = None
+        if self.manifest_path.is_file():
+            try:
+                manifest = read_json(self.manifest_path)
+            except (OSError, ValueError):
+                manifest = None
+        if not isinstance(manifest, dict) or "fingerprint" not in manifest:
+            if not self.single_file and self.output.is_dir() and not self.output.is_symlink():
+                inside = sorted(self.output.iterdir())
+                if not inside:
+                    return []  # an empty folder: nothing to remove, a fresh run goes there
+                present = inside
+            state = "its run manifest is unreadable" if self.manifest_path.is_file() else "it has no run manifest"
+            self._refuse_unowned(present, f"{state} ({self.manifest_path.name})")
+        written = manifest.get("written")
+        if not isinstance(written, list) or not all(isinstance(n, str) for n in written):
+            written = self._written_names()
+        if not self.single_file:
+            return [self.output] if "." in written else []
+        names = {n for n in written if n and "/" not in n and "\\" not in n and n not in (".", "..")}
+        names.add(self.manifest_path.name)
+        return [p for p in present if p.name in names] + [
+            self.output.parent / n for n in sorted(names)
+            if n not in {p.name for p in present} and (self.output.parent / n).exists()
+        ]
+
     def _trash_prefix(self) -> str:
         return f".{self.output.name}.old-"
 
     def _remove_old(self) -> None:
-        """Move the whole old run aside (one rename per entry, into one hidden folder), then delete it."""
-        entries = self._old_entries()
-        if not entries:
+        """Move the old run aside (one rename per entry, into one hidden folder), then delete it: only what its
+        manifest says the run wrote (see :meth:`_owned_entries`); anything else there is refused, never deleted."""
+        if not self._old_entries():
             return
         guarded = {Path.cwd().resolve(), Path.home().resolve()}
         target = self.output.resolve()
@@ -431,6 +516,10 @@ class Run:
                 f"Refusing to overwrite {self.output}: it is (or contains) the current or home directory. "
                 "Pick a dedicated output folder."
             )
+        entries = self._owned_entries()
+        if not entries:
+            return
+        logger.warning("overwrite=True: removing the old run at %s (%s).", self.output, ", ".join(e.name for e in entries))
         trash = self.output.parent / f"{self._trash_prefix()}{uuid.uuid4().hex[:8]}"
         trash.mkdir()
         for entry in entries:
@@ -451,7 +540,7 @@ class Run:
 
     def _has_results(self) -> bool:
         if self.single_file:
-            return any(p.name != self.manifest_path.name for p in self._old_entries())
+            return self.output.exists() or self.output.is_symlink()  # a sibling FILE.* is not this run's
         if not self.output.is_dir():
             return self.output.exists()
         return any(self.output.iterdir())
@@ -460,8 +549,6 @@ class Run:
         """Rank 0: check the manifest against the fingerprint, then start fresh, resume or refuse."""
         self._clean_leftovers()
         if overwrite:
-            if self._old_entries():
-                logger.warning("overwrite=True: removing the old run at %s.", self.output)
             self._remove_old()
         manifest = self._manifest_dict()
         if self.manifest_path.is_file():
@@ -501,8 +588,16 @@ class Run:
             "package_version": _package_version(),
             "fingerprint": self.fingerprint,
             "digest": self.digest,
+            "written": self._written_names(),
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
+
+
+def _lock_path_of(output: Path) -> Path:
+    """The lock file of an output, keyed on its resolved real path: ``calib`` and a symlink to it (or a path
+    through a symlinked folder) share one lock, so two runs cannot write the same folder by two names."""
+    real = Path(os.path.realpath(output))
+    return real.parent / f".{real.name}.lock"
 
 
 def _portable_error(err: BaseException) -> BaseException:
@@ -525,10 +620,11 @@ class open_run:  # noqa: N801 - used as a function: ``with open_run(...) as run`
             Nested dicts are compared key by key, and the error names the dotted key (``model.weights``).
         kind (`str`, *optional*, defaults to `"generate"`): what writes the run; a run of another kind in the
             same place is refused like a changed setting.
-        overwrite (`bool`, *optional*, defaults to `False`): remove the whole old run (moved aside, then
-            deleted) and start fresh instead of refusing a mismatch.
+        overwrite (`bool`, *optional*, defaults to `False`): remove the old run (what its manifest lists as
+            written; moved aside, then deleted) and start fresh instead of refusing a mismatch. An output with
+            files but no readable manifest is refused, naming them.
         single_file (`bool`, *optional*, defaults to `False`): the output is one file; the manifest is
-            ``<file>.run.json`` and overwriting also removes the sidecars ``<file>.*``.
+            ``<file>.run.json`` and overwriting removes the file and its manifest (no other ``<file>.*``).
         state (`accelerate.PartialState`, *optional*): the process layout; default ``torch.distributed`` when
             initialised, else one process.
 
@@ -636,7 +732,7 @@ def _discard_unused_manifest(run: Run, created: bool) -> None:
         if not run.manifest_path.is_file():
             return
         if run.single_file:
-            others = [p for p in run._old_entries() if p != run.manifest_path]
+            others = [run.output] if run.output.exists() or run.output.is_symlink() else []
         else:
             others = [p for p in run.output.iterdir() if p != run.manifest_path] if run.output.is_dir() else []
         if others:

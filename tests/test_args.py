@@ -185,6 +185,15 @@ def test_cache_is_not_duplicated_per_candidate(tokenizer, tiny_lm, reward):
         assert cache.batch_size == len(PROMPTS)
         # Only the accepted prefix stays cached: RM head + 2 committed tokens (the 3rd is never fed back).
         assert cache.seq_length == head_len + 2
+        # Memory on the books: 2 (K, V) x layers x kv heads x head dim x 4 bytes per cached column and row.
+        config = rm.model.config
+        per_token = 2 * config.num_hidden_layers * config.num_key_value_heads * (config.hidden_size // config.num_attention_heads) * 4
+        assert cache.bytes_per_token() == per_token
+        assert cache.nbytes == len(PROMPTS) * (head_len + 2) * per_token
+        assert cache.bytes_per_row == (head_len + 2) * per_token
+        # The peak also held the k candidate groups of the last step (1 candidate token each: no chat tail).
+        groups = k * (1 + len(proc._scorer.tail_ids))
+        assert cache.peak_nbytes == len(PROMPTS) * (head_len + 2 + groups) * per_token
     assert shapes[2] == shapes[8] and shapes[2][0] == len(PROMPTS)
 
 

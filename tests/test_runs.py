@@ -77,11 +77,20 @@ def test_files_without_a_manifest_and_a_broken_manifest_are_refused(tmp_path):
     with pytest.raises(RunMismatchError, match="no run manifest"):
         with open_run(legacy, FP):
             pass
-    with open_run(legacy, FP, overwrite=True) as run:
+    # --overwrite removes only what a manifest says a run wrote: files without one are refused, named, kept.
+    with pytest.raises(RunMismatchError, match="no run manifest.*chunk-00000.jsonl"):
+        with open_run(legacy, FP, overwrite=True):
+            pass
+    assert os.listdir(legacy) == ["chunk-00000.jsonl"]
+    (legacy / "chunk-00000.jsonl").unlink()
+    with open_run(legacy, FP) as run:
         assert not run.resumed and os.listdir(legacy) == ["run.json"]
     (legacy / "run.json").write_text("{not json")
     with pytest.raises(RunMismatchError, match="unreadable"):
         with open_run(legacy, FP):
+            pass
+    with pytest.raises(RunMismatchError, match="unreadable"):
+        with open_run(legacy, FP, overwrite=True):
             pass
     # An empty folder is a fresh run.
     (tmp_path / "empty").mkdir()
@@ -106,20 +115,20 @@ def test_overwrite_leaves_nothing_of_the_old_folder_run(tmp_path):
     assert (tmp_path / "neighbour.txt").read_text() == "keep me"
 
 
-def test_overwrite_of_a_single_file_run_removes_its_sidecars(tmp_path):
+def test_overwrite_of_a_single_file_run_removes_only_what_it_wrote(tmp_path):
     out = tmp_path / "gen.jsonl"
     with open_run(out, FP, single_file=True) as run:
         assert run.manifest_path == tmp_path / "gen.jsonl.run.json"
         out.write_text('{"prompt": "a"}\n')
-        (tmp_path / "gen.jsonl.scores.json").write_text("{}")
-    (tmp_path / "gen.jsonl.other").write_text("{}")  # a sidecar by name: <file>.*
+    assert json.loads(run.manifest_path.read_text())["written"] == ["gen.jsonl", "gen.jsonl.run.json"]
+    (tmp_path / "gen.jsonl.notes").write_text("mine")  # a user's file named like a sidecar: <file>.*
     (tmp_path / "gen2.jsonl").write_text("not ours")
     with pytest.raises(RunMismatchError, match="weight: 0.5 -> 3"):
         with open_run(out, {**FP, "weight": 3}, single_file=True):
             pass
     with open_run(out, {**FP, "weight": 3}, single_file=True, overwrite=True) as run:
         assert not run.resumed and not out.exists()
-    assert sorted(os.listdir(tmp_path)) == [".gen.jsonl.lock", "gen.jsonl.run.json", "gen2.jsonl"]
+    assert sorted(os.listdir(tmp_path)) == [".gen.jsonl.lock", "gen.jsonl.notes", "gen.jsonl.run.json", "gen2.jsonl"]
     # A file written by hand (no manifest) is not silently reused.
     (tmp_path / "hand.jsonl").write_text("{}\n")
     with pytest.raises(RunMismatchError, match="no run manifest"):

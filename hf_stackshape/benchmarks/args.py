@@ -10,7 +10,10 @@ the cached fast path applies. Every compared run generates exactly the same numb
   ARGS re-runs the reward model over the full sequence of each of the k candidates at every step, one
   forward per candidate and no cache (as the paper's ARGS script does); its cost grows with the length, so
   measuring it on fewer tokens than 64 understates our advantage;
-* ``batch_speedup`` = per-prompt time of ARGS at batch 1 / per-prompt time at batch ``batch_size``.
+* ``batch_speedup`` = per-prompt time of ARGS at batch 1 / per-prompt time at batch ``batch_size``;
+* ``rm_cache_bytes_per_row``: the reward model's KV cache per generation row after the batch run
+  (``rm_cache_columns`` cached columns, ``rm_cache_bytes_per_token`` each); ``rm_cache_peak_bytes_b*`` includes
+  the k candidate groups of a step.
 
 Greedy and ARGS at batch 1 run ``repeats`` times, interleaved, and the fastest run of each counts (one run of
 64 tokens varies by ~10% on a 2-core machine); the batch and naive runs run once.
@@ -158,7 +161,9 @@ def run(args: BenchArgs) -> dict:
     for _ in range(args.repeats):
         t_greedy = min(t_greedy, _timed(lambda: generate(1, args.max_new_tokens))[0])
         t_args = min(t_args, _timed(lambda: generate(1, args.max_new_tokens, ours(1)))[0])
-    t_batch, _ = _timed(lambda: generate(args.batch_size, args.max_new_tokens, ours(args.batch_size)))
+    batch_proc = ours(args.batch_size)
+    t_batch, _ = _timed(lambda: generate(args.batch_size, args.max_new_tokens, batch_proc))
+    cache = batch_proc.prefix_cache  # rows never finish (min_new_tokens): it still holds every prefix
     proc = ours(1)
     t_short, short = _timed(lambda: generate(1, args.naive_new_tokens, proc))
     naive = NaiveARGS(rm, _PROMPTS[0], args.k, args.weight, proc.transform)
@@ -177,6 +182,10 @@ def run(args: BenchArgs) -> dict:
         "time_naive_b1_s": t_naive,
         "time_ours_short_b1_s": t_short,
         "naive_same_tokens": bool(torch.equal(short, naive_out)),
+        "rm_cache_bytes_per_row": cache.bytes_per_row,
+        "rm_cache_columns": cache.seq_length,
+        "rm_cache_bytes_per_token": cache.bytes_per_token(),
+        f"rm_cache_peak_bytes_b{args.batch_size}": cache.peak_nbytes,
         "ratio_vs_greedy": t_args / t_greedy,
         "ratio_vs_naive": t_naive / t_short,
         "batch_speedup": t_args / (t_batch / args.batch_size),

@@ -2,7 +2,9 @@
 
 Each benchmark is a module ``hf_stackshape.benchmarks.<name>`` with a dataclass ``BenchArgs``, a
 ``DESCRIPTION`` and ``run(args) -> dict``; the dict holds the timings, the ratios, and each ratio's
-target under ``targets``. Timings are never pass/fail: the ratios are printed for a person (or CI
+target under ``targets``. Every result also carries ``run_peak_memory_mib`` and ``run_peak_memory_source``: the
+peak memory of the whole run (:class:`~hf_stackshape.memory.PeakMemory`: CUDA peak on a GPU, peak RSS on a
+CPU). Timings are never pass/fail: the ratios are printed for a person (or CI
 log) to read.
 """
 
@@ -13,12 +15,15 @@ import json
 import sys
 from typing import List
 
+from ..memory import PeakMemory
+
 BENCHMARKS = {
     "threshold": "exact threshold solver vs a per-prompt scalar bisection loop (10,000 prompts x 16)",
     "calibrate": "ThresholdCalibrator vs plain generate sampling on SmolLM2 (8 prompts x 8 samples)",
     "args": "ARGSLogitsProcessor vs plain greedy and vs a naive ARGS on SmolLM2 (64 tokens)",
     "cd": "CDLogitsProcessor (q head on shared states; value head, k=10) vs plain greedy",
     "bon": "SRS best-of-N end to end vs the same N-sample generate alone on SmolLM2 (8 prompts x 8 samples)",
+    "device": "the device check: every method at 1B and 8B Llama shapes in bf16 (random weights), time, memory",
 }
 
 
@@ -41,12 +46,13 @@ def main(argv: List[str]) -> int:
     module = importlib.import_module(f"hf_stackshape.benchmarks.{name}")
     parser = HfArgumentParser(module.BenchArgs, prog=f"stackshape bench {name}", description=module.DESCRIPTION)
     (args,) = parser.parse_args_into_dataclasses(args=rest)
-    result = module.run(args)
-    result = {"benchmark": name, **result}
+    with PeakMemory() as peak:  # every bench: peak memory beside its timings (CUDA peak on a GPU, RSS on CPU)
+        result = module.run(args)
+    result = {"benchmark": name, **result, **peak.as_dict("run_peak_memory")}
     if as_json:
         print(json.dumps(result, sort_keys=False))
     else:
-        print(format_result(result))
+        print(getattr(module, "format_result", format_result)(result))  # a bench may lay out its own table
     return 0
 
 

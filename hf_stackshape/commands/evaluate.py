@@ -260,6 +260,25 @@ def _labels(groups: "OrderedDict[str, Dict[str, Any]]") -> Dict[str, str]:
     return labels
 
 
+def _check_one_baseline_setting(rows: List[dict], args: EvaluateArguments) -> None:
+    """A ``--baseline_file`` must hold one setting: rows of several (two weights interleaved, two methods) would
+    pair each prompt with whichever row comes first and report that row's settings as the baseline's."""
+    seen: "OrderedDict[str, Dict[str, Any]]" = OrderedDict()
+    for row in rows:
+        settings = _settings(row, args)
+        seen.setdefault(_key(settings), settings)
+    if len(seen) < 2:
+        return
+    variants = list(seen.values())
+    differing = sorted({k for a in variants for b in variants for k in set(a) | set(b) if a.get(k) != b.get(k)})
+    shown = "; ".join(", ".join(f"{k}={v.get(k)!r}" for k in differing) for v in variants[:5])
+    raise ValueError(
+        f"--baseline_file {args.baseline_file} holds rows of {len(variants)} settings ({shown}), so a prompt has "
+        "several baseline answers. Keep one setting in the file, or pass the file with --generations and pick the "
+        "baseline with --baseline_method (and --baseline_weight)."
+    )
+
+
 def _group(rows: List[dict], args: EvaluateArguments) -> "OrderedDict[str, Dict[str, Any]]":
     groups: "OrderedDict[str, Dict[str, Any]]" = OrderedDict()
     for i, row in enumerate(rows):
@@ -378,6 +397,7 @@ def evaluate_rows(rows: List[dict], args: EvaluateArguments, cache_file: Optiona
         baseline = {"label": group["label"], "settings": group["settings"], "files": group["files"],
                     "rows": [rows[i] for i in group["rows"]]}
     elif baseline_rows is not None:
+        _check_one_baseline_setting(baseline_rows, args)
         baseline = {"label": "baseline", "settings": _settings(baseline_rows[0], args), "files": [args.baseline_file],
                     "rows": baseline_rows}
     baseline_by_prompt: Dict[str, int] = {}

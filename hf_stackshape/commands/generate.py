@@ -135,23 +135,27 @@ def _done_count(path: Path, rows: List[dict], prompts: List[str]) -> int:
 def _model_name(args: GenerateArguments) -> str:
     if args.model is None or str(args.model).lower() in ("smollm2", "default"):
         return "smollm2"
-    return str(args.model)
+    from ..runs import path_setting
+
+    return path_setting(args.model)  # a local folder by its real path: its spelling is not a setting
 
 
 def row_settings(args: GenerateArguments, method, decoder: Dict[str, Any], qhead=None) -> Dict[str, Any]:
     """Everything that made a row, flat (the keys :mod:`hf_stackshape.commands.evaluate` groups rows by)."""
+    from ..runs import path_setting
+
     settings: Dict[str, Any] = {"method": method.label, "weight": decoder["weight"], "k": decoder.get("k")}
     if method.decoder == "cd" and qhead is not None:
         shaping = dict(getattr(qhead.config, "shaping", {}) or {})
         settings.update(bound=shaping.get("bound"), alpha=shaping.get("alpha"), beta=shaping.get("beta"))
         settings["threshold_source"] = "qhead" if method.transform != "raw" else None
         settings["reward"] = getattr(qhead.config, "reward_model_name_or_path", None)
-        settings["qhead"] = str(args.qhead)
+        settings["qhead"] = path_setting(args.qhead)
     else:
         settings.update(bound=decoder.get("bound"), alpha=decoder.get("alpha"), beta=decoder.get("beta"))
         if method.decoder in ("args", "bon"):
             settings["threshold_source"] = (
-                f"calibration:{os.path.abspath(args.thresholds_from)}" if args.thresholds_from else "per-step"
+                f"calibration:{path_setting(args.thresholds_from)}" if args.thresholds_from else "per-step"
             )
             settings["reward"] = str(args.reward_model)
         else:

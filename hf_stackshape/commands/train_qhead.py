@@ -231,7 +231,7 @@ def run(args: TrainQHeadArguments, config: QHeadTrainerConfig) -> int:
         trainer = QHeadTrainer(
             qhead, config, train_dataset=dataset, processing_class=tokenizer, peft_config=peft_config
         )
-        resume = _last_checkpoint(config.output_dir) if run_state.resumed else None
+        resume = _last_checkpoint(config.output_dir, run_state.is_main) if run_state.resumed else None
         trainer.train(resume_from_checkpoint=resume)
         metrics = trainer.evaluate() if trainer.eval_dataset is not None else {}
         trainer.save_model(config.output_dir)
@@ -245,10 +245,12 @@ def run(args: TrainQHeadArguments, config: QHeadTrainerConfig) -> int:
     return 0
 
 
-def _last_checkpoint(output_dir: str) -> Optional[str]:
-    from transformers.trainer_utils import get_last_checkpoint
+def _last_checkpoint(output_dir: str, remove_incomplete: bool = True) -> Optional[str]:
+    """The last complete checkpoint; a half-written one (a kill during a save) is removed, with a warning (the
+    run's lock is held, and the folder is this run's, see :mod:`hf_stackshape.qhead.checkpoints`)."""
+    from ..qhead.checkpoints import last_complete_checkpoint
 
-    return get_last_checkpoint(output_dir) if os.path.isdir(output_dir) else None
+    return last_complete_checkpoint(output_dir, remove_incomplete=remove_incomplete)
 
 
 DATACLASSES = (TrainQHeadArguments, QHeadTrainerConfig)

@@ -12,9 +12,11 @@ and refuse a ``generate`` temperature other than 1 wherever they can see it
 
 from __future__ import annotations
 
-from typing import Any
+import sys
+import weakref
+from typing import Any, Optional
 
-from transformers import LogitsProcessor
+from transformers import LogitsProcessor, LogitsProcessorList
 from transformers.generation.configuration_utils import GenerationMode
 from transformers.utils import logging
 
@@ -30,6 +32,23 @@ _SUPPORTED_MODES = (
     GenerationMode.BEAM_SEARCH,
     GenerationMode.BEAM_SAMPLE,
 )
+
+
+_LIST_CALL = LogitsProcessorList.__call__.__code__
+
+
+def _calling_processor_list(max_depth: int = 6) -> Optional[LogitsProcessorList]:
+    """The ``LogitsProcessorList`` whose ``__call__`` is running up the stack (``None`` when a processor is
+    called directly). ``generate`` builds a new list for every call, so the list identifies the call."""
+    frame = sys._getframe(2)
+    for _ in range(max_depth):
+        if frame is None:
+            return None
+        if frame.f_code is _LIST_CALL:
+            owner = frame.f_locals.get("self")
+            return owner if isinstance(owner, LogitsProcessorList) else None
+        frame = frame.f_back
+    return None
 
 
 class GuidanceProcessor(LogitsProcessor):
@@ -53,6 +72,23 @@ class GuidanceProcessor(LogitsProcessor):
 
     def reset(self) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def _new_generate_call(self) -> bool:
+        """Whether this step belongs to another ``generate`` call than the last step did.
+
+        Token history alone cannot tell: a second ``generate`` whose prompt is the first call's output looks
+        exactly like the first call's next step. Each ``generate`` call builds its own ``LogitsProcessorList``,
+        so the list calling us identifies the call (held by weak reference). Called directly, outside a
+        list, a processor keeps telling calls apart by token history only (``False`` here).
+        """
+        caller = _calling_processor_list()
+        if caller is None:
+            return False
+        last = getattr(self, "_last_caller", None)
+        if last is not None and last() is caller:
+            return False
+        self._last_caller = weakref.ref(caller)
+        return True
 
     def close(self) -> None:
         """Free every cache the processor holds and detach anything it attached to a model. Idempotent; a closed

@@ -125,6 +125,7 @@ class PrefixKVCache:
             raise ValueError(f"PrefixKVCache cannot drive {type(model).__name__}: {reason}.")
         self.backbone = resolve_backbone(model)
         self.readout_skip_ids = sorted({int(i) for i in (readout_skip_ids or [])})
+        self.peak_nbytes = 0
         self.reset()
 
     # ------------------------------------------------------------------ state
@@ -152,6 +153,32 @@ class PrefixKVCache:
     def seq_length(self) -> int:
         """Prefix columns held in the KV cache (candidate tokens are cropped after every call)."""
         return 0 if self.cache is None else int(self.cache.get_seq_length())
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held now by the cached keys and values (all layers, all rows; the prefix only between calls)."""
+        if self.cache is None:
+            return 0
+        return sum(
+            t.numel() * t.element_size()
+            for layer in self.cache.layers
+            for t in (getattr(layer, "keys", None), getattr(layer, "values", None))
+            if isinstance(t, torch.Tensor)
+        )
+
+    @property
+    def bytes_per_row(self) -> float:
+        """:attr:`nbytes` per cached row: what one generation row costs at the current prefix length
+        (:attr:`seq_length` columns; it grows by :meth:`bytes_per_token` with every accepted token)."""
+        return self.nbytes / self.batch_size if self.batch_size else 0.0
+
+    def bytes_per_token(self) -> int:
+        """Bytes one cached column of one row takes: ``2 (K and V) x layers x kv heads x head dim x dtype size``."""
+        config = self.backbone.config.get_text_config() if hasattr(self.backbone.config, "get_text_config") else self.backbone.config
+        heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
+        head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+        size = torch.empty(0, dtype=self.dtype).element_size()
+        return 2 * config.num_hidden_layers * heads * head_dim * size
 
     @property
     def device(self) -> torch.device:
@@ -283,7 +310,11 @@ class PrefixKVCache:
             cache=self.cache,
             use_cache=True,
         )
-        hidden = out.last_hidden_state
+        # With device_map the last layer may sit on another device than the embeddings: states live on `device`.
+        hidden = out.last_hidden_state.to(device)
+        #: Largest :attr:`nbytes` seen right after a forward (prefix plus the k candidate groups), since the
+        #: cache was built; kept across :meth:`reset` so a finished generation can still be read.
+        self.peak_nbytes = max(self.peak_nbytes, self.nbytes)
         if kg:
             first = cached_len + m + torch.arange(k, device=device) * g
             self._stash = {

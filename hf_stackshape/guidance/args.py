@@ -143,6 +143,22 @@ class _CachedRewardScorer:
         return self.head(states.hidden)[..., 0].float()
 
 
+def _template_tokens(tokenizer, prompt_ids: torch.Tensor, mask: torch.Tensor) -> List[str]:
+    """The special tokens (chat-template markers such as ``<|im_start|>``) in the prompt ids, apart from
+    padding and one leading BOS: their presence means the decoded prompt is template text, not the user's."""
+    special = set(tokenizer.all_special_ids)
+    for token_id, added in getattr(tokenizer, "added_tokens_decoder", {}).items():
+        if getattr(added, "special", False):
+            special.add(int(token_id))
+    found = set()
+    for ids, m in zip(prompt_ids.tolist(), mask.tolist()):
+        kept = [t for t, keep in zip(ids, m) if keep]
+        if kept and kept[0] == tokenizer.bos_token_id and kept.count(kept[0]) == 1:
+            kept = kept[1:]
+        found.update(t for t in kept if t in special)  # padding is outside the mask
+    return sorted({tokenizer.convert_ids_to_tokens(t) for t in found})
+
+
 class ARGSLogitsProcessor(GuidanceProcessor):
     r"""[`LogitsProcessor`] for reward-guided decoding: ARGS (Khanov et al., 2024) and its Stackelberg-shaped
     variant SRS-ARGS (Wang et al., 2026, arXiv 2602.02572).
@@ -357,6 +373,7 @@ class ARGSLogitsProcessor(GuidanceProcessor):
         if len(set(sizes.values())) > 1:
             raise ValueError(f"`prompts` and `thresholds` must have one entry per prompt, got sizes {sizes}.")
         self._given = {"attention_mask": attention_mask, "prompts": prompts, "thresholds": thresholds}
+        self._warned_template = False
         self._bound_ids: Optional[torch.Tensor] = None
         self.reset()
         return self
@@ -427,13 +444,18 @@ class ARGSLogitsProcessor(GuidanceProcessor):
             prompts = self.tokenizer.batch_decode(
                 [ids[m].tolist() for ids, m in zip(firsts, mask[::expand])], skip_special_tokens=True
             )
-            extra = set(self.tokenizer.all_special_ids) - {self.pad_token_id, self.tokenizer.bos_token_id}
-            extra = torch.tensor(sorted(extra), dtype=torch.long, device=firsts.device)
-            if raw_ids is None and bool(torch.isin(firsts[mask[::expand]], extra).any()):
-                logger.warning_once(
-                    "ARGSLogitsProcessor: the prompt ids contain special tokens (a chat template?); the reward model "
-                    "reads them decoded. Pass the raw prompts with `prompts=` (or set_prompt) for a faithful reward."
-                )
+            if raw_ids is None and not self._warned_template:
+                found = _template_tokens(self.tokenizer, firsts, mask[::expand])
+                if found:
+                    self._warned_template = True
+                    logger.warning(
+                        f"ARGSLogitsProcessor: the prompt ids hold special tokens ({', '.join(found)}: a chat "
+                        "template?) and no raw prompts were given, so the reward model reads the decoded template "
+                        f"text ({prompts[0][:60]!r}...) as the prompt. Pass the raw prompts with `prompts=` (or "
+                        "proc.set_prompt(inputs, prompts=...)) for a faithful reward."
+                    )
+        if raw_ids is None:
+            prompts = self._clipped_prompts(prompts)
         thresholds = given["thresholds"]
         if thresholds is not None:
             thresholds = thresholds.to(input_ids.device)[row_prompt]
@@ -461,6 +483,22 @@ class ARGSLogitsProcessor(GuidanceProcessor):
             "thresholds": thresholds,
             "fast": fast,
         }
+
+    def _clipped_prompts(self, prompts: List[str]) -> List[str]:
+        """The prompts as the reward model can read them: each cut once to its last ``max_length`` tokens
+        (``reward_model.clip_prompt``), with a warning, so a huge prompt is not re-tokenized ``k`` times a step."""
+        clip = getattr(self.reward_model, "clip_prompt", None)
+        if not callable(clip):
+            return list(prompts)
+        out = [clip(p) for p in prompts]
+        cut = [i for i, (a, b) in enumerate(zip(prompts, out)) if a is not b]
+        if cut:
+            logger.warning(
+                f"ARGSLogitsProcessor: prompt(s) {cut[:5]} are longer than the reward model's max_length "
+                f"({self.reward_model.max_length} tokens); it reads their last {self.reward_model.max_length} tokens "
+                "(left truncation, as for any longer input)."
+            )
+        return out
 
     def _is_continuation(self, input_ids: torch.Tensor) -> bool:
         gen = self._gen
@@ -516,7 +554,8 @@ class ARGSLogitsProcessor(GuidanceProcessor):
             )
         vocab = scores.shape[-1]
         check_k_fits(self.k, vocab, "scores")
-        if not self._is_continuation(input_ids):
+        # A new generate call (its own LogitsProcessorList) starts afresh even on the last call's output.
+        if self._new_generate_call() or not self._is_continuation(input_ids):
             self._start(input_ids)
         gen = self._gen
         gen["steps"] += 1

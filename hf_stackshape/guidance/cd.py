@@ -279,11 +279,11 @@ class CDLogitsProcessor(GuidanceProcessor):
                     input_ids, self._attention_mask(input_ids).bool(), placeholder, torch.zeros_like(placeholder).bool()
                 )
                 hidden = states.prefix_hidden
-            hidden = hidden.to(qhead.head_dtype)
+            hidden = hidden.to(device=qhead.head_device, dtype=qhead.head_dtype)
             actions = candidates.to(hidden.device)
             return qhead.head.gather(hidden.unsqueeze(1).expand(-1, actions.shape[1], -1), actions).float()
         states = self._state.score_candidates(input_ids, self._attention_mask(input_ids).bool(), candidates.unsqueeze(-1))
-        return qhead.head(states.hidden.to(qhead.head_dtype)).float()
+        return qhead.head(states.hidden.to(device=qhead.head_device, dtype=qhead.head_dtype)).float()
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         self._check_vocab(scores)

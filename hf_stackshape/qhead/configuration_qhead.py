@@ -34,6 +34,9 @@ class QHeadConfig(PretrainedConfig):
         vocab_size (`int`, *optional*):
             Vocabulary size ``V`` of the backbone tokenizer (filled from the backbone); CD checks it against the
             base model's vocabulary.
+        vocab_digest (`str`, *optional*):
+            Digest of the training tokenizer's token -> id mapping (written by ``QHeadTrainer``); CD refuses a
+            tokenizer with another mapping, even of the same size.
         head_hidden_size (`int`, *optional*, defaults to 256):
             Inner width of the value MLP (the paper uses 8192 on 8B models; small by default).
         rank (`int`, *optional*, defaults to 16):
@@ -87,6 +90,7 @@ class QHeadConfig(PretrainedConfig):
         init: str = "normal",
         training_settings: Optional[Dict[str, Any]] = None,
         training_metrics: Optional[Dict[str, float]] = None,
+        vocab_digest: Optional[str] = None,
         **kwargs,
     ):
         if head_type not in HEAD_TYPES:
@@ -100,6 +104,7 @@ class QHeadConfig(PretrainedConfig):
         self.backbone_name_or_path = backbone_name_or_path
         self.hidden_size = hidden_size
         self.vocab_size = vocab_size
+        self.vocab_digest = vocab_digest
         self.head_hidden_size = int(head_hidden_size)
         self.rank = int(rank)
         self.base_model_name_or_path = base_model_name_or_path

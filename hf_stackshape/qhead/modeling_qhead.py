@@ -237,7 +237,9 @@ class QHeadModel(PreTrainedModel):
             hidden_states, out_cache = self.backbone_hidden_states(
                 input_ids, attention_mask, position_ids=position_ids, cache=cache, use_cache=use_cache
             )
-        hidden = hidden_states.to(self.head_dtype)
+        hidden = hidden_states.to(device=self.head_device, dtype=self.head_dtype)
+        if actions is not None:
+            actions = actions.to(self.head_device)
         if actions is not None and self.config.head_type == "q":
             values = self.head.gather(hidden, actions)
         else:
@@ -247,6 +249,12 @@ class QHeadModel(PreTrainedModel):
     @property
     def head_dtype(self) -> torch.dtype:
         return next(self.head.parameters()).dtype
+
+    @property
+    def head_device(self) -> torch.device:
+        """Where the head's weights are: the backbone's last hidden state is moved there (with ``device_map`` the
+        backbone's last layer can sit on another device than its first, where ``from_backbone`` puts the head)."""
+        return next(self.head.parameters()).device
 
     def backbone_hidden_states(
         self,

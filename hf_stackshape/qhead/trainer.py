@@ -539,7 +539,17 @@ class QHeadTrainer(Trainer):
         # Our loss is a per-batch mean, so gradient accumulation / DDP averaging need no token counts.
         self.model_accepts_loss_kwargs = False
         model.add_model_tags(self._tag_names)
+        self._record_vocabulary(processing_class)
         self._record_settings()
+
+    def _record_vocabulary(self, tokenizer) -> None:
+        """Write the training tokenizer's ``vocab_digest`` into the head's config: CD (Mudgal et al., 2023)
+        then refuses a base tokenizer that numbers tokens otherwise, even one of the same size."""
+        if tokenizer is None or not hasattr(tokenizer, "get_vocab"):
+            return
+        from ..guidance._checks import vocabulary_digest
+
+        self._model_for_prep.config.vocab_digest = vocabulary_digest(tokenizer)
 
     # ---------------------------------------------------------------------------------------------- data
 
@@ -682,6 +692,25 @@ class QHeadTrainer(Trainer):
         return loss.detach(), preds, inputs["target"].float()
 
     # ---------------------------------------------------------------------------------------------- checkpoints
+
+    def train(self, resume_from_checkpoint: Optional[Union[str, bool]] = None, **kwargs):
+        """``Trainer.train``; ``resume_from_checkpoint=True`` resumes from the last *complete* checkpoint of
+        ``output_dir`` (one half-written by a killed save is skipped with a warning, see
+        :mod:`hf_stackshape.qhead.checkpoints`), and a named checkpoint that is incomplete is a clear error."""
+        from .checkpoints import checkpoint_problem, last_complete_checkpoint
+
+        if resume_from_checkpoint is True:
+            resume_from_checkpoint = last_complete_checkpoint(self.args.output_dir)
+            if resume_from_checkpoint is None:
+                raise ValueError(f"No complete checkpoint in {self.args.output_dir} to resume from.")
+        elif isinstance(resume_from_checkpoint, (str, os.PathLike)):
+            problem = checkpoint_problem(str(resume_from_checkpoint))
+            if problem is not None:
+                raise ValueError(
+                    f"Cannot resume from {resume_from_checkpoint}: {problem}. Pass resume_from_checkpoint=True to "
+                    "take the last complete checkpoint, or delete this folder."
+                )
+        return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
         super()._load_from_checkpoint(resume_from_checkpoint, model)

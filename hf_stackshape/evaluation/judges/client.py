@@ -12,7 +12,12 @@ redirects, and when no key is given it attaches the user's Hugging Face token to
 * a key is never sent over plain http to a host that is not loopback (checked when the client is built);
 * ``OPENAI_API_KEY`` is only read for the OpenAI host (``api.openai.com``); any other endpoint takes its key
   from the ``api_key`` argument or ``STACKSHAPE_JUDGE_API_KEY`` (:func:`resolve_api_key`);
-* loopback endpoints bypass any proxy from the environment.
+* loopback endpoints bypass any proxy from the environment;
+* a reply is read as a stream under a **total deadline** (``timeout`` seconds for the whole body, not per
+  read: a server trickling one byte a second is cut off), and at most :data:`MAX_REPLY_BYTES` of it (after
+  gzip decoding, so a compressed bomb is cut off too; :class:`ReplyTooLarge`); a body that does not decode
+  is a malformed reply (an API error in the tally), never a crash;
+* :meth:`EndpointClient.abort` (called on Ctrl-C) makes requests in flight and waiting retries stop.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import ipaddress
 import math
 import os
 import random
+import threading
 import time
 import urllib.parse
 from typing import List, Optional
@@ -38,6 +44,8 @@ __all__ = [
     "DEFAULT_BASE_URL",
     "EndpointClient",
     "RedirectRefused",
+    "ReplyTooLarge",
+    "MAX_REPLY_BYTES",
     "RetryableError",
     "is_loopback",
     "resolve_api_key",
@@ -49,6 +57,18 @@ DEFAULT_BASE_URL = f"https://{OPENAI_HOST}/v1"
 
 class RedirectRefused(ValueError):
     """The endpoint answered with a redirect; the judge never follows one (its key must not travel)."""
+
+
+#: The most bytes of a judge reply read (after decoding): a chat reply of 256 tokens is a few KiB.
+MAX_REPLY_BYTES = 8 * 1024 * 1024
+
+
+class ReplyTooLarge(ValueError):
+    """The endpoint's reply is over :data:`MAX_REPLY_BYTES` (not retried: it would send it again)."""
+
+
+class JudgeAborted(Exception):
+    """The client was aborted (Ctrl-C) while a request was in flight or waiting to be retried."""
 
 
 class RetryableError(Exception):
@@ -113,7 +133,7 @@ class EndpointClient(InferenceClient):
         timeout (`float`): seconds per request (connect and each read).
     """
 
-    def __init__(self, base_url: str, api_key: Optional[str], timeout: float):
+    def __init__(self, base_url: str, api_key: Optional[str], timeout: float, max_reply_bytes: int = MAX_REPLY_BYTES):
         if "_inner_post" not in InferenceClient.chat_completion.__code__.co_names:
             # Our transport (and with it every key rule) hooks into InferenceClient._inner_post; a
             # huggingface_hub that no longer sends through it would bypass them: stop before any request.
@@ -124,6 +144,9 @@ class EndpointClient(InferenceClient):
             )
         super().__init__(base_url=base_url, timeout=timeout)
         self._api_key = api_key
+        self._deadline_s = float(timeout)
+        self._max_reply_bytes = int(max_reply_bytes)
+        self._stop = threading.Event()
         host = urllib.parse.urlparse(base_url).hostname
         # No redirects; no proxy from the environment for a server on this machine.
         self._http = httpx2.Client(follow_redirects=False, trust_env=not is_loopback(host), timeout=timeout)
@@ -132,29 +155,71 @@ class EndpointClient(InferenceClient):
         self._http.close()
         super().close()
 
+    def abort(self) -> None:
+        """Stop: requests in flight end at their next chunk (or read timeout), no retry starts (Ctrl-C)."""
+        self._stop.set()
+
+    def clear_abort(self) -> None:
+        """Accept requests again after :meth:`abort` (a new ``compare`` after an interrupted one)."""
+        self._stop.clear()
+
+    def _read_body(self, response, url: str, deadline: float) -> bytes:
+        """The decoded body, read chunk by chunk under the request's total deadline and the size cap."""
+        declared = response.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > self._max_reply_bytes:
+            raise ReplyTooLarge(
+                f"The judge endpoint {url} announced a {int(declared)}-byte reply, over the "
+                f"{self._max_reply_bytes}-byte limit; a judge reply is a few KiB."
+            )
+        chunks, total = [], 0
+        try:
+            for chunk in response.iter_bytes():
+                total += len(chunk)
+                if total > self._max_reply_bytes:
+                    raise ReplyTooLarge(
+                        f"The judge endpoint {url} sent a reply over the {self._max_reply_bytes}-byte limit; "
+                        "a judge reply is a few KiB."
+                    )
+                chunks.append(chunk)
+                if self._stop.is_set():
+                    raise JudgeAborted("judge aborted")
+                if time.monotonic() > deadline:
+                    raise InferenceTimeoutError(
+                        f"Judge reply from {url} not complete after {self._deadline_s:g}s (timeout covers the whole "
+                        f"reply; {total} bytes so far)."
+                    )
+        except httpx2.DecodingError as err:
+            raise ValueError(f"the reply body does not decode ({err})") from None
+        return b"".join(chunks)
+
     def _inner_post(self, request_parameters, *, stream: bool = False):
         if stream:
             raise ValueError("The judge does not stream.")
+        if self._stop.is_set():
+            raise JudgeAborted("judge aborted")
         headers = {k: v for k, v in request_parameters.headers.items() if k.lower() != "authorization"}
         if self._api_key:
             headers["authorization"] = f"Bearer {self._api_key}"
+        url = request_parameters.url
+        deadline = time.monotonic() + self._deadline_s  # per thread: requests run concurrently
         try:
-            response = self._http.post(
-                request_parameters.url,
-                json=request_parameters.json,
-                content=request_parameters.data,
-                headers=headers,
-            )
+            with self._http.stream(
+                "POST", url, json=request_parameters.json, content=request_parameters.data, headers=headers
+            ) as response:
+                if response.is_redirect or 300 <= response.status_code < 400:
+                    raise RedirectRefused(
+                        f"The judge endpoint {url} answered HTTP {response.status_code} redirecting to "
+                        f"{response.headers.get('location')!r}; redirects are refused so the API key stays with the "
+                        "endpoint you chose. Set base_url to the final address."
+                    )
+                body = self._read_body(response, url, deadline)
+                status, reply_headers, request = response.status_code, response.headers, response.request
         except httpx2.TimeoutException as err:
-            raise InferenceTimeoutError(f"Judge request timed out: {request_parameters.url}") from err
-        if response.is_redirect or 300 <= response.status_code < 400:
-            raise RedirectRefused(
-                f"The judge endpoint {request_parameters.url} answered HTTP {response.status_code} redirecting to "
-                f"{response.headers.get('location')!r}; redirects are refused so the API key stays with the "
-                "endpoint you chose. Set base_url to the final address."
-            )
-        hf_raise_for_status(response)
-        return response.content
+            raise InferenceTimeoutError(f"Judge request timed out: {url}") from err
+        if status >= 400:
+            kept = {k: v for k, v in reply_headers.items() if k.lower() not in ("content-encoding", "content-length", "transfer-encoding")}
+            hf_raise_for_status(httpx2.Response(status, headers=kept, content=body, request=request))
+        return body
 
     def _attempt(self, messages: List[dict], **parameters) -> str:
         """One request: the reply text, or :class:`RetryableError` / :class:`ValueError` (not retried)."""
@@ -162,6 +227,8 @@ class EndpointClient(InferenceClient):
             output = self.chat_completion(messages, **parameters)
         except (InferenceTimeoutError, httpx2.TransportError) as err:
             raise RetryableError(f"{type(err).__name__}: {err}") from None
+        except JudgeAborted:
+            raise
         except HfHubHTTPError as err:
             code = err.response.status_code
             detail = (err.response.text or "")[:300].strip()
@@ -169,7 +236,7 @@ class EndpointClient(InferenceClient):
                 raise RetryableError(f"HTTP {code}: {detail}", _retry_after(err.response.headers)) from None
             raise ValueError(f"HTTP {code} from {self.model}: {detail}") from None
         except ValueError as err:  # the body is not JSON (json.JSONDecodeError is a ValueError)
-            if isinstance(err, RedirectRefused):
+            if isinstance(err, (RedirectRefused, ReplyTooLarge)):
                 raise
             raise RetryableError(f"malformed reply ({type(err).__name__}): {err}") from None
         try:
@@ -216,6 +283,7 @@ class EndpointClient(InferenceClient):
                 logger.info(
                     "Judge request failed (%s); retry %d/%d in %.1fs.", last, attempt + 1, max_retries, delay
                 )
-                time.sleep(delay)
+                if self._stop.wait(delay):
+                    raise JudgeAborted("judge aborted")
         limit = f" (max_time={max_time:g}s reached)" if out_of_time else ""
         raise RetryableError(f"gave up after {attempts} attempts{limit}: {last}")

@@ -10,7 +10,8 @@ import math
 import os
 import random
 import urllib.parse
-from concurrent.futures import ThreadPoolExecutor, as_completed
+import queue
+import threading
 from typing import Dict, List, Optional, Union
 
 from tqdm.auto import tqdm
@@ -25,6 +26,38 @@ from .protocol import SCORE_PARSERS, get_protocol, load_template, paper_verdict,
 logger = logging.get_logger(__name__)
 
 __all__ = ["LLMJudge"]
+
+
+def _in_daemon_threads(fn, jobs, workers: int):
+    """Yield ``(key, index, result, error)`` for each ``(key, index, args)`` job as ``fn(*args)`` finishes in
+    one of ``workers`` daemon threads. Unlike ``ThreadPoolExecutor`` (whose threads the interpreter joins at
+    exit), a thread stuck on a hung endpoint never keeps the process alive after Ctrl-C; the caller stops them
+    with :meth:`EndpointClient.abort`."""
+    todo: "queue.Queue" = queue.Queue()
+    for job in jobs:
+        todo.put(job)
+    results: "queue.Queue" = queue.Queue()
+
+    def work() -> None:
+        while True:
+            try:
+                key, index, args = todo.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                results.put((key, index, fn(*args), None))
+            except BaseException as err:  # noqa: BLE001 - handed to the caller, which decides
+                results.put((key, index, None, err))
+
+    for n in range(min(workers, len(jobs))):
+        threading.Thread(target=work, name=f"llm-judge-{n}", daemon=True).start()
+    for _ in range(len(jobs)):
+        while True:
+            try:
+                yield results.get(timeout=0.25)  # a short wait keeps Ctrl-C prompt in the main thread
+                break
+            except queue.Empty:
+                continue
 
 API_ERROR_POLICIES = ("tie", "drop")
 
@@ -273,32 +306,27 @@ class LLMJudge(Judge):
                 len(set(keys)) - len(todo),
                 len(set(keys)),
             )
-        pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="llm-judge")
-        futures = {
-            pool.submit(self.judge_one, prompts[i], answers_a[i], answers_b[i]): (k, i)
-            for k, i in todo.items()
-        }
-        bar = tqdm(total=len(futures), desc="judge", disable=not self.show_progress, leave=False)
+        self.client.clear_abort()  # an earlier compare may have been interrupted
+        bar = tqdm(total=len(todo), desc="judge", disable=not self.show_progress, leave=False)
+        jobs = [(k, i, (prompts[i], answers_a[i], answers_b[i])) for k, i in todo.items()]
         try:
-            for future in as_completed(futures):
-                key, i = futures[future]
-                try:
-                    judgement = future.result()
-                except (RetryableError, ValueError) as err:
+            for key, i, judgement, err in _in_daemon_threads(self.judge_one, jobs, self.concurrency):
+                if err is not None:
+                    if not isinstance(err, (RetryableError, ValueError)):
+                        raise err
                     judgement = self._failed(prompts[i], answers_a[i], answers_b[i], err)
-                else:
+                elif self.cache is not None:
                     # Written the moment it finishes: an interrupt loses nothing finished.
-                    if self.cache is not None:
-                        self.cache.add(key, judgement, self.model)
+                    self.cache.add(key, judgement, self.model)
                 done[key] = judgement
                 bar.update(1)
         except BaseException:
-            # Interrupted (Ctrl-C...): drop the requests not yet started instead of waiting for them.
-            pool.shutdown(wait=False, cancel_futures=True)
+            # Interrupted (Ctrl-C...): requests in flight stop at their next chunk, no retry starts, and the
+            # worker threads are daemons, so the process never waits for a hung endpoint on its way out.
+            self.client.abort()
             raise
         finally:
             bar.close()
-        pool.shutdown(wait=True)
         out = JudgementList(done[k] for k in keys)
         failures = out.failures
         if failures:
