@@ -13,7 +13,16 @@ def lazy_getattr(package: str, exports: Dict[str, str]) -> Callable[[str], objec
     def __getattr__(name: str):
         if name not in exports:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
-        value = getattr(importlib.import_module(f".{exports[name]}", package), name)
+        try:
+            module = importlib.import_module(f".{exports[name]}", package)
+        except ModuleNotFoundError as err:
+            from ._extras import missing_extra_message
+
+            install = missing_extra_message(err)
+            if install is None:
+                raise
+            raise ImportError(f"{package}.{name}: {install}") from err
+        value = getattr(module, name)
         setattr(sys.modules[package], name, value)
         return value
 

@@ -40,6 +40,7 @@ COMMANDS = {
     "evaluate": "Score generations: reward, diversity, coherence, win-tie rate, with 95% bootstrap CIs.",
     "sweep": "Run methods over a grid of 1/beta; write a table and a Figure-2 style plot.",
     "demo": "The whole pipeline on the embedded SmolLM2 default, offline, in minutes.",
+    "export-generate": "Write a custom_generate folder (srs-args, srs-cd, srs-bon) usable without hf_stackshape.",
     "bench": "Benchmarks that print speed ratios measured side by side (threshold, calibrate, args, cd).",
 }
 
@@ -451,6 +452,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     except Exception as err:
         if debug or not _user_facing(err):
             raise
+        from ._extras import missing_extra_message
+
+        install = missing_extra_message(err)
+        if install:
+            print(f"stackshape {command}: error: {install}", file=sys.stderr)
+            return 2
         kind = "" if isinstance(err, (CLIError, ValueError, FileNotFoundError)) else f"{type(err).__name__}: "
         print(f"stackshape {command}: error: {kind}{_error_message(err)}", file=sys.stderr)
         return 2

@@ -153,11 +153,9 @@ def vader_reward() -> CallableReward:
     True
     ```
     """
-    try:
-        from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
-    except ImportError:
-        raise ImportError("vader_reward() needs the VADER lexicon: pip install vaderSentiment") from None
-    analyzer = SentimentIntensityAnalyzer()
+    from ._extras import needs
+
+    analyzer = needs("vaderSentiment.vaderSentiment", "vader_reward()").SentimentIntensityAnalyzer()
 
     def vader_compound(response: str) -> float:
         return analyzer.polarity_scores(response)["compound"]

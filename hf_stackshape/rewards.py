@@ -596,9 +596,9 @@ def _vader_compound(response: str) -> float:
     """VADER sentiment of the response: the ``compound`` score in [-1, 1]."""
     global _VADER
     if _VADER is None:
-        from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+        from ._extras import needs
 
-        _VADER = SentimentIntensityAnalyzer()
+        _VADER = needs("vaderSentiment.vaderSentiment", "The 'vader' reward").SentimentIntensityAnalyzer()
     return _VADER.polarity_scores(response)["compound"]
 
 

@@ -353,51 +353,97 @@ def _error_bars(rows: Sequence[Dict[str, object]], key: str) -> List[List[float]
     return [lower, upper]
 
 
-def plot_sweep(table: Sequence[Dict[str, object]], path, reward_key: Optional[str] = None, title: str = "") -> Path:
-    """Figure 2 of the paper: average reward (left) and win-tie rate vs base (right) against ``1/beta``.
+#: Figure 2's panels: one column per decoding family, in this order.
+_FAMILIES = (("args", "ARGS"), ("cd", "CD"), ("bon", "best-of-N"))
 
-    Error bars are the 95% bootstrap CIs over prompts of the table (``<column>_ci_low`` / ``_ci_high``); the base
-    policy is a horizontal line with its interval shaded. Written atomically as PNG.
-    """
-    import matplotlib
 
+def _family(row: Dict[str, object]) -> Optional[str]:
+    decoder = row.get("decoder")
+    if decoder is None:
+        try:
+            decoder = parse_method(str(row["method"])).decoder
+        except ValueError:
+            return None
+    return str(decoder) if decoder else None
+
+
+def _method_style(method: str) -> Dict[str, object]:
+    """Vanilla (raw reward) and SRS stand out; the paper's other baselines are thinner, dashed."""
+    name = method.split("-")[0]
+    if method == "bon":  # classic best-of-N (argmax): a baseline of its own next to soft-bon
+        return {"color": "tab:green", "marker": "D", "linestyle": "-", "linewidth": 1.4}
+    if name in ("vanilla", "args", "cd") or method == "soft-bon":
+        return {"color": "tab:blue", "marker": "o", "linestyle": "-", "linewidth": 1.8}
+    if name == "srs":
+        return {"color": "tab:red", "marker": "s", "linestyle": "-", "linewidth": 1.8}
+    return {"marker": "^", "linestyle": "--", "linewidth": 1.0, "alpha": 0.8}
+
+
+def sweep_figure(table: Sequence[Dict[str, object]], reward_key: Optional[str] = None):
+    """The matplotlib figure of :func:`plot_sweep` (not saved): a column per decoding family (ARGS, CD,
+    best-of-N) present in ``table``, average reward on top and win-tie rate vs base below, against ``1/beta``;
+    each family's methods side by side with their 95% CIs, the base policy as a band, the legend under the
+    column, outside the data."""
+    from ._extras import needs
+
+    matplotlib = needs("matplotlib", "The sweep's figure")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     if reward_key is None:
         reward_key = "gold_reward" if any("gold_reward" in r for r in table) else "reward"
-    fig, (ax_r, ax_w) = plt.subplots(1, 2, figsize=(10, 4))
-    methods = []
-    for row in table:
-        if row["weight"] is not None and row["method"] not in methods:
-            methods.append(row["method"])
-    weights = [r["weight"] for r in table if r["weight"] is not None]
-    span = (max(weights) - min(weights)) if weights else 1.0
-    for i, method in enumerate(methods):
-        rows = sorted((r for r in table if r["method"] == method), key=lambda r: r["weight"])
-        # A small sideways shift per method, so error bars at one weight do not hide each other.
-        shift = (i - (len(methods) - 1) / 2) * 0.012 * (span or 1.0)
-        xs = [r["weight"] + shift for r in rows]
-        style = "-o" if method.startswith("vanilla") else "-s"
-        for ax, key in ((ax_r, reward_key), (ax_w, "win_tie_vs_base")):
-            ys = [r.get(key, float("nan")) for r in rows]
-            ax.errorbar(xs, ys, yerr=_error_bars(rows, key), fmt=style, capsize=3, label=method)
-    for row in table:
-        if row["method"] == "base":
-            ax_r.axhline(row[reward_key], color="gray", linestyle="--", label="base")
-            low, high = row.get(f"{reward_key}_ci_low"), row.get(f"{reward_key}_ci_high")
-            if low is not None and high is not None:
-                ax_r.axhspan(low, high, color="gray", alpha=0.15)
-    ax_w.axhline(0.5, color="gray", linestyle=":", linewidth=1)
-    ax_r.set_xlabel("1/beta (guidance weight)")
-    ax_r.set_ylabel("average gold reward" if reward_key == "gold_reward" else "average reward")
-    ax_w.set_xlabel("1/beta (guidance weight)")
-    ax_w.set_ylabel("win-tie rate vs base")
-    ax_w.set_ylim(0, 1.05)
-    for ax in (ax_r, ax_w):
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    return save_figure(fig, path, title)
+    guided = [r for r in table if r.get("weight") is not None and _family(r) is not None]
+    families = [(key, label) for key, label in _FAMILIES if any(_family(r) == key for r in guided)]
+    if not families:
+        raise ValueError("The sweep table has no guided method (rows with a weight) to plot.")
+    base = next((r for r in table if r.get("method") == "base"), None)
+    fig, axes = plt.subplots(
+        2, len(families), figsize=(4.2 * len(families), 7.0), sharex="col", squeeze=False
+    )
+    for col, (family, label) in enumerate(families):
+        rows = [r for r in guided if _family(r) == family]
+        methods = list(dict.fromkeys(r["method"] for r in rows))
+        weights = sorted({float(r["weight"]) for r in rows})
+        gaps = [b - a for a, b in zip(weights, weights[1:])] or [1.0]
+        # Side by side within a weight: the methods share at most 40% of the smallest gap, so no bar hides another.
+        step = 0.4 * min(gaps) / max(1, len(methods))
+        ax_r, ax_w = axes[0, col], axes[1, col]
+        if base is not None and isinstance(base.get(reward_key), (int, float)):
+            ax_r.axhline(base[reward_key], color="gray", linestyle="--", linewidth=1, label="base policy")
+            low, high = base.get(f"{reward_key}_ci_low"), base.get(f"{reward_key}_ci_high")
+            if isinstance(low, (int, float)) and isinstance(high, (int, float)):
+                ax_r.axhspan(low, high, color="gray", alpha=0.15, label="base 95% CI")
+        ax_w.axhline(0.5, color="gray", linestyle=":", linewidth=1)
+        for i, method in enumerate(methods):
+            mrows = sorted((r for r in rows if r["method"] == method), key=lambda r: r["weight"])
+            shift = (i - (len(methods) - 1) / 2) * step
+            xs = [float(r["weight"]) + shift for r in mrows]
+            style = _method_style(method)
+            for ax, key in ((ax_r, reward_key), (ax_w, "win_tie_vs_base")):
+                ys = [r.get(key, float("nan")) for r in mrows]
+                ax.errorbar(xs, ys, yerr=_error_bars(mrows, key), capsize=2.5, label=method, **style)
+        ax_r.set_title(label)
+        ax_r.set_ylabel("average gold reward" if reward_key == "gold_reward" else "average reward")
+        ax_w.set_ylabel("win-tie rate vs base")
+        ax_w.set_ylim(0, 1.05)
+        ax_w.set_xlabel("1/beta (guidance weight)")
+        ax_w.set_xticks(weights)
+        for ax in (ax_r, ax_w):
+            ax.grid(alpha=0.3)
+        handles, labels = ax_r.get_legend_handles_labels()
+        ax_w.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, fontsize=8, frameon=False)
+    return fig
+
+
+def plot_sweep(table: Sequence[Dict[str, object]], path, reward_key: Optional[str] = None, title: str = "") -> Path:
+    """Figure 2 of the paper, one panel per method family: average reward (top) and win-tie rate vs base
+    (bottom) against ``1/beta`` for ARGS, CD and best-of-N (the columns present), vanilla against SRS.
+
+    Error bars are the 95% bootstrap CIs over prompts of the table (``<column>_ci_low`` / ``_ci_high``); the
+    methods of a family sit side by side at each weight; the base policy is a dashed line with its interval
+    shaded; legends sit under the panels. Written atomically as PNG (see :func:`sweep_figure`).
+    """
+    return save_figure(sweep_figure(table, reward_key), path, title)
 
 
 def save_figure(fig, path, title: str = "") -> Path:
@@ -408,7 +454,7 @@ def save_figure(fig, path, title: str = "") -> Path:
         fig.suptitle(title)
     fig.tight_layout()
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")  # legends outside the axes included
     plt.close(fig)
     path = Path(path)
     atomic_write_bytes(path, buffer.getvalue())

@@ -86,7 +86,8 @@ def test_save_load_round_trip(tmp_path, tiny_lm, backbone_dir, head_type):
     expected = qhead(ids).value
     qhead.save_pretrained(tmp_path / "head")
     files = sorted(os.listdir(tmp_path / "head"))
-    assert files == ["README.md", "config.json", "model.safetensors"]
+    code = sorted(f"{stem}.py" for stem in ("configuration_qhead", "modeling_qhead", "qhead_card", "srs_io", "srs_presets"))
+    assert files == sorted(["README.md", "config.json", "model.safetensors", *code])  # code: loads without the library
     from safetensors.torch import load_file
 
     keys = set(load_file(tmp_path / "head" / "model.safetensors"))

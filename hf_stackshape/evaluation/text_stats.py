@@ -68,13 +68,10 @@ def word_tokens(text: str) -> List[str]:
     ``"don't" -> ["do", "n't"]``, quotes rewritten as ``` `` ``` / ``''``) on the whole text, without sentence
     splitting, so it needs none of NLTK's downloadable data (no ``punkt``) and runs offline.
     """
-    try:
-        from nltk.tokenize import word_tokenize
-    except ImportError:  # pragma: no cover - nltk is a dependency
-        raise ImportError(
-            "The paper's diversity tokenises with NLTK: pip install nltk (or pass definition='ours')."
-        ) from None
-    return word_tokenize(text, preserve_line=True)
+    from .._extras import needs
+
+    tokenize = needs("nltk.tokenize", "The paper's diversity (NLTK tokens; or pass definition='ours')")
+    return tokenize.word_tokenize(text, preserve_line=True)
 
 
 def cut_at_next_turn(text: str, markers: Sequence[str] = NEXT_TURN_MARKERS) -> str:

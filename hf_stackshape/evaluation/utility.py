@@ -242,8 +242,9 @@ def plot_utility(table: Sequence[Dict[str, object]], path, title: str = "") -> P
     Left panel: utility on the guiding reward; right panel (when the table has it): on the gold reward.
     Written atomically as PNG; returns the path.
     """
-    import matplotlib
+    from .._extras import needs
 
+    matplotlib = needs("matplotlib", "The utility figure")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

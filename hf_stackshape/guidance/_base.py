@@ -26,6 +26,10 @@ logger = logging.get_logger(__name__)
 
 __all__ = ["GuidanceProcessor"]
 
+#: generate's decoding loops (``transformers/generation/utils.py``) that call the logits processors.
+_DECODING_LOOPS = ("_sample", "_beam_search", "_assisted_decoding")
+_MAX_FRAMES = 12
+
 _SUPPORTED_MODES = (
     GenerationMode.GREEDY_SEARCH,
     GenerationMode.SAMPLE,
@@ -134,6 +138,39 @@ class GuidanceProcessor(LogitsProcessor):
             f"generate and give {name} temperature={temperature} instead (the base model's sampling temperature), "
             "or decode greedily (do_sample=False)."
         )
+
+    def _check_decoding_loop(self) -> None:
+        """Called by ``__call__`` at each step: find ``generate``'s decoding loop among the callers and refuse
+        assisted / prompt-lookup decoding (it calls processors on drafted tokens, out of order: the per-row state
+        would silently restart every step), and warn once per ``generate`` call when it samples at a temperature
+        that rescales the fused scores (see :meth:`check_generation_config`). Called outside ``generate``
+        (a test, a custom loop) it does nothing."""
+        frame = sys._getframe(2)
+        for _ in range(_MAX_FRAMES):
+            if frame is None:
+                return
+            code = frame.f_code
+            if code.co_name in _DECODING_LOOPS and code.co_filename.endswith(("generation/utils.py", "generation\\utils.py")):
+                break
+            frame = frame.f_back
+        else:
+            return
+        name = type(self).__name__
+        if code.co_name == "_assisted_decoding":
+            raise ValueError(
+                f"{name} cannot guide assisted or prompt-lookup decoding: generate calls logits processors on "
+                "drafted tokens that it may reject, so the guidance's per-sequence state would restart at every "
+                "step. Drop assistant_model / prompt_lookup_num_tokens from this generate call (greedy decoding, "
+                "sampling and beam search are supported)."
+            )
+        if id(frame) == getattr(self, "_checked_loop", None):
+            return
+        self._checked_loop = id(frame)
+        config = frame.f_locals.get("generation_config")
+        try:
+            self.check_generation_config(config)
+        except ValueError as err:
+            logger.warning_once(f"{name} in generate: {err}")
 
     def _warn_model_temperature(self, model) -> None:
         """Warn when ``model.generation_config`` samples at a temperature (a plain ``generate`` would apply it)."""

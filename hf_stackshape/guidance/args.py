@@ -554,6 +554,7 @@ class ARGSLogitsProcessor(GuidanceProcessor):
             )
         vocab = scores.shape[-1]
         check_k_fits(self.k, vocab, "scores")
+        self._check_decoding_loop()
         # A new generate call (its own LogitsProcessorList) starts afresh even on the last call's output.
         if self._new_generate_call() or not self._is_continuation(input_ids):
             self._start(input_ids)

@@ -288,6 +288,7 @@ class CDLogitsProcessor(GuidanceProcessor):
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         self._check_vocab(scores)
         check_k_fits(self.k, scores.shape[-1], "scores")
+        self._check_decoding_loop()
         # A value head reads prefix + candidate: one position more than the prefix.
         needed = input_ids.shape[1] + (self.qhead.config.head_type == "value")
         if self._context is not None and needed > self._context:

@@ -85,7 +85,10 @@ def guided_generate(
             ``num_return_sequences``, a ``logits_processor`` list that runs before the guidance...).
 
     Returns:
-        `list[str]`: the responses, ``len(prompts) * num_return_sequences`` of them, prompt-major.
+        `list[str]`: the responses, ``len(prompts) * num_return_sequences`` of them, prompt-major. With
+        ``return_dict_in_generate=True`` (keyword or ``generation_config``): what ``generate`` returns (a
+        ``GenerateDecoderOnlyOutput``...; its ``sequences`` hold the left-padded prompts and the new tokens), or,
+        with ``batch_size``, a list of them, one per batch.
 
     Examples:
 
@@ -128,8 +131,12 @@ def guided_generate(
     if tokenizer.pad_token_id is None:
         raise ValueError("The tokenizer has no pad token; set tokenizer.pad_token (e.g. to its eos_token).")
 
-    generation_config = copy.deepcopy(model.generation_config)
-    generation_config.update(**{k: v for k, v in generate_kwargs.items() if k != "logits_processor"})
+    # What generate will use: the passed generation_config (else the model's) updated with the keyword arguments.
+    generation_config = copy.deepcopy(generate_kwargs.get("generation_config") or model.generation_config)
+    generation_config.update(
+        **{k: v for k, v in generate_kwargs.items() if k not in ("logits_processor", "generation_config")}
+    )
+    as_dict = bool(generation_config.return_dict_in_generate)
     processor.check_generation_config(generation_config, generate_kwargs.get("assistant_model"))
     if generation_config.pad_token_id is None:
         generate_kwargs.setdefault("pad_token_id", tokenizer.pad_token_id)
@@ -139,6 +146,7 @@ def guided_generate(
     procs = LogitsProcessorList([*before, processor])
     size = len(prompts) if batch_size is None else int(batch_size)
     responses: List[str] = []
+    outputs = []
     try:
         starts = range(0, len(prompts), size)
         for start in tqdm(starts, desc="guided_generate", disable=not show_progress):
@@ -158,11 +166,16 @@ def guided_generate(
             else:
                 processor.reset()
             out = model.generate(**enc, logits_processor=procs, **generate_kwargs)
-            new = out[:, enc["input_ids"].shape[1] :]
+            if as_dict:
+                outputs.append(out)
+            sequences = out.sequences if as_dict else out
+            new = sequences[:, enc["input_ids"].shape[1] :]
             responses.extend(tokenizer.batch_decode(new, skip_special_tokens=True))
     finally:
         if is_args:
             processor.set_prompt()  # unbind this call's inputs and free the reward model's cache
         else:
             processor.reset()
+    if as_dict:  # what generate returns: one output per generate call
+        return outputs[0] if batch_size is None else outputs
     return responses

@@ -325,10 +325,14 @@ class QHeadModel(PreTrainedModel):
         if state_dict is None:
             state_dict = self.state_dict()
         state_dict = {k: v for k, v in state_dict.items() if k.startswith("head.")}
+        # auto_map + the self-contained modeling code: AutoModel.from_pretrained(folder, trust_remote_code=True)
+        # loads the head in a process without hf_stackshape.
+        self.config.auto_map = dict(HEAD_AUTO_MAP)
         # The parent writes config.json and the head's weights; uploading is ours, once the folder is complete.
         super().save_pretrained(save_directory, is_main_process=is_main_process, state_dict=state_dict, **kwargs)
         if not is_main_process:
             return
+        _write_portable_code(save_directory)
         if self.config.has_adapter:
             self.backbone.save_pretrained(os.path.join(save_directory, ADAPTER_FOLDER))
         card = render_model_card(self.config, repo_id=repo_id, tags=_merge_tags(self.model_tags, tags))
@@ -476,6 +480,27 @@ class QHeadModel(PreTrainedModel):
         return model.eval()
 
 
+#: ``config.json``'s ``auto_map`` of a saved head: the flat files :func:`_write_portable_code` writes beside it.
+HEAD_AUTO_MAP = {"AutoConfig": "configuration_qhead.QHeadConfig", "AutoModel": "modeling_qhead.QHeadModel"}
+
+
+def _write_portable_code(save_directory: Union[str, os.PathLike]) -> None:
+    """Write ``configuration_qhead.py``, ``modeling_qhead.py`` and their flat helpers next to a saved head: the
+    library's own modules made self-contained by :mod:`hf_stackshape.portable`. The self-contained copy (a head
+    loaded with ``trust_remote_code=True``) copies its own files instead."""
+    try:
+        from ..portable import write_head_code
+    except ImportError:  # running as the self-contained copy: these very files are the head's code
+        import shutil
+
+        here = os.path.dirname(os.path.abspath(__file__))
+        for name in sorted(os.listdir(here)):
+            if name.endswith(".py") and name != "__init__.py":
+                shutil.copyfile(os.path.join(here, name), os.path.join(str(save_directory), name))
+        return
+    write_head_code(save_directory)
+
+
 _HUB_KWARGS = ("revision", "token", "cache_dir", "local_files_only", "force_download", "proxies", "subfolder")
 #: Passed along by transformers' Auto classes; nothing to do for a head.
 _IGNORED_LOAD_KWARGS = ("_from_auto", "trust_remote_code", "code_revision", "adapter_kwargs", "_commit_hash")
@@ -543,6 +568,31 @@ def is_hub_id(name: Optional[str]) -> bool:
     return "/" in name
 
 
+def _card_template() -> str:
+    """``hf_stackshape/model_cards/qhead.md``. The self-contained copy (see :mod:`hf_stackshape.portable`) has no
+    package data: :func:`~hf_stackshape.portable.head_code_files` writes the template as the flat module
+    ``qhead_card.py`` beside it."""
+    try:
+        return resources.files("hf_stackshape").joinpath("model_cards/qhead.md").read_text(encoding="utf-8")
+    except ImportError:
+        from .qhead_card import TEMPLATE  # only in the self-contained copy
+
+        return TEMPLATE
+
+
+def _framework_versions() -> List[tuple]:
+    """``(package, version)`` of what trained / saved the head, for the card (installed packages only)."""
+    from importlib import metadata
+
+    out = []
+    for name in ("hf_stackshape", "transformers", "torch", "peft", "datasets", "huggingface_hub", "safetensors"):
+        try:
+            out.append((name, metadata.version(name)))
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
 def render_model_card(
     config: QHeadConfig,
     repo_id: Optional[str] = None,
@@ -565,7 +615,7 @@ def render_model_card(
     """
     from huggingface_hub import ModelCard, ModelCardData
 
-    template = resources.files("hf_stackshape").joinpath("model_cards/qhead.md").read_text(encoding="utf-8")
+    template = _card_template()
     shaping = dict(config.shaping or {"name": "raw"})
     transform = shaping.get("name", "raw")
     settings = {k: v for k, v in shaping.items() if k != "name"}
@@ -610,6 +660,16 @@ def render_model_card(
             return f"[`{hub}`](https://huggingface.co/{hub})"
         return "a local model" if name else "unknown"
 
+    chat = (config.training_settings or {}).get("prompt format", "chat template") == "chat template"
+    if chat:
+        prompt_snippet = (
+            'prompt = "How do I bake bread?"\n'
+            'text = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True, '
+            "tokenize=False)\n"
+            'inputs = tokenizer([text], return_tensors="pt", add_special_tokens=False)'
+        )
+    else:
+        prompt_snippet = 'inputs = tokenizer(["How do I bake bread?"], return_tensors="pt")'
     card = ModelCard.from_template(
         data,
         template_str=template,
@@ -630,5 +690,8 @@ def render_model_card(
         training_text=training_text,
         metrics_rows=[(k, f"{v:.4f}") for k, v in metrics.items()],
         adapter_note=" (and its LoRA adapter, in `adapter/`)" if config.has_adapter else "",
+        prompt_snippet=prompt_snippet,
+        prompt_format="the chat template's user turn" if chat else "raw text",
+        framework_versions=_framework_versions(),
     )
     return card

@@ -37,6 +37,7 @@ __all__ = [
     "QHeadTrainerConfig",
     "QHeadTrainer",
     "QHeadDataCollator",
+    "normalize_rollout_columns",
     "shape_rollouts",
     "split_by_prompt",
     "split_by_sample",
@@ -341,6 +342,75 @@ def spearman(x: Sequence[float], y: Sequence[float]) -> float:
     return float(np.corrcoef(rx, ry)[0, 1])
 
 
+#: Conversation prompts travel through shaping and splitting as strings: this prefix + their JSON.
+_CONVERSATION = "\x00conversation:"
+#: TRL's column names -> ours (TRL's prompt-completion datasets: ``prompt`` / ``completion``).
+_TRL_COLUMNS = {"completion": "response", "completions": "responses"}
+
+
+def _message_text(value, what: str) -> str:
+    """A completion as text: a string, or the content of a message list (TRL's conversational completions)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (list, tuple)) and all(isinstance(m, dict) and "content" in m for m in value):
+        return "".join(str(m["content"]) for m in value)
+    raise ValueError(f"{what} must be a string or a list of messages ({{'role', 'content'}}), got {value!r:.80}.")
+
+
+def _encode_prompt(prompt, index: int) -> str:
+    if isinstance(prompt, str):
+        return prompt
+    if isinstance(prompt, (list, tuple)) and prompt and all(
+        isinstance(m, dict) and isinstance(m.get("role"), str) and m.get("content") is not None for m in prompt
+    ):  # (Arrow fills keys of other rows' messages with None)
+        import json
+
+        messages = [{"role": str(m["role"]), "content": m["content"]} for m in prompt]
+        return _CONVERSATION + json.dumps(messages, ensure_ascii=False, sort_keys=True)
+    raise ValueError(
+        f"Prompt {index} must be a string or a conversation (a non-empty list of {{'role', 'content'}} messages), "
+        f"got {prompt!r:.80}."
+    )
+
+
+def _decode_conversation(prompt: str) -> Optional[List[Dict[str, Any]]]:
+    if isinstance(prompt, str) and prompt.startswith(_CONVERSATION):
+        import json
+
+        return json.loads(prompt[len(_CONVERSATION) :])
+    return None
+
+
+def normalize_rollout_columns(dataset):
+    """Accept TRL-style rollouts: ``completion`` / ``completions`` columns are read as ``response`` /
+    ``responses``, completions given as message lists become their text, and conversation prompts (message
+    lists, formatted with the chat template at tokenisation) are carried as strings so rollouts of one prompt
+    group and split together. String-only data in our schema is returned as it is."""
+    from datasets import Dataset
+
+    columns = list(dataset.column_names)
+    renames = {old: new for old, new in _TRL_COLUMNS.items() if old in columns}
+    clash = [new for new in renames.values() if new in columns]
+    if clash:
+        raise ValueError(f"The dataset has both {sorted(renames)} and {clash}; keep one of each pair.")
+    conversational = "prompt" in columns and len(dataset) > 0 and not isinstance(dataset[0]["prompt"], str)
+    lists = [c for c in ("completion", "response") if c in columns and len(dataset) and not isinstance(dataset[0][c], str)]
+    nested = [c for c in ("completions", "responses") if c in columns and len(dataset) and dataset[0][c]
+              and not isinstance(dataset[0][c][0], str)]
+    if not (renames or conversational or lists or nested):
+        return dataset
+    data = {renames.get(c, c): list(dataset[c]) for c in columns}
+    if "prompt" in data:
+        data["prompt"] = [_encode_prompt(p, i) for i, p in enumerate(data["prompt"])]
+    for c in lists:
+        key = renames.get(c, c)
+        data[key] = [_message_text(v, f"{c} {i}") for i, v in enumerate(data[key])]
+    for c in nested:
+        key = renames.get(c, c)
+        data[key] = [[_message_text(v, f"{c} {i}") for v in group] for i, group in enumerate(data[key])]
+    return Dataset.from_dict(data)
+
+
 def _tokenize_rollout(
     row: Dict[str, Any],
     tokenizer,
@@ -351,8 +421,19 @@ def _tokenize_rollout(
 ) -> Dict[str, Any]:
     """Tokenise one (prompt, response) as the ThresholdCalibrator fed it to ``generate`` (the chat template as
     text, then encoded; an HH-format prompt as text with ``dialogue_as_text``); the response is cut on the right to
-    ``max_response_length`` tokens, then the prompt on the left and the response on the right to ``max_length``."""
-    text, templated = render_prompt(tokenizer, row["prompt"], bool(apply_chat_template), bool(dialogue_as_text))
+    ``max_response_length`` tokens, then the prompt on the left and the response on the right to ``max_length``.
+    A conversation prompt (see :func:`normalize_rollout_columns`) always goes through the chat template."""
+    messages = _decode_conversation(row["prompt"])
+    if messages is not None:
+        if not getattr(tokenizer, "chat_template", None):
+            raise ValueError(
+                "The rollouts' prompts are conversations (message lists) but the tokenizer has no chat template; "
+                "pass a tokenizer with one (processing_class=) or plain string prompts."
+            )
+        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        templated = True
+    else:
+        text, templated = render_prompt(tokenizer, row["prompt"], bool(apply_chat_template), bool(dialogue_as_text))
     p_ids = tokenizer(text, add_special_tokens=not templated)["input_ids"]
     r_ids = tokenizer(row["response"], add_special_tokens=False)["input_ids"]
     if max_response_length is not None:
@@ -431,15 +512,28 @@ class QHeadTrainer(Trainer):
     config (``training_metrics``) and card.
 
     Args:
-        model ([`QHeadModel`]): the head and its backbone (frozen, or with a peft LoRA adapter).
+        model ([`QHeadModel`], `PreTrainedModel` or `str`): the head and its backbone (frozen, or with a peft LoRA
+            adapter); or, as TRL's trainers take it, a causal-LM backbone or its Hub id / folder, which gets a new
+            head built with ``head_kwargs``.
         args ([`QHeadTrainerConfig`]): training and shaping settings.
         train_dataset (`datasets.Dataset`): the `ThresholdCalibrator` output (prompt, responses, rewards,
-            threshold) or its flat form (prompt, response, reward, threshold).
+            threshold) or its flat form (prompt, response, reward, threshold). TRL's names work too
+            (``completion`` / ``completions``, completions as message lists), and a prompt may be a conversation
+            (a list of ``{"role", "content"}`` messages, formatted with the chat template).
         eval_dataset (`datasets.Dataset`, *optional*): a held-out split of the same schema (replaces
             ``validation_split``).
-        processing_class (`PreTrainedTokenizerBase`): the tokenizer of the backbone.
+        processing_class (`PreTrainedTokenizerBase`, *optional*): the tokenizer of the backbone; loaded from the
+            backbone's id / folder when not given.
+        compute_metrics (`Callable`, *optional*): more evaluation metrics; merged with the head's diagnostics
+            (``mse``, ``spearman_*``), which early stopping and the card use.
         peft_config (`peft.PeftConfig`, *optional*): a LoRA configuration for the backbone (e.g.
             ``LoraConfig(r=8, target_modules=["q_proj", "v_proj"])``); saved in the head's ``adapter/`` folder.
+        head_kwargs (`dict`, *optional*): [`QHeadModel.from_backbone`] arguments when ``model`` is a backbone
+            (``head_type``, ``seed``, ``preset``, ``head_hidden_size``, ``rank``...).
+
+    TRL is not a dependency: TRL 1.16 has no value-head trainer to build on, and the few data conventions this
+    trainer shares with it (prompt / completion columns, conversational prompts) take a few lines here, where
+    importing TRL would add its whole dependency tree to every Q-head training.
 
     Examples:
 
@@ -465,17 +559,14 @@ class QHeadTrainer(Trainer):
         data_collator=None,
         compute_metrics=None,
         peft_config=None,
+        head_kwargs: Optional[Dict[str, Any]] = None,
         **kwargs: Any,
     ):
-        if not isinstance(model, QHeadModel):
-            raise ValueError(
-                f"QHeadTrainer trains a QHeadModel, got {type(model).__name__}; build one with "
-                "QHeadModel.from_backbone(backbone, head_type='value'|'q')."
-            )
+        model = _resolve_model(model, head_kwargs)
         if model.backbone is None:
             raise ValueError("The QHeadModel has no backbone; build it with QHeadModel.from_backbone(...).")
         if processing_class is None:
-            raise ValueError("QHeadTrainer needs `processing_class=` (the backbone's tokenizer) to tokenize rollouts.")
+            processing_class = _load_processing_class(model)
         if args is None:
             args = QHeadTrainerConfig(output_dir="qhead")
         if peft_config is not None:
@@ -529,7 +620,7 @@ class QHeadTrainer(Trainer):
             eval_dataset=eval_dataset,
             processing_class=processing_class,
             data_collator=data_collator,
-            compute_metrics=compute_metrics or _diagnostics,
+            compute_metrics=_merged_metrics(compute_metrics),
             **kwargs,
         )
         if args.early_stopping_patience is not None:
@@ -559,7 +650,7 @@ class QHeadTrainer(Trainer):
 
         if all(c in dataset.column_names for c in PROCESSED_COLUMNS) or "target" in dataset.column_names:
             return dataset
-        return Dataset.from_dict(shape_rollouts(dataset, self._transform))
+        return Dataset.from_dict(shape_rollouts(normalize_rollout_columns(dataset), self._transform))
 
     def _prepare_dataset(self, dataset, name: str):
         from datasets import Dataset
@@ -571,6 +662,7 @@ class QHeadTrainer(Trainer):
         chat = args.apply_chat_template
         if chat is None:
             chat = bool(getattr(tok, "chat_template", None))
+        self._prompt_format = "chat template" if chat else "raw text"  # the card's usage snippet follows it
         map_kwargs: Dict[str, Any] = {}
         if isinstance(dataset, Dataset):  # an IterableDataset has no num_proc
             map_kwargs["num_proc"] = args.dataset_num_proc
@@ -751,6 +843,8 @@ class QHeadTrainer(Trainer):
             "validation rollouts": _count(self.eval_dataset),
             "global step": self.state.global_step,
         }
+        if getattr(self, "_prompt_format", None):
+            self._model_for_prep.config.training_settings["prompt format"] = self._prompt_format
 
     def _save(self, output_dir: Optional[str] = None, state_dict=None) -> None:
         self._record_settings()
@@ -833,3 +927,65 @@ def _attach_peft(model: QHeadModel, peft_config) -> None:
         )
     model.backbone = get_peft_model(model.backbone, peft_config)
     model.config.has_adapter = True
+
+
+def _resolve_model(model, head_kwargs: Optional[Dict[str, Any]]) -> QHeadModel:
+    """``model=`` as TRL's trainers take it: a [`QHeadModel`], a causal-LM backbone (loaded or peft-wrapped) or
+    its Hub id / folder; a backbone gets a fresh head built with ``head_kwargs`` (``QHeadModel.from_backbone``)."""
+    if isinstance(model, QHeadModel):
+        if head_kwargs:
+            raise ValueError(
+                f"head_kwargs={sorted(head_kwargs)} builds a new head on a backbone; `model` is already a QHeadModel."
+            )
+        return model
+    if isinstance(model, (str, os.PathLike)) or isinstance(model, torch.nn.Module):
+        if isinstance(model, torch.nn.Module) and not callable(getattr(model, "get_output_embeddings", None)):
+            raise ValueError(
+                f"`model` must be a QHeadModel, a causal-LM backbone or its id / folder, got {type(model).__name__}."
+            )
+        import inspect
+
+        from .configuration_qhead import QHeadConfig
+
+        known = {"head_type", "seed", "preset"} | set(inspect.signature(QHeadConfig.__init__).parameters) - {"self", "kwargs"}
+        unknown = sorted(set(head_kwargs or {}) - known)
+        if unknown:
+            raise ValueError(
+                f"Unknown head_kwargs {unknown}: they are QHeadModel.from_backbone arguments, one of {sorted(known)}."
+            )
+        return QHeadModel.from_backbone(model, **(head_kwargs or {}))
+    raise ValueError(
+        f"`model` must be a QHeadModel, a causal-LM backbone or its Hub id / folder, got {type(model).__name__}."
+    )
+
+
+def _load_processing_class(model: QHeadModel):
+    """The backbone's tokenizer, loaded from where the backbone came from (TRL's trainers do the same)."""
+    from transformers import AutoTokenizer
+
+    backbone = model.backbone
+    base = getattr(backbone, "get_base_model", lambda: backbone)()
+    name = model.config.backbone_name_or_path or getattr(base.config, "_name_or_path", None)
+    if not name:
+        raise ValueError("Cannot tell where the backbone came from to load its tokenizer; pass processing_class=.")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name)
+    except (OSError, ValueError) as err:
+        raise ValueError(f"Cannot load the backbone's tokenizer from {name!r} ({err}); pass processing_class=.") from None
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def _merged_metrics(compute_metrics):
+    """Our diagnostics (``mse``, ``mse_mid``, ``spearman_*``: early stopping and the card need them) plus the
+    user's ``compute_metrics``; the user's value wins where a name is in both."""
+    if compute_metrics is None:
+        return _diagnostics
+
+    def merged(eval_pred) -> Dict[str, float]:
+        out = dict(_diagnostics(eval_pred))
+        out.update(compute_metrics(eval_pred) or {})
+        return out
+
+    return merged
