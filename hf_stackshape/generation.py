@@ -38,6 +38,7 @@ __all__ = [
     "decoder_settings",
     "prompt_budget",
     "generate_responses",
+    "check_generation",
 ]
 
 DECODERS = ("args", "cd", "bon")
@@ -442,3 +443,68 @@ def _best_of_n(model, tokenizer, prompts, method, reward, settings, num_samples,
         dialogue_prompts_as_text=dialogue_prompts_as_text, stop_at_new_turn=stop_at_new_turn, **options,
     )
     return bon.generate(list(prompts), on_batch=on_batch, indices=indices).responses
+
+
+def check_generation(
+    model,
+    tokenizer,
+    method="base",
+    reward=None,
+    qheads: Optional[Mapping[str, object]] = None,
+    weight: Optional[float] = None,
+    k: Optional[int] = None,
+    bound: Optional[float] = None,
+    alpha: Optional[float] = None,
+    beta: Optional[float] = None,
+    cd_temperature: Optional[float] = None,
+    num_samples: int = 8,
+    max_new_tokens: int = 128,
+    batch_size: int = 8,
+    do_sample: bool = False,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    seed: int = 0,
+    preset: Optional[str] = None,
+    max_prompt_length: Optional[int] = None,
+) -> None:
+    """Validate the settings of :func:`generate_responses` without generating anything: build the method's
+    decoder (the ARGS / CD logits processor, or the best-of-N) with them, then release it.
+
+    A resumable command calls it before it opens its run (:func:`hf_stackshape.runs.open_run`), so that a bad
+    value (``--weight -1``, ``--weight nan``, ``--k 0``...) fails before any manifest or result is written and
+    the corrected command starts cleanly. Raises the decoder's own ``ValueError`` naming the value.
+    """
+    from .guidance._checks import check_temperature
+
+    method = method if isinstance(method, Method) else parse_method(method)
+    for name, value in (("batch_size", batch_size), ("max_new_tokens", max_new_tokens)):
+        if isinstance(value, bool) or int(value) != value or int(value) < 1:
+            raise ValueError(f"`{name}` must be an integer >= 1, got {value!r}.")
+    if do_sample:
+        check_temperature(temperature)
+        if not (0.0 < float(top_p) <= 1.0):
+            raise ValueError(f"`top_p` must be in (0, 1], got {top_p!r}.")
+    prompt_budget(model, max_new_tokens, max_prompt_length)
+    if method.decoder == "bon":
+        from .bon import StackelbergBestOfN
+
+        if reward is None:
+            raise ValueError(f"Method {method.name!r} needs a reward model (--reward_model).")
+        settings = decoder_settings(method, preset, weight=weight, beta=beta, bound=bound, alpha=alpha)
+        options = {key: settings[key] for key in ("beta", "bound", "alpha")}
+        if do_sample:
+            options.update(temperature=temperature, top_p=top_p)
+        StackelbergBestOfN.from_method(
+            method, model, tokenizer, reward, n=int(num_samples), max_new_tokens=int(max_new_tokens),
+            batch_size=int(batch_size), seed=int(seed), show_progress=False, **options,
+        )
+        return
+    settings = decoder_settings(
+        method, preset, weight=weight, k=k, bound=bound, alpha=alpha, beta=beta, temperature=cd_temperature
+    )
+    processor = _build_processor(
+        method, settings, reward=reward, qheads=qheads, tokenizer=tokenizer, model=model,
+        temperature=float(temperature) if do_sample else 1.0,
+    )
+    if processor is not None:
+        processor.close()

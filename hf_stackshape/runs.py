@@ -20,7 +20,11 @@ first run, so each stage opens its output through :func:`open_run`:
 * the lock and the run's identity key on the **resolved** path: a symlink to a run folder and the folder
   itself share one lock;
 * temporary files left by a killed atomic write (``.<name>.<random>.tmp``, see :mod:`hf_stackshape.io`) are
-  cleaned while the lock is held.
+  cleaned while the lock is held;
+* a fresh run that fails before writing any result removes its manifest again, so the corrected command is
+  not refused as "made with other settings"; settings compare with ``nan == nan`` (:func:`same_setting`);
+* input folders a run reads enter its fingerprint as :func:`content_digest` values, so an input changed between
+  two parts of a run is refused by name.
 
 Under ``torch.distributed`` (``torchrun``, ``accelerate launch``) rank 0 takes the lock and prepares the
 output; its outcome, success or the very error, is broadcast, so the other ranks raise the same error at once
@@ -62,6 +66,8 @@ __all__ = [
     "reward_fingerprint",
     "prompts_fingerprint",
     "fingerprint_digest",
+    "content_digest",
+    "same_setting",
     "path_setting",
 ]
 
@@ -243,6 +249,65 @@ def prompts_fingerprint(prompts: Sequence[str]) -> Dict[str, Any]:
     return {"count": len(prompts), "sha256": hashlib.sha256(data).hexdigest()}
 
 
+#: What :func:`content_digest` leaves out of a folder by default: the run's own bookkeeping (its manifest, lock,
+#: temporary and hidden files), Trainer checkpoints and the model card, none of which a reader of the folder
+#: loads as data.
+CONTENT_DIGEST_IGNORE = (MANIFEST_NAME, ".*", "checkpoint-*", "README.md")
+
+
+def content_digest(path: PathLike, ignore: Sequence[str] = CONTENT_DIGEST_IGNORE) -> str:
+    """A SHA-256 (24 hex digits) of what a file or a folder holds, to pin an input folder in a run's manifest.
+
+    A file: its name and bytes. A folder: every file under it, in sorted order of relative path, each as its
+    relative path and bytes; an entry whose name (at any depth) matches one of the ``ignore`` patterns
+    (``fnmatch``) is skipped with everything under it. The digest does not depend on where the folder sits, on
+    file times or on the order the filesystem lists entries, and changes with any byte or file name.
+
+    Commands record it for every input folder they read (``--thresholds_from``, ``--calibration_dir``,
+    ``--qhead``) and compare it again when they resume, so an input changed in between is refused by name.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+
+    Examples:
+
+    ```python
+    >>> import os, tempfile
+    >>> from hf_stackshape.runs import content_digest
+    >>> folder = tempfile.mkdtemp()
+    >>> with open(os.path.join(folder, "a.txt"), "w") as fh:
+    ...     _ = fh.write("one")
+    >>> before = content_digest(folder)
+    >>> with open(os.path.join(folder, "a.txt"), "w") as fh:
+    ...     _ = fh.write("two")
+    >>> content_digest(folder) == before
+    False
+
+    ```
+    """
+    import fnmatch
+
+    root = os.path.expanduser(os.fspath(path))
+    if not os.path.exists(root):
+        raise FileNotFoundError(f"Cannot digest {root!r}: no such file or folder.")
+    skipped = lambda name: any(fnmatch.fnmatch(name, pattern) for pattern in ignore)  # noqa: E731
+    h = hashlib.sha256()
+    if os.path.isfile(root):
+        base, files = os.path.dirname(root), [root]
+    else:
+        base, files = root, []
+        for folder, dirs, names in os.walk(root):
+            dirs[:] = [d for d in dirs if not skipped(d)]
+            files.extend(os.path.join(folder, n) for n in names if not skipped(n))
+        files.sort(key=lambda f: os.path.relpath(f, base))
+    for name in files:
+        h.update(os.path.relpath(name, base).encode())
+        with open(name, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()[:24]
+
+
 # ----------------------------------------------------------------------------------------------- the run
 
 
@@ -265,8 +330,20 @@ def _differences(old: Dict[str, Any], new: Dict[str, Any]) -> List[str]:
     return [
         f"{key}: {a.get(key, _MISSING)!r} -> {b.get(key, _MISSING)!r}"
         for key in sorted(set(a) | set(b))
-        if a.get(key, _MISSING) != b.get(key, _MISSING)
+        if not same_setting(a.get(key, _MISSING), b.get(key, _MISSING))
     ]
+
+
+def same_setting(a: Any, b: Any) -> bool:
+    """Whether two recorded settings are the same value; unlike ``==``, ``nan`` equals ``nan`` (a setting
+    recorded as NaN is the same setting when a rerun passes NaN again). Containers compare element-wise."""
+    if isinstance(a, float) and isinstance(b, float) and a != a and b != b:
+        return True
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same_setting(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(same_setting(x, y) for x, y in zip(a, b))
+    return a == b
 
 
 def _package_version() -> str:
@@ -600,6 +677,7 @@ class open_run:  # noqa: N801 - used as a function: ``with open_run(...) as run`
 
     def __enter__(self) -> Run:
         path, kind, fingerprint, overwrite, single_file, state = self._args
+        self._existed = path.exists()
         procs = Processes(state)
         run = Run(path, kind, fingerprint, single_file, procs)
         outcome: Dict[str, Any]
@@ -637,5 +715,30 @@ class open_run:  # noqa: N801 - used as a function: ``with open_run(...) as run`
         try:
             if exc_type is None:
                 run.barrier()  # nobody releases the lock while another rank still writes
+            else:
+                _discard_unused_manifest(run, created=not self._existed)
         finally:
             run._release()
+
+
+def _discard_unused_manifest(run: Run, created: bool) -> None:
+    """After a failure: remove the manifest of a run that was opened fresh and wrote nothing else, so that a
+    corrected rerun (another setting after a validation error, say) is not refused as "made with other
+    settings". A resumed run, or one that wrote any result, keeps its manifest. Called on rank 0 only, under
+    the lock; never raises (the original error matters more)."""
+    if run.resumed or not run.is_main:
+        return
+    try:
+        if not run.manifest_path.is_file():
+            return
+        if run.single_file:
+            others = [run.output] if run.output.exists() or run.output.is_symlink() else []
+        else:
+            others = [p for p in run.output.iterdir() if p != run.manifest_path] if run.output.is_dir() else []
+        if others:
+            return
+        run.manifest_path.unlink()
+        if created and not run.single_file:
+            run.output.rmdir()
+    except OSError as err:  # pragma: no cover - best effort
+        logger.warning("Could not remove the unused run manifest %s: %s", run.manifest_path, err)

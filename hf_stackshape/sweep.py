@@ -85,7 +85,8 @@ def _cell_name(method: Method, weight: Optional[float]) -> str:
 
 def _cell_settings(method: Method, weight: Optional[float], config: SweepConfig, thresholds=None) -> Dict[str, object]:
     """What makes a cell's generations: the method, its resolved decoder settings, the threshold source (per-step
-    or a digest of the calibrated ``m*(x)``) and the generation length."""
+    or a digest of the calibrated ``m*(x)``), the generation length and, for sampled (best-of-N) cells, N and
+    the seed."""
     from .generation import decoder_settings
 
     decoder = decoder_settings(method, weight=weight, k=config.k, bound=config.bound, alpha=config.alpha)
@@ -97,7 +98,10 @@ def _cell_settings(method: Method, weight: Optional[float], config: SweepConfig,
             values = json.dumps([round(float(t), 8) for t in thresholds]).encode("utf-8")
             settings["threshold_source"] = "calibrated:" + sha256_bytes(values)[:16]
     if method.decoder == "bon":
+        # Best-of-N samples: the cell depends on the seed and N, so a cell made with another seed is redone,
+        # never reused under a new label.
         settings["num_samples"] = int(config.num_samples)
+        settings["seed"] = int(config.seed)
     return settings
 
 

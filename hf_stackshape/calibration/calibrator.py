@@ -62,7 +62,7 @@ from ..distributed import Processes
 from ..runs import model_fingerprint, open_run, reward_fingerprint, tokenizer_fingerprint
 from .config import CalibrationConfig
 from .store import ChunkStore, chunk_seed
-from .thresholds import _short, recompute_thresholds
+from .thresholds import REWARD_KEY, _short, recompute_thresholds, reward_record
 
 logger = logging.get_logger(__name__)
 
@@ -281,6 +281,9 @@ class ThresholdCalibrator:
             "model": model_fingerprint(self.model),
             "tokenizer": tokenizer_fingerprint(self.tokenizer),
             "reward": reward_fingerprint(self.reward),
+            # How many pairs one reward-model forward pass scores: padding within a batch moves the scores
+            # in their last bits, so it is part of what the samples' rewards depend on.
+            "reward_batch_size": getattr(self.reward, "batch_size", None),
         }
 
     def calibrate(
@@ -384,7 +387,7 @@ class ThresholdCalibrator:
                 rows_by_chunk[k] = rows
         dataset = self._to_dataset([r for k in range(num_chunks) for r in rows_by_chunk[k]])
         if store is not None and rank == 0:
-            store.save_outputs(dataset, dataclasses.asdict(c))
+            store.save_outputs(dataset, {**dataclasses.asdict(c), REWARD_KEY: reward_record(self.reward)})
         return dataset
 
     def _to_dataset(self, rows: List[Dict[str, Any]]):

@@ -6,14 +6,21 @@ arXiv 2602.02572); this module only feeds it a calibration dataset's rewards and
 
 from __future__ import annotations
 
-from typing import Dict, Sequence
+import os
+from typing import Any, Dict, Optional, Sequence
 
 import torch
+from transformers.utils import logging
 
 from ..io import prompts_from_dataset
 from ..shaping import _check_positive, solve_threshold
 
-__all__ = ["recompute_thresholds", "map_thresholds"]
+logger = logging.get_logger(__name__)
+
+#: The key of ``calibration_config.json`` that records the reward the calibration scored with.
+REWARD_KEY = "reward"
+
+__all__ = ["recompute_thresholds", "map_thresholds", "reward_record", "check_calibration_reward"]
 
 
 def _short(text: str, width: int = 60) -> str:
@@ -118,3 +125,52 @@ def map_thresholds(
         values.append(table[prompt])
     out = dataset.remove_columns(column) if column in dataset.column_names else dataset
     return out.add_column(column, values)
+
+
+def reward_record(reward) -> Dict[str, Any]:
+    """What a calibration records about its reward (``calibration_config.json``'s ``reward``): a readable name
+    and the reward's fingerprint (:func:`hf_stackshape.runs.reward_fingerprint`)."""
+    from ..rewards import as_reward_function
+    from ..runs import reward_fingerprint
+
+    reward = as_reward_function(reward)
+    return {"name": str(reward.name_or_path), "fingerprint": reward_fingerprint(reward)}
+
+
+def check_calibration_reward(folder, reward, spec: Optional[str] = None) -> None:
+    """Refuse to guide with ``reward`` by the thresholds of a calibration made with another reward.
+
+    ``m*(x)`` lives on the scale of the reward it was solved from (Wang et al., 2026): thresholds calibrated
+    with one reward, used to shape another, put the sigmoid's midpoint at a meaningless place. The reward a
+    calibration used is recorded in ``<folder>/calibration_config.json`` by
+    :class:`~hf_stackshape.calibration.ThresholdCalibrator`; a folder without that record (made by hand or by an
+    older version) is accepted with a warning.
+
+    Raises:
+        ValueError: naming both rewards, what differs, and the two ways out.
+    """
+    from ..io import read_json
+    from ..runs import _differences, reward_fingerprint
+
+    path = os.path.join(os.fspath(folder), "calibration_config.json")
+    record = None
+    if os.path.isfile(path):
+        config = read_json(path)
+        record = config.get(REWARD_KEY) if isinstance(config, dict) else None
+    if not isinstance(record, dict) or "fingerprint" not in record:
+        logger.warning(
+            "%s does not record the reward its thresholds were calibrated with (made by hand or by an older "
+            "version); make sure it is the guiding reward %r.", folder, spec,
+        )
+        return
+    current = reward_fingerprint(reward)
+    changes = _differences({"fingerprint": record["fingerprint"]}, {"fingerprint": current})
+    if not changes:
+        return
+    ours = spec if spec is not None else getattr(reward, "name_or_path", type(reward).__name__)
+    raise ValueError(
+        f"The thresholds m*(x) in {folder} were calibrated with the reward {record.get('name')!r}, but the guiding "
+        f"reward is {ours!r} (differs: {'; '.join(changes)}): m*(x) would be on the wrong reward's scale. "
+        f"Calibrate with this reward (`stackshape calibrate --reward_model {ours} --output_dir NEW_DIR`) and pass "
+        f"--thresholds_from NEW_DIR, or guide with the calibration's reward ({record.get('name')!r})."
+    )

@@ -9,8 +9,12 @@ Examples:
 Each response is a JSON line holding the prompt, the response and every setting that made it (method, the
 guidance weight actually used, k, bound, alpha, beta, threshold source, model, reward, seed, max_new_tokens,
 sampling), so files can be compared and combined by ``stackshape evaluate``. Responses are appended batch by
-batch; rerunning the same command resumes. The settings, the model, tokenizer and reward identities are kept
-in ``OUTPUT_FILE.run.json``: a rerun with other settings stops and names them (``--overwrite`` starts over).
+batch; rerunning the same command resumes. The settings, the model, tokenizer and reward identities and the
+content digests of the input folders (``--thresholds_from``, a local ``--qhead``) are kept in
+``OUTPUT_FILE.run.json``: a rerun with other settings, or after an input folder changed, stops and names them
+(``--overwrite`` starts over). Every argument is validated before that file is written, so a command that fails
+on a bad value leaves nothing behind. Thresholds calibrated with another reward than ``--reward_model`` are
+refused: ``m*(x)`` is on the scale of the reward it was solved from (Wang et al., 2026).
 """
 
 from __future__ import annotations
@@ -194,9 +198,25 @@ def _load_thresholds(folder: str, prompts: List[str]):
     return torch.tensor([by_prompt[p] for p in prompts], dtype=torch.float32)
 
 
+def input_digests(args: GenerateArguments) -> Dict[str, str]:
+    """Content digests of the input folders the run reads (:func:`hf_stackshape.runs.content_digest`): the
+    calibrated dataset of ``--thresholds_from`` and a local ``--qhead`` folder. Recorded in the run manifest and
+    compared on resume, so a folder changed in between (recalibrated with another beta, a retrained head) is
+    refused by name instead of guiding the remaining rows with other inputs than the finished ones."""
+    from ..runs import content_digest
+
+    digests = {}
+    if args.thresholds_from:
+        digests["thresholds_from"] = content_digest(Path(args.thresholds_from) / "dataset")
+    if args.qhead and os.path.isdir(os.path.expanduser(args.qhead)):
+        digests["qhead"] = content_digest(args.qhead)
+    return digests
+
+
 def run(args: GenerateArguments) -> int:
+    from ..calibration.thresholds import check_calibration_reward
     from ..distributed import Processes, launch_device, launch_state
-    from ..generation import decoder_settings, generate_responses, parse_method
+    from ..generation import check_generation, decoder_settings, generate_responses, parse_method
     from ..io import append_jsonl
     from ..runs import model_fingerprint, open_run, reward_fingerprint, tokenizer_fingerprint
     from ..sharded_output import ShardedRows
@@ -219,6 +239,18 @@ def run(args: GenerateArguments) -> int:
     if method.decoder in ("args", "bon"):
         reward = load_reward_spec(args.reward_model, args.dtype, device, trust_remote_code=args.trust_remote_code)
     qhead = load_qhead(args.qhead, model) if method.decoder == "cd" else None
+    all_thresholds = None
+    if args.thresholds_from:
+        check_calibration_reward(args.thresholds_from, reward, args.reward_model)
+        all_thresholds = _load_thresholds(args.thresholds_from, prompts)
+    # Every argument is checked before the run is opened: a bad value writes nothing (no manifest either).
+    check_generation(
+        model, tokenizer, method, reward=reward, qheads={method.transform: qhead} if qhead is not None else None,
+        weight=args.weight, k=args.k, bound=args.bound, alpha=args.alpha, beta=args.beta,
+        cd_temperature=args.cd_temperature, num_samples=args.num_samples, max_new_tokens=args.max_new_tokens,
+        batch_size=args.batch_size, do_sample=args.do_sample, temperature=args.temperature, seed=args.seed,
+        preset=args.preset, max_prompt_length=args.max_prompt_length,
+    )
     settings = row_settings(args, method, decoder, qhead)
     fingerprint = {
         "settings": settings,
@@ -229,6 +261,9 @@ def run(args: GenerateArguments) -> int:
         "max_prompt_length": args.max_prompt_length,
         "top_p": 1.0,
     }
+    inputs = input_digests(args)
+    if inputs:  # only when the run reads input folders, so runs without any keep their old fingerprint
+        fingerprint["inputs"] = inputs
     out_path = Path(args.output_file)
     options = dict(
         method=method,
@@ -261,14 +296,14 @@ def run(args: GenerateArguments) -> int:
                 print(f"All {done} prompts already answered in {out_path} ({method.label}, weight {settings['weight']:g}).")
             return 0
         if procs.world > 1 or shards.shard_paths():
-            _generate_sharded(model, tokenizer, prompts, shards, settings, options, args)
+            _generate_sharded(model, tokenizer, prompts, shards, settings, options, args, all_thresholds)
             if procs.is_main:
                 print(f"Wrote {len(prompts)} responses ({method.label}, weight {settings['weight']:g}) to {out_path} "
                       f"({procs.world} process{'es' if procs.world > 1 else ''})")
             return 0
         if done:
             print(f"Resuming {out_path}: {done} of {len(prompts)} prompts already answered.")
-        thresholds = _load_thresholds(args.thresholds_from, prompts)[done:] if args.thresholds_from else None
+        thresholds = all_thresholds[done:] if all_thresholds is not None else None
 
         def write(start, responses):
             append_jsonl(
@@ -285,7 +320,7 @@ def run(args: GenerateArguments) -> int:
     return 0
 
 
-def _generate_sharded(model, tokenizer, prompts, shards, settings, options, args) -> None:
+def _generate_sharded(model, tokenizer, prompts, shards, settings, options, args, thresholds=None) -> None:
     """The batches not yet done, shared over the ranks; each rank appends to its shard, rank 0 merges.
 
     Batches are those of one process (``[0, B), [B, 2B), ...``) and every draw is keyed by the global prompt
@@ -295,7 +330,6 @@ def _generate_sharded(model, tokenizer, prompts, shards, settings, options, args
 
     pending = shards.pending(prompts, int(args.batch_size))
     shards.procs.barrier()  # every rank has read the same done rows before any rank appends
-    thresholds = _load_thresholds(args.thresholds_from, prompts) if args.thresholds_from else None
     mine = shards.procs.share(pending)
     if mine:
         print(f"rank {shards.procs.rank}/{shards.procs.world}: {sum(map(len, mine))} of {len(prompts)} prompts "

@@ -7,8 +7,10 @@ rewards, threshold`` (or the flat ``prompt, response, reward, threshold``). Outp
 validation diagnostics).
 
 The output folder holds a run manifest (``run.json``): a rerun resumes from the last ``checkpoint-*`` only if
-the calibration data, the backbone and every training setting are the same; otherwise it stops and names what
-differs (``--overwrite`` starts over, or pick another ``--output_dir``).
+the calibration data (its content digest), the backbone and every training setting are the same; otherwise it
+stops and names what differs (``--overwrite`` starts over, or pick another ``--output_dir``). Only the options
+listed in ``NO_EFFECT_TRAINING_KEYS`` (logging, progress bars, trackers, Hub uploads, data-loader workers) may
+change between the two.
 
     stackshape train-qhead --calibration_dir runs/calib --output_dir runs/qhead --preset paper
     stackshape train-qhead --calibration_dir runs/calib --output_dir runs/qhead --head_type q --lora_r 8
@@ -16,7 +18,6 @@ differs (``--overwrite`` starts over, or pick another ``--output_dir``).
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
@@ -93,26 +94,13 @@ def _jsonl_rows(path: str) -> List[Dict[str, Any]]:
     return rows
 
 
-def _digest_path(path: str) -> str:
-    """SHA-256 of a file, or of a folder's files (relative names and bytes, sorted)."""
-    h = hashlib.sha256()
-    files = [path] if os.path.isfile(path) else sorted(
-        os.path.join(root, name) for root, _, names in os.walk(path) for name in names
-    )
-    for name in files:
-        h.update(os.path.relpath(name, path if os.path.isdir(path) else os.path.dirname(path)).encode())
-        with open(name, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
-    return h.hexdigest()[:24]
-
-
 def load_rollouts(path: str) -> Tuple[Any, Dict[str, Any], str]:
     """The calibration rollouts at ``path`` as a `datasets.Dataset`, the calibration config (or {}), and a digest
     of the data files (so a rerun on other data is refused)."""
     from datasets import Dataset, load_from_disk
 
     from ..io import read_json
+    from ..runs import content_digest
 
     if not path:
         raise ValueError("Pass --calibration_dir (a calibration output folder, a saved dataset, or a .jsonl file).")
@@ -125,7 +113,7 @@ def load_rollouts(path: str) -> Tuple[Any, Dict[str, Any], str]:
             config = read_json(cfg_file)
         for candidate in (os.path.join(path, "dataset"), path):
             if os.path.isfile(os.path.join(candidate, "dataset_info.json")):
-                return load_from_disk(candidate), config, _digest_path(candidate)
+                return load_from_disk(candidate), config, content_digest(candidate)
         jsonl = os.path.join(path, "calibration.jsonl")
         if not os.path.isfile(jsonl):
             raise FileNotFoundError(f"{path!r} holds neither dataset/ (save_to_disk) nor calibration.jsonl.")
@@ -133,42 +121,49 @@ def load_rollouts(path: str) -> Tuple[Any, Dict[str, Any], str]:
     rows = _jsonl_rows(path)
     if not rows:
         raise ValueError(f"{path!r} has no rows.")
-    return Dataset.from_list(rows), config, _digest_path(path)
+    return Dataset.from_list(rows), config, content_digest(path)
 
 
-#: TrainingArguments fields that change the trained head (the rest: logging, output places, progress bars).
-_TRAINING_KEYS = (
-    "learning_rate", "lr_scheduler_type", "weight_decay", "per_device_train_batch_size", "gradient_accumulation_steps",
-    "num_train_epochs", "max_steps", "max_grad_norm", "seed", "data_seed", "warmup_steps", "optim",
-    "adam_beta1", "adam_beta2", "adam_epsilon", "bf16", "fp16", "eval_strategy", "eval_steps", "save_strategy",
-    "save_steps", "load_best_model_at_end", "metric_for_best_model",
-)
+#: Options that cannot change the trained head (its weights, config and validation metrics): where logs,
+#: progress bars, trackers and Hub uploads go, data-loading workers, the process's own rank. Every other option
+#: of ``TrainingArguments`` and :class:`QHeadTrainerConfig` is in the run's fingerprint, so a new option is
+#: pinned by default (tests/test_rerun_options.py checks the two lists cover every field).
+NO_EFFECT_TRAINING_KEYS = frozenset({
+    "output_dir", "overwrite_output_dir", "logging_dir", "logging_strategy", "logging_steps", "logging_first_step",
+    "log_on_each_node", "logging_nan_inf_filter", "log_level", "log_level_replica", "disable_tqdm", "report_to",
+    "run_name", "project", "trackio_space_id", "trackio_bucket_id", "trackio_static_space_id",
+    "include_num_input_tokens_seen", "skip_memory_metrics", "push_to_hub", "hub_token", "hub_private_repo",
+    "hub_model_id", "hub_strategy", "hub_always_push", "hub_revision", "save_total_limit", "dataloader_num_workers",
+    "dataloader_pin_memory", "dataloader_persistent_workers", "dataloader_prefetch_factor",
+    "dataloader_multiprocessing_context", "dataset_num_proc", "local_rank", "ddp_timeout", "do_train", "do_eval",
+    "do_predict", "resume_from_checkpoint",
+})
+#: Options of :class:`TrainQHeadArguments` that cannot change the head: the input folder (pinned by its content
+#: digest instead, so a moved copy resumes) and the overwrite switch.
+NO_EFFECT_HEAD_KEYS = frozenset({"calibration_dir", "overwrite"})
 
 
 def run_fingerprint(
     args: TrainQHeadArguments, config: QHeadTrainerConfig, data_digest: str, backbone, tokenizer
 ) -> Dict[str, Any]:
-    """What the trained head depends on: the data, the backbone, the tokenizer, the head and every training setting."""
+    """What the trained head depends on: the data (content digest), the backbone, the tokenizer, the head and
+    every training option except :data:`NO_EFFECT_TRAINING_KEYS`."""
     from dataclasses import fields
-
-    from transformers import TrainingArguments
 
     from ..runs import model_fingerprint, tokenizer_fingerprint
 
-    specific = {f.name for f in fields(QHeadTrainerConfig)} - {f.name for f in fields(TrainingArguments)}
-    training = {k: getattr(config, k) for k in sorted(specific | set(_TRAINING_KEYS)) if hasattr(config, k)}
-    training.pop("dataset_num_proc", None)
-    # Settings added later are listed only when not at their default, so earlier runs keep their fingerprint.
-    for key, default in (("validation_split_by", "prompt"), ("max_response_length", None), ("dialogue_prompts_as_text", False)):
-        if (training.get(key) or default) == default:
-            training.pop(key, None)
-    head = {k: v for k, v in asdict(args).items() if k not in ("calibration_dir", "overwrite")}
+    training = {
+        f.name: getattr(config, f.name)
+        for f in fields(config)
+        if f.init and f.name not in NO_EFFECT_TRAINING_KEYS and not f.name.startswith("_")
+    }
+    head = {k: v for k, v in asdict(args).items() if k not in NO_EFFECT_HEAD_KEYS}
     return {
         "calibration_data": data_digest,
         "backbone": model_fingerprint(backbone),
         "tokenizer": tokenizer_fingerprint(tokenizer),
         "head": head,
-        "training": {k: getattr(v, "value", v) for k, v in training.items()},
+        "training": {k: getattr(v, "value", v) for k, v in sorted(training.items())},
     }
 
 
@@ -241,7 +236,7 @@ def run(args: TrainQHeadArguments, config: QHeadTrainerConfig) -> int:
         metrics = trainer.evaluate() if trainer.eval_dataset is not None else {}
         trainer.save_model(config.output_dir)
     line = f"saved the {args.head_type} head to {config.output_dir}"
-    if metrics:
+    if "eval_mse" in metrics:
         line += (
             f"; validation MSE {metrics['eval_mse']:.4f}, Spearman (last token) {metrics['eval_spearman_last']:.3f}, "
             f"(mid-response) {metrics['eval_spearman_mid']:.3f}"

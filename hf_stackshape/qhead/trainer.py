@@ -609,6 +609,7 @@ class QHeadTrainer(Trainer):
                     "eval_dataset= or use more than one prompt with validation_split > 0."
                 )
             args.eval_strategy = "no"
+        _check_drop_last(args, train_dataset, eval_dataset)
         pad = processing_class.pad_token_id if processing_class.pad_token_id is not None else processing_class.eos_token_id
         if data_collator is None:
             data_collator = QHeadDataCollator(pad_token_id=int(pad or 0), hidden_store=self._hidden_store)
@@ -880,6 +881,30 @@ class QHeadTrainer(Trainer):
         os.makedirs(self.args.output_dir, exist_ok=True)
         self._record_settings()
         self._write_card(self.args.output_dir, model_name=model_name, dataset_name=dataset_name, tags=tags)
+
+
+def _check_drop_last(args, train_dataset, eval_dataset) -> None:
+    """With ``dataloader_drop_last``, a dataset smaller than one batch (per device x processes) yields no batch at
+    all: training would do nothing and evaluation return no metric (no ``eval_mse``). Say so before training."""
+    if not args.dataloader_drop_last:
+        return
+    world = max(1, int(getattr(args, "world_size", 1) or 1))
+    checks = [("training", train_dataset, args.per_device_train_batch_size, "per_device_train_batch_size")]
+    evals = eval_dataset.items() if isinstance(eval_dataset, dict) else [("validation", eval_dataset)]
+    checks += [(name, data, args.per_device_eval_batch_size, "per_device_eval_batch_size") for name, data in evals]
+    for name, data, batch, option in checks:
+        if data is None or not hasattr(data, "__len__"):
+            continue
+        if len(data) < int(batch) * world:
+            fix = (
+                "or hold out more prompts (--validation_split), or set --validation_split 0"
+                if name != "training" else "or calibrate more prompts"
+            )
+            raise ValueError(
+                f"--dataloader_drop_last drops every {name} batch: the {name} set holds {len(data)} rollouts, fewer "
+                f"than one batch of --{option} {batch}" + (f" x {world} processes" if world > 1 else "")
+                + f". Lower --{option} to at most {len(data) // world}, leave --dataloader_drop_last off, {fix}."
+            )
 
 
 def _count(dataset) -> int:
