@@ -237,8 +237,6 @@ def test_generate_option_is_pinned_or_does_not_change_the_output(assets, tmp_pat
 
 
 @pytest.mark.usefixtures("one_thread")
-@pytest.mark.xfail(reason="issue 20 item 3: keyed sampling (hf_stackshape/sampling.py, another branch) makes sampled "
-                          "results independent of the batch size", strict=False)
 def test_generate_batch_size_does_not_change_sampled_rows(assets, tmp_path):
     partial, full_rows = _gen_partial_and_full(assets, "sample")
     shutil.copytree(partial, tmp_path / "run")
@@ -520,7 +518,7 @@ def _sweep_outputs(folder):
 @pytest.mark.slow
 @pytest.mark.usefixtures("one_thread")
 @pytest.mark.parametrize("option,change,expect", SWEEP_TABLE, ids=[row[0] for row in SWEEP_TABLE])
-def test_sweep_option_is_pinned_or_the_rerun_equals_a_fresh_sweep(assets, tmp_path, capsys, request, option,
+def test_sweep_option_is_pinned_or_the_rerun_equals_a_fresh_sweep(assets, tmp_path, capsys, option,
                                                                    change, expect):
     a = assets
     if "base" not in _SWEEP_BASE:
@@ -531,9 +529,6 @@ def test_sweep_option_is_pinned_or_the_rerun_equals_a_fresh_sweep(assets, tmp_pa
     argv = _apply_change(a, [*_sweep_base(a), "--output_dir", run], change)
     if option == "qheads":
         argv[argv.index("raw=@qhead")] = f"raw={a.qhead}"
-    if option == "batch_size":
-        request.applymarker(pytest.mark.xfail(reason="issue 20 item 3: best-of-N cells depend on the batch size until "
-                                              "keyed sampling (hf_stackshape/sampling.py) lands", strict=False))
     capsys.readouterr()
     code = _main(*argv)
     err = capsys.readouterr().err
