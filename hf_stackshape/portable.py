@@ -82,7 +82,7 @@ _GENERATED = {
 GENERATE_METHODS: Dict[str, tuple] = {
     "srs-args": ("srs_args", {**_CORE, **_GUIDANCE, "hf_stackshape.guidance.args": "srs_args"}),
     "srs-cd": ("srs_cd", {**_CORE, **_GUIDANCE, **_HEAD, "hf_stackshape.guidance.cd": "srs_cd"}),
-    "srs-bon": ("srs_bon", {**_CORE, "hf_stackshape.bon": "srs_bon"}),
+    "srs-bon": ("srs_bon", {**_CORE, "hf_stackshape.sampling": "srs_sampling", "hf_stackshape.bon": "srs_bon"}),
 }
 
 

@@ -32,15 +32,29 @@ class _Stop(Exception):
 
 
 def test_rerun_with_other_settings_is_refused(tmp_path, monkeypatch):
-    """The demo folder is a run: the manifest is written first, another setting is refused by name."""
+    """The demo folder is a run: a demo that wrote something keeps its manifest and another setting is refused
+    by name; one that failed before writing anything leaves no manifest, so a corrected rerun is not refused."""
     import hf_stackshape.defaults as defaults
     from hf_stackshape.runs import RunMismatchError
+
+    out = tmp_path / "demo"
 
     def stop(*args, **kwargs):
         raise _Stop()
 
     monkeypatch.setattr(defaults, "load_smollm2", stop)
-    out = tmp_path / "demo"
+    with pytest.raises(_Stop):
+        run_demo(DemoConfig(output_dir=str(out), num_prompts=2))
+    assert not (out / "run.json").exists()  # failed before writing anything
+    with pytest.raises(_Stop):  # so other settings are not refused
+        run_demo(DemoConfig(output_dir=str(out), num_prompts=5))
+
+    def write_then_stop(*args, **kwargs):  # interrupted after its first output (as a calibration would write)
+        (out / "calibration").mkdir(exist_ok=True)
+        (out / "calibration" / "part.jsonl").write_text("{}\n")
+        raise _Stop()
+
+    monkeypatch.setattr(defaults, "load_smollm2", write_then_stop)
     with pytest.raises(_Stop):
         run_demo(DemoConfig(output_dir=str(out), num_prompts=2))
     assert (out / "run.json").is_file()

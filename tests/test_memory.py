@@ -111,17 +111,32 @@ def test_reward_model_names_the_memory_when_one_pair_does_not_fit(reward, monkey
         reward.score(["Hi"], ["Hello"])
 
 
-def test_peak_memory_on_cpu_sees_an_allocation_inside_the_block():
-    with PeakMemory("cpu") as before:
+_PEAK_PROBE = """
+import torch
+from hf_stackshape.memory import PeakMemory
+
+with PeakMemory("cpu") as before:
+    pass
+with PeakMemory("cpu") as peak:
+    block = torch.ones(64 * 1024 * 1024, dtype=torch.uint8)  # 64 MiB, touched
+    del block
+assert peak.bytes >= 64 * 1024**2, peak.bytes
+if "VmHWM" in peak.source:  # the peak is reset on entry: the next block does not see this one's
+    assert before.bytes + 60 * 1024**2 <= peak.bytes, (before.bytes, peak.bytes)
+    with PeakMemory("cpu") as after:
         pass
-    with PeakMemory("cpu") as peak:
-        block = torch.ones(64 * 1024 * 1024, dtype=torch.uint8)  # 64 MiB, touched
-        del block
-    assert peak.bytes >= 64 * 1024**2
-    if "VmHWM" in peak.source:  # the peak is reset on entry: the next block does not see this one's
-        assert before.bytes < peak.bytes
-        with PeakMemory("cpu") as after:
-            pass
-        assert after.bytes < peak.bytes
-    row = peak.as_dict("run_peak_memory")
-    assert row["run_peak_memory_mib"] >= 64 and row["run_peak_memory_source"] == peak.source
+    assert after.bytes + 60 * 1024**2 <= peak.bytes, (after.bytes, peak.bytes)
+row = peak.as_dict("run_peak_memory")
+assert row["run_peak_memory_mib"] >= 64 and row["run_peak_memory_source"] == peak.source, row
+print("ok", peak.source)
+"""
+
+
+def test_peak_memory_on_cpu_sees_an_allocation_inside_the_block():
+    # In a fresh process: a long-lived one (the test session) may serve the 64 MiB from memory it already
+    # holds, and then no peak moves, whatever PeakMemory does.
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", _PEAK_PROBE], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.startswith("ok"), done.stderr[-2000:]

@@ -7,13 +7,18 @@ Exported by hf_stackshape (``stackshape export-generate --method srs-bon``); the
 library's own modules.
 """
 
+import copy
 import math
 
 import torch
-from transformers import AutoTokenizer, GenerationMixin
+from transformers import AutoTokenizer, GenerationMixin, LogitsProcessorList
 
 from .srs_bon import BON_SAFEGUARDS, StackelbergBestOfN, _score_groups
 from .srs_rewards import HFRewardModel
+from .srs_sampling import KeyedSampler, draw_key
+
+#: generate's sampling knobs: they shape the keyed draws instead of generate's own sampler.
+_SAMPLING_KEYS = ("temperature", "top_k", "top_p", "min_p")
 
 
 def _tokenizer(model, tokenizer):
@@ -72,19 +77,28 @@ def generate(
         )
     if len(prompts) != input_ids.shape[0]:
         raise ValueError(f"Got {len(prompts)} prompts for {input_ids.shape[0]} input rows; pass one per row.")
-    kwargs.update(do_sample=True, num_return_sequences=n, num_beams=1)
+    # Sample j of row i draws from its own generator keyed by (seed, i, j), as the library's best-of-N does
+    # (hf_stackshape.sampling): the batch a prompt shares never changes its samples.
+    sampling = copy.deepcopy(kwargs.pop("generation_config", None) or model.generation_config)
+    sampling.update(**{key: kwargs.pop(key) for key in _SAMPLING_KEYS if key in kwargs})
+    keys = [draw_key(int(seed), i, j, "sample") for i in range(input_ids.shape[0]) for j in range(n)]
+    sampler = KeyedSampler.expand(keys, sampling)
+    processors = LogitsProcessorList(kwargs.pop("logits_processor", None) or [])
+    processors.append(sampler)
     kwargs.pop("inputs", None)
-    kwargs["input_ids"] = input_ids
+    kwargs.pop("do_sample", None)
+    kwargs["input_ids"] = input_ids.repeat_interleave(n, dim=0)
+    kwargs["attention_mask"] = attention_mask.repeat_interleave(n, dim=0)
     if kwargs.get("pad_token_id") is None and model.generation_config.pad_token_id is None:
         kwargs["pad_token_id"] = tokenizer.pad_token_id
-    device = input_ids.device
-    with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
-        torch.manual_seed(int(seed))
-        out = GenerationMixin.generate(model, **kwargs)
+    greedy = copy.deepcopy(sampling)
+    greedy.update(do_sample=False, num_beams=1, num_return_sequences=1, temperature=None, top_k=None, top_p=None,
+                  min_p=None)
+    out = GenerationMixin.generate(model, generation_config=greedy, logits_processor=processors, **kwargs)
     new = out[:, input_ids.shape[1] :]
     texts = [t.strip() for t in tokenizer.batch_decode(new, skip_special_tokens=True)]
     groups = [texts[i * n : (i + 1) * n] for i in range(len(prompts))]
     rewards = _score_groups(bon.reward, list(prompts), groups)
-    chosen = bon.select(rewards, torch.Generator().manual_seed(int(seed)))["chosen_index"].to(out.device)
+    chosen = bon.select(rewards, indices=list(range(len(prompts))))["chosen_index"].to(out.device)
     rows = torch.arange(len(prompts), device=out.device) * n + chosen
     return out[rows]
