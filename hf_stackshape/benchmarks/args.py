@@ -34,7 +34,7 @@ from ..rewards import HFRewardModel
 
 DESCRIPTION = __doc__.split("\n\n")[0]
 
-_PROMPTS = [
+BENCH_PROMPTS = [
     "How do I bake bread at home?",
     "Give me three tips for a job interview.",
     "Why is the sky blue?",
@@ -132,15 +132,15 @@ def run(args: BenchArgs) -> dict:
         raise ValueError(f"`repeats` must be >= 1, got {args.repeats}.")
     if args.threads:
         torch.set_num_threads(args.threads)
-    if not 1 <= args.batch_size <= len(_PROMPTS):
-        raise ValueError(f"`batch_size` must be in [1, {len(_PROMPTS)}], got {args.batch_size}.")
+    if not 1 <= args.batch_size <= len(BENCH_PROMPTS):
+        raise ValueError(f"`batch_size` must be in [1, {len(BENCH_PROMPTS)}], got {args.batch_size}.")
     model, tok = load_smollm2()
     if args.rm_template not in ("plain", "chat"):
         raise ValueError(f"--rm_template must be 'plain' or 'chat', got {args.rm_template!r}.")
     rm = reward_model_from_lm(model, tok, seed=args.seed, use_chat_template=args.rm_template == "chat")
     chats = [
         tok.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
-        for p in _PROMPTS
+        for p in BENCH_PROMPTS
     ]
 
     def generate(n_prompts, tokens, processor=None):
@@ -153,7 +153,7 @@ def run(args: BenchArgs) -> dict:
 
     def ours(n_prompts):
         return ARGSLogitsProcessor(rm, tokenizer=tok, k=args.k, weight=args.weight, transform=args.transform,
-                                   prompts=_PROMPTS[:n_prompts])
+                                   prompts=BENCH_PROMPTS[:n_prompts])
 
     generate(1, 4)  # warm-up
     generate(1, 4, ours(1))
@@ -166,7 +166,7 @@ def run(args: BenchArgs) -> dict:
     cache = batch_proc.prefix_cache  # rows never finish (min_new_tokens): it still holds every prefix
     proc = ours(1)
     t_short, short = _timed(lambda: generate(1, args.naive_new_tokens, proc))
-    naive = NaiveARGS(rm, _PROMPTS[0], args.k, args.weight, proc.transform)
+    naive = NaiveARGS(rm, BENCH_PROMPTS[0], args.k, args.weight, proc.transform)
     t_naive, naive_out = _timed(lambda: generate(1, args.naive_new_tokens, naive))
     return {
         "device": str(model.device),

@@ -45,6 +45,8 @@ from typing import Dict, List, Optional
 
 import torch
 
+from .args import BENCH_PROMPTS  # the same eight prompts as bench args
+
 DESCRIPTION = "The device check: every method at 1B- and 8B-class Llama shapes in bf16 (random weights), time and memory."
 
 METHODS = ("greedy", "args", "srs_args", "cd_value", "cd_q", "bon", "srs_bon")
@@ -59,16 +61,6 @@ SHAPES: Dict[str, dict] = {
                num_key_value_heads=8, vocab_size=128256, tie_word_embeddings=False, rope_theta=500000.0),
 }
 
-_PROMPTS = [
-    "How do I bake bread at home?",
-    "Give me three tips for a job interview.",
-    "Why is the sky blue?",
-    "Write a short poem about the sea.",
-    "What should I pack for a weekend hike?",
-    "Explain recursion to a child.",
-    "How can I sleep better?",
-    "Suggest a name for a friendly robot.",
-]
 
 #: Score-head scale of the equality check: rewards then change ARGS's choice at some steps (reported), so
 #: "fast equals naive" is not met trivially by rewards too small to matter.
@@ -224,7 +216,7 @@ class _Runner:
     def inputs(self, batch: int):
         from ..generation import format_prompts
 
-        texts = format_prompts(self.tok, _PROMPTS[:batch])
+        texts = format_prompts(self.tok, BENCH_PROMPTS[:batch])
         return self.tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
 
     def head(self, kind: str):
@@ -241,7 +233,7 @@ class _Runner:
         a = self.args
         if method in ("args", "srs_args"):
             return ARGSLogitsProcessor(self.reward, tokenizer=self.tok, k=a.k, weight=0.5, use_cache=True,
-                                       transform="raw" if method == "args" else "srs", prompts=_PROMPTS[:batch])
+                                       transform="raw" if method == "args" else "srs", prompts=BENCH_PROMPTS[:batch])
         if method == "cd_value":
             return CDLogitsProcessor(self.head("value"), k=a.k, weight=1.5, base_model=self.policy,
                                      share_hidden_states=False)
@@ -262,7 +254,7 @@ class _Runner:
                 max_new_tokens=tokens, min_new_tokens=tokens, batch_size=batch, seed=self.args.seed,
                 show_progress=False,
             )
-            bon.generate(_PROMPTS[:batch])
+            bon.generate(BENCH_PROMPTS[:batch])
             return None
         proc = self.processor(method, batch)
         enc = self.inputs(batch)
@@ -332,9 +324,9 @@ def fast_equals_naive(shape: str, tokenizer, device, args: BenchArgs) -> dict:
                               min_new_tokens=tokens)
         return out[0, enc["input_ids"].shape[1] :].cpu()
 
-    fast = ARGSLogitsProcessor(reward, tokenizer=tokenizer, k=args.k, weight=0.5, use_cache=True, prompts=_PROMPTS[:1])
+    fast = ARGSLogitsProcessor(reward, tokenizer=tokenizer, k=args.k, weight=0.5, use_cache=True, prompts=BENCH_PROMPTS[:1])
     ours = generate(fast)
-    naive = generate(NaiveARGS(reward, _PROMPTS[0], args.k, 0.5, fast.transform))
+    naive = generate(NaiveARGS(reward, BENCH_PROMPTS[0], args.k, 0.5, fast.transform))
     greedy = generate()
     same = ours == naive
     result = {
@@ -387,8 +379,8 @@ def run(args: BenchArgs) -> dict:
         batches = sorted({int(b) for b in str(args.batch_sizes).split(",") if b.strip()})
     except ValueError:
         batches = []
-    if not batches or not all(1 <= b <= len(_PROMPTS) for b in batches):
-        raise ValueError(f"`batch_sizes` must be integers in [1, {len(_PROMPTS)}], got {args.batch_sizes!r}.")
+    if not batches or not all(1 <= b <= len(BENCH_PROMPTS) for b in batches):
+        raise ValueError(f"`batch_sizes` must be integers in [1, {len(BENCH_PROMPTS)}], got {args.batch_sizes!r}.")
     name = args.device
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
