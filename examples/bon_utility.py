@@ -17,11 +17,11 @@ from pathlib import Path
 import torch
 
 from hf_stackshape.bon import StackelbergBestOfN
-from hf_stackshape.defaults import load_smollm2
-from hf_stackshape.demo_assets import demo_prompts, load_demo_reward_model, vader_reward
+from hf_stackshape.assets.defaults import load_smollm2
+from hf_stackshape.assets.demo import demo_prompts, load_demo_reward_model, vader_reward
 from hf_stackshape.evaluation.stats import bootstrap_ci
 from hf_stackshape.evaluation.utility import plot_utility, utility_table
-from hf_stackshape.io import atomic_write_json
+from hf_stackshape.utils.io import atomic_write_json
 
 BETAS = [math.inf, 4.0, 2.0, 1.0, 0.5, 0.25, 0.1]
 

@@ -36,7 +36,7 @@ from hf_stackshape import (
 )
 from hf_stackshape.calibration import CalibrationConfig
 from hf_stackshape.evaluation.stats import bootstrap_ci, paired_bootstrap_ci
-from hf_stackshape.io import atomic_write_json
+from hf_stackshape.utils.io import atomic_write_json
 from hf_stackshape.rewards import load_reward
 
 TOPICS = [
@@ -78,7 +78,7 @@ def main(argv=None) -> dict:
     model, tok = load_smollm2()
     reward = load_reward(args.reward_model)
     if args.prompts:
-        from hf_stackshape.io import load_prompts
+        from hf_stackshape.utils.io import load_prompts
 
         prompts = load_prompts(path=args.prompts, limit=args.num_prompts + args.num_eval_prompts)
     else:

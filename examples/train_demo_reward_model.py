@@ -18,7 +18,7 @@ Recipe (the proxy reward of the Stackelberg reward shaping demo, Wang et al. 202
    TRL's ``RewardTrainer``. Pairs are conversational (``[user, assistant]`` messages), so TRL applies the
    same chat template as :class:`hf_stackshape.rewards.HFRewardModel` at scoring time (checked below).
 4. Report held-out pairwise accuracy and the Spearman correlation between reward and VADER on held-out
-   answers, scored through :func:`hf_stackshape.demo_assets.load_demo_reward_model`, and save the
+   answers, scored through :func:`hf_stackshape.assets.demo.load_demo_reward_model`, and save the
    adapter (a few MB) plus ``training_info.json`` with those numbers.
 
 Run: ``python examples/train_demo_reward_model.py [--samples_per_prompt 4 --num_train_epochs 2 ...]``
@@ -50,9 +50,9 @@ from tqdm.auto import tqdm
 from transformers import HfArgumentParser
 from transformers.utils import logging
 
-from hf_stackshape.defaults import cache_root, load_smollm2, smollm2_path
-from hf_stackshape.demo_assets import DEMO_RM_PATH, demo_prompt_records, load_demo_reward_model, vader_reward
-from hf_stackshape.io import atomic_write_json, atomic_write_jsonl, read_jsonl
+from hf_stackshape.assets.defaults import cache_root, load_smollm2, smollm2_path
+from hf_stackshape.assets.demo import DEMO_RM_PATH, demo_prompt_records, load_demo_reward_model, vader_reward
+from hf_stackshape.utils.io import atomic_write_json, atomic_write_jsonl, read_jsonl
 
 BASE_MODEL_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 logger = logging.get_logger("train_demo_reward_model")

@@ -21,29 +21,31 @@ classes too.
 
 from typing import TYPE_CHECKING
 
-from ._lazy import lazy_getattr
+from . import _compat
+from .utils._lazy import lazy_getattr
+from .utils._version import __version__
 
-__version__ = "0.1.0"
+_compat.install()
 
 _EXPORTS = {
     # shaping core
-    "solve_threshold": "shaping",
-    "bisect_threshold": "shaping",
-    "threshold_objective": "shaping",
-    "ThresholdSafeguards": "shaping",
-    "ARGS_SAFEGUARDS": "shaping",
-    "CD_SAFEGUARDS": "shaping",
-    "RewardTransform": "shaping",
-    "get_transform": "shaping",
-    "TRANSFORMS": "shaping",
+    "solve_threshold": "core.shaping",
+    "bisect_threshold": "core.shaping",
+    "threshold_objective": "core.shaping",
+    "ThresholdSafeguards": "core.shaping",
+    "ARGS_SAFEGUARDS": "core.shaping",
+    "CD_SAFEGUARDS": "core.shaping",
+    "RewardTransform": "core.shaping",
+    "get_transform": "core.shaping",
+    "TRANSFORMS": "core.shaping",
     # reward adapters
     "RewardFunction": "rewards",
     "HFRewardModel": "rewards",
     "CallableReward": "rewards",
     "load_reward": "rewards",
     # embedded defaults
-    "load_smollm2": "defaults",
-    "load_minilm": "defaults",
+    "load_smollm2": "assets.defaults",
+    "load_minilm": "assets.defaults",
     # calibration
     "ThresholdCalibrator": "calibration",
     "CalibrationConfig": "calibration",
@@ -56,11 +58,11 @@ _EXPORTS = {
     "utility_table": "evaluation.utility",
     "plot_utility": "evaluation.utility",
     # batched generation by method name, sweeps
-    "generate_responses": "generation",
-    "parse_method": "generation",
-    "SweepConfig": "sweep",
-    "run_sweep": "sweep",
-    "plot_sweep": "sweep",
+    "generate_responses": "pipeline.generation",
+    "parse_method": "pipeline.generation",
+    "SweepConfig": "pipeline.sweep",
+    "run_sweep": "pipeline.sweep",
+    "plot_sweep": "pipeline.sweep",
     # evaluation
     "load_metric": "evaluation",
     "RewardModelJudge": "evaluation.judges",
@@ -96,22 +98,10 @@ def __dir__():
 
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .assets.defaults import load_minilm, load_smollm2
     from .bon import BestOfNOutput, StackelbergBestOfN, best_of_n_grid
     from .calibration import CalibrationConfig, ThresholdCalibrator, map_thresholds, recompute_thresholds
-    from .evaluation import load_metric
-    from .evaluation.judges import LLMJudge, RewardModelJudge
-    from .evaluation.utility import plot_utility, utility_table
-    from .generation import generate_responses, parse_method
-    from .sweep import SweepConfig, plot_sweep, run_sweep
-    from .defaults import load_minilm, load_smollm2
-    from .guidance.args import ARGSLogitsProcessor
-    from .guidance.cd import CDLogitsProcessor
-    from .guidance.guided import guided_generate
-    from .qhead.configuration_qhead import QHeadConfig
-    from .qhead.modeling_qhead import QHeadModel
-    from .qhead.trainer import QHeadTrainer, QHeadTrainerConfig
-    from .rewards import CallableReward, HFRewardModel, RewardFunction, load_reward
-    from .shaping import (
+    from .core.shaping import (
         ARGS_SAFEGUARDS,
         CD_SAFEGUARDS,
         TRANSFORMS,
@@ -122,3 +112,15 @@ if TYPE_CHECKING:  # pragma: no cover
         solve_threshold,
         threshold_objective,
     )
+    from .evaluation import load_metric
+    from .evaluation.judges import LLMJudge, RewardModelJudge
+    from .evaluation.utility import plot_utility, utility_table
+    from .guidance.args import ARGSLogitsProcessor
+    from .guidance.cd import CDLogitsProcessor
+    from .guidance.guided import guided_generate
+    from .pipeline.generation import generate_responses, parse_method
+    from .pipeline.sweep import SweepConfig, plot_sweep, run_sweep
+    from .qhead.configuration_qhead import QHeadConfig
+    from .qhead.modeling_qhead import QHeadModel
+    from .qhead.trainer import QHeadTrainer, QHeadTrainerConfig
+    from .rewards.adapters import CallableReward, HFRewardModel, RewardFunction, load_reward

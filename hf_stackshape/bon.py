@@ -6,14 +6,14 @@ level (Verdun et al., 2025, "Soft Best-of-n Sampling for Model Alignment"): draw
 ``pi_ref``, then pick response ``i`` with probability ``∝ exp(r(y_i) / beta)``; as ``N`` grows this tends to
 ``rho_r``. On the ``N`` samples themselves the theorem of Wang et al. (2026, arXiv 2602.02572) holds
 exactly: among rewards bounded in ``[0, B]``, the threshold reward ``B * 1[r_U > m*]``, with ``m*`` solved
-from the same samples (:func:`~hf_stackshape.shaping.solve_threshold`), maximises the user's utility
+from the same samples (:func:`~hf_stackshape.core.shaping.solve_threshold`), maximises the user's utility
 ``E_rho[r_U]``. SRS-BoN uses its smooth version ``B * sigmoid(alpha (r_U - m*))``.
 
 The cost is one batched ``generate(num_return_sequences=N)`` call and one batched reward call per batch of
 prompts; no calibration pass is needed, since ``m*(x)`` comes from the very samples being selected from.
 
-* :func:`follower_weights`: ``softmax(shaped / beta)`` over the samples (pure tensor math, also used by the
-  utility metric of :mod:`hf_stackshape.evaluation.utility`);
+* :func:`~hf_stackshape.core.follower.follower_weights`: ``softmax(shaped / beta)`` over the samples (the pure
+  tensor math lives in :mod:`hf_stackshape.core.follower`, re-exported here);
 * :class:`StackelbergBestOfN`: sampling, grouped scoring, shaping and seeded selection for a batch of prompts.
 """
 
@@ -28,8 +28,19 @@ import torch
 from tqdm.auto import tqdm
 from transformers.utils import logging
 
-from .rewards import HFRewardModel, RewardFunction, as_reward_function
-from .shaping import RewardTransform, ThresholdSafeguards, get_safeguards, get_transform, solve_threshold
+from .core.follower import (
+    BON_SAFEGUARDS,
+    SELECTIONS,
+    _inverse_beta,
+    effective_sample_size,
+    follower_weights,
+    sample_threshold,
+    shape_samples,
+)
+from .core.methods import parse_method
+from .core.shaping import RewardTransform, ThresholdSafeguards, get_safeguards, get_transform
+from .rewards.adapters import HFRewardModel, RewardFunction, as_reward_function
+from .utils.prompts import format_prompts, global_indices
 
 logger = logging.get_logger(__name__)
 
@@ -44,100 +55,6 @@ __all__ = [
     "StackelbergBestOfN",
     "best_of_n_grid",
 ]
-
-#: ``soft``: sample from ``softmax(shaped / beta)``; ``argmax``: the best shaped reward (classic best-of-N).
-SELECTIONS = ("soft", "argmax")
-
-#: Default safeguards: the offline CD script's bound clip ``B_eff = min(B, 2 * (max u - min u))`` without its
-#: exponent cap, so that ``m*`` is solved with the very ``gamma = exp(B_eff / beta)`` of the selection that
-#: follows (the theorem is then exact on the samples) while ``B_eff`` stays on the scale of the rewards.
-BON_SAFEGUARDS = ThresholdSafeguards(bound_clip=2.0)
-
-
-def _inverse_beta(beta: float) -> float:
-    """``1 / beta``; ``beta = inf`` (guidance weight 0) gives 0, i.e. the base policy (uniform selection)."""
-    try:
-        beta = float(beta)
-    except (TypeError, ValueError):
-        raise ValueError(f"`beta` must be a positive number (or math.inf for no guidance), got {beta!r}.") from None
-    if not beta > 0 or math.isnan(beta):
-        raise ValueError(f"`beta` must be > 0 (or math.inf for no guidance), got {beta!r}.")
-    return 0.0 if math.isinf(beta) else 1.0 / beta
-
-
-def follower_weights(shaped: torch.Tensor, beta: float, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """The follower's best response on ``N`` base samples: ``rho_i ∝ exp(shaped_i / beta)``.
-
-    The samples come from ``pi_ref``, so on them the KL-regularised policy ``rho ∝ pi_ref exp(r / beta)`` puts
-    probability ``softmax(r / beta)`` on sample ``i`` (soft best-of-N, Verdun et al., 2025).
-
-    Args:
-        shaped (`torch.Tensor` of shape `(..., N)`): the (shaped) rewards of the samples.
-        beta (`float`): KL strength, ``> 0``; ``math.inf`` gives uniform weights (the base policy).
-        mask (`torch.BoolTensor` of shape `(..., N)`, *optional*): ``False`` marks padding (weight 0).
-
-    Returns:
-        `torch.Tensor` of shape `(..., N)`, float64: probabilities summing to 1 over the unmasked samples.
-
-    Examples:
-
-    ```python
-    >>> import torch
-    >>> from hf_stackshape.bon import follower_weights
-    >>> [round(w, 4) for w in follower_weights(torch.tensor([0.0, 1.0]), beta=1.0).tolist()]  # [1, e] / (1 + e)
-    [0.2689, 0.7311]
-
-    ```
-    """
-    inverse = _inverse_beta(beta)
-    logits = torch.as_tensor(shaped).double() * inverse
-    if mask is not None:
-        mask = torch.as_tensor(mask, device=logits.device).bool()
-        if mask.shape != logits.shape:
-            raise ValueError(f"`mask` has shape {tuple(mask.shape)} but `shaped` has {tuple(logits.shape)}.")
-        if not mask.any(dim=-1).all():
-            raise ValueError("Every prompt needs at least one unmasked sample; drop the rows without any.")
-        logits = logits.masked_fill(~mask, -math.inf)
-    return torch.softmax(logits, dim=-1)
-
-
-def effective_sample_size(weights: torch.Tensor) -> torch.Tensor:
-    """Kish's effective sample size ``(sum w)^2 / sum w^2`` over the last dimension (1 to N)."""
-    w = torch.as_tensor(weights).double()
-    return w.sum(dim=-1) ** 2 / (w**2).sum(dim=-1)
-
-
-def sample_threshold(
-    rewards: torch.Tensor,
-    beta: float,
-    bound: float,
-    safeguards: Union[str, ThresholdSafeguards, None] = BON_SAFEGUARDS,
-    mask: Optional[torch.Tensor] = None,
-) -> torch.Tensor:
-    """``m*(x)`` per prompt from its ``N`` sample rewards, float64 (:func:`~hf_stackshape.shaping.solve_threshold`
-    with uniform weights; with ``beta = inf`` the follower ignores the reward and ``m*`` is the plain mean)."""
-    u = torch.as_tensor(rewards).double()
-    if _inverse_beta(beta) == 0.0:
-        keep = torch.ones_like(u, dtype=torch.bool) if mask is None else torch.as_tensor(mask).bool()
-        return (u * keep).sum(-1) / keep.sum(-1)
-    return solve_threshold(u, beta, bound, mask=mask, safeguards=safeguards)
-
-
-def shape_samples(
-    rewards: torch.Tensor,
-    transform: RewardTransform,
-    threshold: torch.Tensor,
-    mask: Optional[torch.Tensor] = None,
-) -> torch.Tensor:
-    """``transform(rewards)`` at the threshold ``m*``, float64, with samples tied with ``m*`` counted above it.
-
-    A sample exactly at ``m*`` adds nothing to ``F(m*)``, so giving it the bound keeps the fixed point
-    ``m* = E_rho[u]``; and when ``B / beta`` is large, ``m*`` is within a rounding error of ``max u`` and rounds to
-    it, where a strict ``u > m*`` would leave no sample above the threshold (a uniform choice instead of the best).
-    """
-    below = torch.nextafter(torch.as_tensor(threshold).double(), torch.tensor(-math.inf, dtype=torch.float64))
-    return transform(torch.as_tensor(rewards).double(), mask=mask, threshold=below).double()
-
 
 @dataclass
 class BestOfNOutput:
@@ -156,7 +73,7 @@ class BestOfNOutput:
         effective_sample_size (`torch.Tensor` of shape `(P,)`): ``1 / sum_i weights_i^2``.
         candidates (`list[list[str]]`, *optional*): all ``N`` samples per prompt (``return_candidates=True``).
         indices (`list[int]`, *optional*): each prompt's index in the whole job, the key of its random draws
-            (:mod:`hf_stackshape.sampling`); :meth:`StackelbergBestOfN.reselect` draws with the same keys.
+            (:mod:`hf_stackshape.utils.sampling`); :meth:`StackelbergBestOfN.reselect` draws with the same keys.
     """
 
     responses: List[str]
@@ -217,7 +134,7 @@ class StackelbergBestOfN:
     For each prompt: sample ``N`` responses from the model (one batched ``generate`` call with
     ``num_return_sequences=N`` per batch of prompts, with the model's ``generation_config`` and sampling on),
     score them with the reward (an [`HFRewardModel`] encodes each prompt's prefix once), solve every prompt's
-    threshold ``m*(x)`` at once with :func:`~hf_stackshape.shaping.solve_threshold`, transform the rewards,
+    threshold ``m*(x)`` at once with :func:`~hf_stackshape.core.shaping.solve_threshold`, transform the rewards,
     and select one response.
 
     Methods, by ``transform`` and ``selection``: ``raw`` + ``argmax`` is classic best-of-N (``bon``); ``raw`` +
@@ -234,7 +151,7 @@ class StackelbergBestOfN:
             KL strength of the follower (``1 / beta`` is the guidance weight); ``math.inf`` picks uniformly.
         transform (`str` or [`RewardTransform`], *optional*, defaults to `"srs"`):
             ``"srs"``, ``"raw"``, ``"hard"`` or a paper baseline (``"minmax"``, ``"meanstd"``, ``"meansoft"``),
-            see :func:`~hf_stackshape.shaping.get_transform`.
+            see :func:`~hf_stackshape.core.shaping.get_transform`.
         selection (`str`, *optional*, defaults to `"soft"`): ``"soft"`` or ``"argmax"``.
         bound (`float`, *optional*, defaults to 15.0):
             The reward bound ``B`` (the paper's value for sequence-level rewards of offline rollouts, SRS-CD).
@@ -248,11 +165,11 @@ class StackelbergBestOfN:
         seed (`int`, *optional*, defaults to 0):
             Seed of every random draw. Prompt ``i`` (its index in the whole job) draws its ``j``-th sample from a
             generator keyed by ``(seed, i, j)`` and its soft selection's uniform from one keyed by ``(seed, i)``
-            (:mod:`hf_stackshape.sampling`), so results depend neither on ``batch_size`` nor on how the prompts
+            (:mod:`hf_stackshape.utils.sampling`), so results depend neither on ``batch_size`` nor on how the prompts
             are split over processes.
         chat_template (`bool`, *optional*): wrap prompts in the tokenizer's chat template (default: when it has one).
         dialogue_prompts_as_text (`bool`, *optional*, defaults to `False`): no chat template on a prompt that
-            already holds ``Human:`` / ``Assistant:`` turns (:mod:`hf_stackshape.dialogue`).
+            already holds ``Human:`` / ``Assistant:`` turns (:mod:`hf_stackshape.utils.dialogue`).
         stop_at_new_turn (`bool`, *optional*, defaults to `False`): stop each sample where a new ``Human:`` /
             ``User:`` turn begins and cut that turn off before it is scored.
         show_progress (`bool`, *optional*, defaults to `True`): tqdm bar over batches.
@@ -262,7 +179,7 @@ class StackelbergBestOfN:
 
     ```python
     >>> from hf_stackshape import StackelbergBestOfN, load_smollm2
-    >>> from hf_stackshape.demo_assets import load_demo_reward_model
+    >>> from hf_stackshape.assets.demo import load_demo_reward_model
     >>> model, tokenizer = load_smollm2()  # doctest: +SKIP
     >>> bon = StackelbergBestOfN(model, tokenizer, load_demo_reward_model(), n=8, beta=0.5)  # doctest: +SKIP
     >>> out = bon.generate(["How do I bake bread?"])  # doctest: +SKIP
@@ -336,8 +253,6 @@ class StackelbergBestOfN:
         >>> out = bon.generate(prompts)  # doctest: +SKIP
         ```
         """
-        from .generation import parse_method
-
         parsed = parse_method(method) if isinstance(method, str) else method
         if parsed.decoder != "bon":
             raise ValueError(f"{method!r} is not a best-of-N method; use 'bon', 'soft-bon', 'srs-bon' or '<transform>-bon'.")
@@ -384,7 +299,7 @@ class StackelbergBestOfN:
         else:
             weights = follower_weights(shaped, self.beta, mask)
             if indices is not None:
-                from .sampling import keyed_uniform
+                from .utils.sampling import keyed_uniform
 
                 if len(indices) != u.shape[0]:
                     raise ValueError(f"`indices` has {len(indices)} entries for {u.shape[0]} prompts.")
@@ -413,7 +328,7 @@ class StackelbergBestOfN:
 
     def generation_config(self):
         """The model's ``generation_config`` with sampling on, ``num_return_sequences=n`` and the overrides: what
-        the samples are drawn from (:meth:`sample` draws them with keyed generators, see :mod:`hf_stackshape.sampling`)."""
+        the samples are drawn from (:meth:`sample` draws them with keyed generators, see :mod:`hf_stackshape.utils.sampling`)."""
         cfg = copy.deepcopy(self.model.generation_config)
         cfg.update(
             do_sample=True,
@@ -423,7 +338,7 @@ class StackelbergBestOfN:
             **self.generation_kwargs,
         )
         if self.stop_at_new_turn:
-            from .dialogue import STOP_STRINGS
+            from .utils.dialogue import STOP_STRINGS
 
             cfg.update(stop_strings=list(STOP_STRINGS))
         if cfg.pad_token_id is None:
@@ -435,10 +350,9 @@ class StackelbergBestOfN:
     @torch.no_grad()
     def sample(self, prompts: Sequence[str], indices: Sequence[int]) -> List[List[str]]:
         """``N`` decoded samples per prompt from one ``generate`` call; sample ``j`` of the prompt with global index
-        ``i`` draws from a generator keyed by ``(seed, i, j)`` (:class:`~hf_stackshape.sampling.KeyedSampler`)."""
-        from .dialogue import cut_all_at_new_turn
-        from .generation import format_prompts
-        from .sampling import KeyedSampler, draw_key
+        ``i`` draws from a generator keyed by ``(seed, i, j)`` (:class:`~hf_stackshape.utils.sampling.KeyedSampler`)."""
+        from .utils.dialogue import cut_all_at_new_turn
+        from .utils.sampling import KeyedSampler, draw_key
 
         if len(indices) != len(prompts):
             raise ValueError(f"`indices` has {len(indices)} entries for {len(prompts)} prompts.")
@@ -496,9 +410,7 @@ class StackelbergBestOfN:
         prompts = list(prompts)
         if not prompts:
             raise ValueError("No prompts to answer.")
-        from .generation import _global_indices
-
-        indices = _global_indices(prompts, first_index, indices)
+        indices = global_indices(prompts, first_index, indices)
         parts = []
         starts = range(0, len(prompts), self.batch_size)
         label = f"best-of-{self.n} {self.transform.name}/{self.selection}"
@@ -556,11 +468,9 @@ def best_of_n_grid(
         kwargs: the other [`StackelbergBestOfN`] settings (``n``, ``bound``, ``alpha``, ``seed``, ``max_new_tokens``...).
 
     Returns:
-        `dict` from ``(method label, weight)`` (labels as :func:`~hf_stackshape.generation.parse_method` gives them:
+        `dict` from ``(method label, weight)`` (labels as :func:`~hf_stackshape.pipeline.generation.parse_method` gives them:
         ``"bon"``, ``"soft-bon"``, ``"srs-bon"``) to [`BestOfNOutput`] (with candidates).
     """
-    from .generation import parse_method
-
     parsed = [parse_method(m) for m in methods]
     if not parsed or not weights:
         raise ValueError(f"Give at least one best-of-N method and one weight, got methods={methods!r}, weights={weights!r}.")

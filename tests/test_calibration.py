@@ -16,7 +16,7 @@ from hf_stackshape.calibration import (
     recompute_thresholds,
 )
 from hf_stackshape.rewards import CallableReward, HFRewardModel, RewardFunction
-from hf_stackshape.shaping import solve_threshold
+from hf_stackshape.core.shaping import solve_threshold
 
 PROMPTS = ["Hello there", "Tell me a story about a cat.", "Hello there", "2 + 2 =", "Why is the sky blue?"]
 # top_p=1.0 skips the vocabulary sort of nucleus sampling (most of the time on CPU); the reference test
@@ -310,7 +310,7 @@ def test_sampling_inherits_the_models_generation_config(make, tiny_lm):
 
 
 def test_paper_preset():
-    from hf_stackshape.presets import get_preset
+    from hf_stackshape.core.presets import get_preset
 
     paper = CalibrationConfig.from_preset("paper")
     for key, value in get_preset("paper", "calibration").items():
@@ -332,7 +332,7 @@ def test_changed_model_reward_or_generation_config_is_refused_naming_the_key(
     make, tiny_lm, tmp_path, monkeypatch
 ):
     from hf_stackshape.rewards import load_reward
-    from hf_stackshape.runs import RunMismatchError
+    from hf_stackshape.utils.runs import RunMismatchError
 
     _write_reward_modules(tmp_path, monkeypatch)
     out = tmp_path / "run"
@@ -407,7 +407,7 @@ def test_kill_between_chunk_data_and_sidecar_and_inside_a_temp_write_resumes(mak
 
 
 def test_a_second_concurrent_calibration_refuses(make, tmp_path):
-    from hf_stackshape.runs import RunLockedError, open_run
+    from hf_stackshape.utils.runs import RunLockedError, open_run
 
     out = tmp_path / "run"
     cal = make()

@@ -18,7 +18,7 @@ from datasets import load_from_disk
 
 from hf_stackshape.calibration import ThresholdCalibrator
 from hf_stackshape.cli import main as cli_main
-from hf_stackshape.io import load_prompts
+from hf_stackshape.utils.io import load_prompts
 from hf_stackshape.rewards import HFRewardModel
 
 PROMPTS = ["Hi!", "Tell me a joke.", "Hi!", "What is 2+2?", "Name a color.", "Say something nice.", "Bye"]
@@ -110,7 +110,7 @@ KILLER = textwrap.dedent(
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from hf_stackshape.calibration import ThresholdCalibrator
-    from hf_stackshape.io import load_prompts
+    from hf_stackshape.utils.io import load_prompts
     from hf_stackshape.rewards import HFRewardModel
 
     root, out, kill_at, settings = sys.argv[1], sys.argv[2], int(sys.argv[3]), eval(sys.argv[4])

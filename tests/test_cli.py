@@ -58,7 +58,7 @@ def test_config_file_errors_name_the_problem(tmp_path):
 
 
 def test_preset_paper_sets_defaults_that_flags_and_config_override(tmp_path):
-    from hf_stackshape.generation import decoder_settings
+    from hf_stackshape.pipeline.generation import decoder_settings
 
     (args,) = _parse(generate_command, ["--preset", "paper"])
     assert (args.max_new_tokens, args.k, args.bound, args.alpha, args.cd_temperature) == (128, 10, 12.0, 1.5, 0.7)
@@ -167,7 +167,7 @@ def test_a_keyerror_is_a_bug_not_a_missing_key(monkeypatch, capsys):
 
 
 def test_run_errors_are_user_facing(monkeypatch, capsys):
-    from hf_stackshape.runs import RunLockedError
+    from hf_stackshape.utils.runs import RunLockedError
 
     _fake_command(monkeypatch, RunLockedError("out.jsonl is in use by another run"))
     assert cli.main(["generate"]) == 2
@@ -194,7 +194,7 @@ def test_builtin_names_resolve_the_same_everywhere(name):
 def test_demo_name_loads_the_bundled_rm_everywhere_offline(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     from hf_stackshape.commands._common import load_reward_spec
-    from hf_stackshape.demo_assets import load_demo_reward_model
+    from hf_stackshape.assets.demo import load_demo_reward_model
     from hf_stackshape.rewards import HFRewardModel, load_reward
 
     expected = load_demo_reward_model()(*PAIRS)

@@ -13,8 +13,8 @@ import torch
 from transformers import LogitsProcessorList
 
 from hf_stackshape import ARGSLogitsProcessor, CDLogitsProcessor, HFRewardModel, QHeadModel, StackelbergBestOfN
-from hf_stackshape.generation import format_prompts
-from hf_stackshape.portable import ALLOWED_PACKAGES, GENERATE_METHODS, export_generate, imports_of
+from hf_stackshape.pipeline.generation import format_prompts
+from hf_stackshape.utils.portable import ALLOWED_PACKAGES, GENERATE_METHODS, export_generate, imports_of
 
 PROMPTS = ["How do I bake bread?", "Tell me a joke"]
 NEW_TOKENS = 6

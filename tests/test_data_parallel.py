@@ -36,7 +36,7 @@ RUNNER = textwrap.dedent(
     import torch.distributed as dist
 
     dist.init_process_group("gloo")
-    import hf_stackshape.generation as generation
+    import hf_stackshape.pipeline.generation as generation
 
     kill = os.environ.get("KILL_RANK_AFTER_BATCHES")
     original, calls = generation.generate_responses, []

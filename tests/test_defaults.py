@@ -6,8 +6,8 @@ import os
 import pytest
 import torch
 
-from hf_stackshape import defaults
-from hf_stackshape.defaults import (
+from hf_stackshape.assets import defaults
+from hf_stackshape.assets.defaults import (
     MINILM_INSTALL,
     SMOLLM2_INSTALL,
     MissingModelError,

@@ -34,8 +34,8 @@ class _Stop(Exception):
 def test_rerun_with_other_settings_is_refused(tmp_path, monkeypatch):
     """The demo folder is a run: a demo that wrote something keeps its manifest and another setting is refused
     by name; one that failed before writing anything leaves no manifest, so a corrected rerun is not refused."""
-    import hf_stackshape.defaults as defaults
-    from hf_stackshape.runs import RunMismatchError
+    import hf_stackshape.assets.defaults as defaults
+    from hf_stackshape.utils.runs import RunMismatchError
 
     out = tmp_path / "demo"
 

@@ -7,7 +7,7 @@ from collections import Counter
 import pytest
 import torch
 
-from hf_stackshape.demo_assets import (
+from hf_stackshape.assets.demo import (
     DEMO_PROMPTS_PATH,
     DEMO_RM_PATH,
     demo_prompt_records,

@@ -66,7 +66,7 @@ def test_srs_cd_pipeline(tmp_path):
 
 @pytest.mark.slow
 def test_train_demo_reward_model(tmp_path):
-    from hf_stackshape.demo_assets import load_demo_reward_model
+    from hf_stackshape.assets.demo import load_demo_reward_model
 
     args = ["--samples_per_prompt", "2", "--max_prompts", "8", "--max_new_tokens", "8", "--steered_samples", "0",
             "--num_train_epochs", "1", "--min_margin", "0", "--eval_fraction", "0.25",

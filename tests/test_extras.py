@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from packaging.requirements import Requirement
 
-from hf_stackshape._extras import EXTRAS, missing_extra_message, needs
+from hf_stackshape.utils._extras import EXTRAS, missing_extra_message, needs
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -69,7 +69,7 @@ def test_every_imported_package_is_declared():
     for module in sorted(_top_level_imports()):
         if module in core_modules:
             continue
-        assert module in EXTRAS, f"{module} is imported but neither core nor in hf_stackshape._extras.EXTRAS"
+        assert module in EXTRAS, f"{module} is imported but neither core nor in hf_stackshape.utils._extras.EXTRAS"
         dist, extra = EXTRAS[module]
         assert dist.lower() in _dist_names(extras[extra]), f"{dist} is not in the [{extra}] extra"
     assert {"pyyaml", "safetensors", "huggingface-hub"} <= _dist_names(core)
@@ -107,7 +107,7 @@ def test_vader_reward_names_the_metrics_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "vaderSentiment.vaderSentiment", None)
     from hf_stackshape import rewards
 
-    monkeypatch.setattr(rewards, "_VADER", None)
+    monkeypatch.setattr(rewards.adapters, "_VADER", None)
     with pytest.raises(ImportError, match=r"hf_stackshape\[metrics\]"):
         rewards.load_reward("vader").score(["p"], ["r"])
 

@@ -8,7 +8,7 @@ import pytest
 
 pytest.importorskip("matplotlib")
 
-from hf_stackshape.sweep import plot_sweep, sweep_figure  # noqa: E402
+from hf_stackshape.pipeline.sweep import plot_sweep, sweep_figure  # noqa: E402
 
 CSV = Path(__file__).resolve().parents[1] / "examples" / "results" / "demo_results.csv"
 

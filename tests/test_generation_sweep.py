@@ -7,9 +7,9 @@ import sys
 import pytest
 import torch
 
-from hf_stackshape.generation import format_prompts, generate_responses, parse_method
+from hf_stackshape.pipeline.generation import format_prompts, generate_responses, parse_method
 from hf_stackshape.rewards import CallableReward, HFRewardModel
-from hf_stackshape.sweep import SweepConfig, format_table, plot_sweep, run_sweep
+from hf_stackshape.pipeline.sweep import SweepConfig, format_table, plot_sweep, run_sweep
 
 PROMPTS = ["Say something nice.", "What is the capital of France? Answer briefly please.", "Hi"]
 
@@ -76,7 +76,7 @@ def _length_reward(response):
 @pytest.mark.usefixtures("one_thread")
 def test_sweep_table_cis_plot_and_resume(tiny_lm, tokenizer, tmp_path, monkeypatch):
     from hf_stackshape.evaluation.stats import bootstrap_ci, paired_bootstrap_ci
-    from hf_stackshape.runs import RunMismatchError
+    from hf_stackshape.utils.runs import RunMismatchError
 
     reward = CallableReward(_length_reward, name="length")
     gold = CallableReward(lambda r: float(r.count("e")), name="e-count")
@@ -111,7 +111,7 @@ def test_sweep_table_cis_plot_and_resume(tiny_lm, tokenizer, tmp_path, monkeypat
     assert "srs-args" in text and f"[{table[4]['reward_ci_low']:.2f}," in text
 
     # A rerun reuses every finished cell: generation must not be called again.
-    import hf_stackshape.sweep as sweep_module
+    import hf_stackshape.pipeline.sweep as sweep_module
 
     real = sweep_module.generate_responses
     calls = []
@@ -277,10 +277,10 @@ def test_cli_generate_preset_and_calibrated_thresholds_are_recorded(saved_tiny_m
 
 
 def test_generate_truncates_long_prompts_from_the_left(tiny_lm, tokenizer, caplog):
-    from hf_stackshape.generation import prompt_budget
+    from hf_stackshape.pipeline.generation import prompt_budget
 
     long_prompt = "word " * 60 + "Final question?"
-    with caplog.at_level("WARNING", logger="hf_stackshape.generation"):
+    with caplog.at_level("WARNING", logger="hf_stackshape.pipeline.generation"):
         out = generate_responses(tiny_lm, tokenizer, [long_prompt, "Hi"], max_new_tokens=3, max_prompt_length=40,
                                  show_progress=False)
     assert len(out) == 2

@@ -63,7 +63,7 @@ def check_args_steps(policy, reward, tok, dtype, k=5, weight=1.0, steps=6):
 
     from hf_stackshape import ARGSLogitsProcessor
     from hf_stackshape.benchmarks.args import NaiveARGS
-    from hf_stackshape.generation import format_prompts
+    from hf_stackshape.pipeline.generation import format_prompts
 
     proc = Recorder(ARGSLogitsProcessor(reward, tokenizer=tok, k=k, weight=weight, transform="raw", use_cache=True,
                                         prompts=PROMPTS))
@@ -170,7 +170,7 @@ def test_flash_attention_refuses_the_cached_path_clearly(tok):
 def test_out_of_memory_batch_is_retried_smaller_on_a_real_gpu(tok):
     """Cap this process's CUDA memory so that one pair fits and 32 do not: scores equal the uncapped ones; with a
     cap below one pair, BatchMemoryError names the memory the allocation asked for."""
-    from hf_stackshape.memory import BatchMemoryError, PeakMemory
+    from hf_stackshape.utils.memory import BatchMemoryError, PeakMemory
 
     policy, reward = models(tok, torch.float32, shape="1b")  # activations of ~100 MB per long pair
     del policy
@@ -202,7 +202,7 @@ def test_out_of_memory_batch_is_retried_smaller_on_a_real_gpu(tok):
 
 
 def test_peak_memory_reads_the_cuda_peak():
-    from hf_stackshape.memory import PeakMemory
+    from hf_stackshape.utils.memory import PeakMemory
 
     with PeakMemory() as peak:
         block = torch.ones(256 * 1024 * 1024, dtype=torch.uint8, device="cuda")

@@ -464,7 +464,7 @@ def test_cd_bad_input(tokenizer, tiny_lm):
     CDLogitsProcessor(
         qhead, k=2, tokenizer=a, head_tokenizer=_word_tokenizer(["<unk>", "cat", "dog"]), base_model=tiny_lm
     ).close()
-    from hf_stackshape.guidance._checks import vocabulary_digest
+    from hf_stackshape.utils.checks import vocabulary_digest
 
     qhead.config.vocab_digest = vocabulary_digest(tokenizer)
     CDLogitsProcessor(qhead, k=3, tokenizer=tokenizer, base_model=tiny_lm).close()

@@ -1,4 +1,4 @@
-"""hf_stackshape.io: atomic writes, JSONL, and prompt loading from files and datasets."""
+"""hf_stackshape.utils.io: atomic writes, JSONL, and prompt loading from files and datasets."""
 
 import hashlib
 import json
@@ -7,7 +7,7 @@ import os
 import pytest
 from datasets import Dataset, DatasetDict
 
-from hf_stackshape import io as shio
+from hf_stackshape.utils import io as shio
 
 
 def test_atomic_writes_round_trip_and_leave_no_temp_files(tmp_path):

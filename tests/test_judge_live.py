@@ -29,7 +29,7 @@ def smol_server(tmp_path_factory):
     """``transformers serve`` on loopback serving the bundled SmolLM2 folder; stopped at the end."""
     pytest.importorskip("fastapi")
     pytest.importorskip("uvicorn")
-    from hf_stackshape.defaults import smollm2_path
+    from hf_stackshape.assets.defaults import smollm2_path
 
     folder = str(smollm2_path())
     port = _free_port()

@@ -22,7 +22,7 @@ from hf_stackshape.evaluation.judges import (
 from hf_stackshape.evaluation.judges.client import resolve_api_key
 from hf_stackshape.evaluation.scores import win_tie_scores
 from hf_stackshape.evaluation.text_stats import win_tie_summary
-from hf_stackshape.presets import get_preset
+from hf_stackshape.core.presets import get_preset
 from hf_stackshape.rewards import CallableReward
 
 KEY_VARS = (

@@ -4,8 +4,8 @@ item 3): every random draw of a prompt comes from a generator keyed by its globa
 import pytest
 import torch
 
-from hf_stackshape.generation import generate_responses
-from hf_stackshape.sampling import KeyedSampler, draw_key, keyed_uniform
+from hf_stackshape.pipeline.generation import generate_responses
+from hf_stackshape.utils.sampling import KeyedSampler, draw_key, keyed_uniform
 
 PROMPTS = ["Hi!", "Tell me a joke about a very long road.", "What is 2+2?", "Name a color."]
 

@@ -1,4 +1,4 @@
-"""Memory on the books (hf_stackshape.memory): a batch that runs out of memory is retried in halves, one item that
+"""Memory on the books (hf_stackshape.utils.memory): a batch that runs out of memory is retried in halves, one item that
 does not fit fails naming the memory it asked for, and peak memory is measured per block. The out-of-memory
 errors are injected (torch.OutOfMemoryError, what CUDA raises), so this runs on a CPU; tests/test_gpu.py provokes
 a real one on a GPU."""
@@ -6,7 +6,7 @@ a real one on a GPU."""
 import pytest
 import torch
 
-from hf_stackshape.memory import BatchMemoryError, PeakMemory, is_out_of_memory, map_batches
+from hf_stackshape.utils.memory import BatchMemoryError, PeakMemory, is_out_of_memory, map_batches
 
 OOM_TEXT = "CUDA out of memory. Tried to allocate 3.50 GiB. GPU 0 has a total capacity of 79.19 GiB"
 
@@ -113,7 +113,7 @@ def test_reward_model_names_the_memory_when_one_pair_does_not_fit(reward, monkey
 
 _PEAK_PROBE = """
 import torch
-from hf_stackshape.memory import PeakMemory
+from hf_stackshape.utils.memory import PeakMemory
 
 with PeakMemory("cpu") as before:
     pass

@@ -281,7 +281,7 @@ def test_coherence_module_identical_texts_near_one():
 
 def test_bundled_embedder_matches_sentence_transformers():
     st = pytest.importorskip("sentence_transformers")
-    from hf_stackshape.defaults import minilm_path
+    from hf_stackshape.assets.defaults import minilm_path
     from hf_stackshape.evaluation import SentenceEmbedder
 
     texts = ["short", "A much longer sentence, so that the batch really needs padding to work."]
@@ -383,7 +383,7 @@ def test_load_reward_specs_used_by_the_metrics():
 def tiny_bert():
     from transformers import AutoTokenizer, BertConfig, BertModel
 
-    from hf_stackshape.defaults import minilm_path
+    from hf_stackshape.assets.defaults import minilm_path
 
     tokenizer = AutoTokenizer.from_pretrained(str(minilm_path()))
     torch.manual_seed(0)

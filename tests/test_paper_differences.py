@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from hf_stackshape.calibration import CalibrationConfig, ThresholdCalibrator
-from hf_stackshape.dialogue import STOP_STRINGS, cut_at_new_turn, is_dialogue_prompt, render_prompt
+from hf_stackshape.utils.dialogue import STOP_STRINGS, cut_at_new_turn, is_dialogue_prompt, render_prompt
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -141,7 +141,7 @@ def test_stop_switches_enter_the_fingerprint_only_when_on():
 
 
 def test_generate_and_best_of_n_stop_at_a_new_turn(tiny_lm, tokenizer):
-    from hf_stackshape.generation import format_prompts, generate_responses
+    from hf_stackshape.pipeline.generation import format_prompts, generate_responses
 
     assert format_prompts(tokenizer, [HH, PLAIN], dialogue_as_text=True)[0] == HH
     assert format_prompts(tokenizer, [HH])[0] != HH
@@ -372,7 +372,7 @@ def test_strip_answers_and_a_template_file(monkeypatch, tmp_path):
 def test_args_solves_the_threshold_on_half_precision_rewards_in_float32(tiny_lm, tokenizer):
     from hf_stackshape import ARGSLogitsProcessor
     from hf_stackshape.rewards import RewardFunction
-    from hf_stackshape.shaping import solve_threshold
+    from hf_stackshape.core.shaping import solve_threshold
 
     class HalfReward(RewardFunction):
         """Rewards as a float16 reward model returns them, chosen so that float16 rounding moves the threshold."""

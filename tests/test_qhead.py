@@ -407,7 +407,7 @@ def test_peft_config_and_tags(tmp_path, tiny_lm, tokenizer):
 def test_train_qhead_refuses_other_settings_and_names_bad_lines(tmp_path, tiny_lm, tokenizer):
     from hf_stackshape.cli import main
     from hf_stackshape.commands.train_qhead import TrainQHeadArguments, load_rollouts, run
-    from hf_stackshape.runs import RunMismatchError
+    from hf_stackshape.utils.runs import RunMismatchError
 
     tiny_lm.save_pretrained(tmp_path / "backbone")
     tokenizer.save_pretrained(tmp_path / "backbone")

@@ -188,12 +188,12 @@ def test_runner_catches_a_broken_block(tmp_path):
 
 def test_paper_vs_defaults_table_matches_presets():
     """The README's "paper vs our defaults" table is the one kept next to the preset, verbatim."""
-    from hf_stackshape.presets import paper_vs_defaults_markdown
+    from hf_stackshape.core.presets import paper_vs_defaults_markdown
 
     table = paper_vs_defaults_markdown()
     assert table in README.read_text(encoding="utf-8"), (
-        "README.md's paper-vs-defaults table differs from hf_stackshape.presets.PAPER_VS_DEFAULTS; paste the output of\n"
-        "python -c 'from hf_stackshape.presets import paper_vs_defaults_markdown as t; print(t(), end=\"\")'\n"
+        "README.md's paper-vs-defaults table differs from hf_stackshape.core.presets.PAPER_VS_DEFAULTS; paste the output of\n"
+        "python -c 'from hf_stackshape.core.presets import paper_vs_defaults_markdown as t; print(t(), end=\"\")'\n"
         f"in its place:\n{table}"
     )
 

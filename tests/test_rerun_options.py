@@ -329,7 +329,7 @@ def test_a_failed_validation_writes_nothing_and_the_corrected_command_runs(asset
 
 
 def test_nan_settings_compare_equal_on_resume(tmp_path):
-    from hf_stackshape.runs import open_run, same_setting
+    from hf_stackshape.utils.runs import open_run, same_setting
 
     with open_run(tmp_path / "run", {"weight": math.nan, "grid": [1.0, math.nan]}, kind="t") as run:
         assert not run.resumed
@@ -340,7 +340,7 @@ def test_nan_settings_compare_equal_on_resume(tmp_path):
 
 
 def test_a_fresh_run_that_fails_before_any_result_leaves_no_manifest(tmp_path):
-    from hf_stackshape.runs import RunMismatchError, open_run
+    from hf_stackshape.utils.runs import RunMismatchError, open_run
 
     for single_file, output in ((False, tmp_path / "folder"), (True, tmp_path / "file.jsonl")):
         with pytest.raises(RuntimeError):
@@ -375,7 +375,7 @@ def test_an_old_manifest_without_the_input_digests_is_refused_with_the_fix(asset
 
 
 def test_content_digest_is_stable_and_sees_every_byte(tmp_path):
-    from hf_stackshape.runs import content_digest
+    from hf_stackshape.utils.runs import content_digest
 
     folder = tmp_path / "f"
     (folder / "sub").mkdir(parents=True)

@@ -1,4 +1,4 @@
-"""hf_stackshape.runs: run manifests that refuse changed settings, overwrite whole runs, lock outputs, and the
+"""hf_stackshape.utils.runs: run manifests that refuse changed settings, overwrite whole runs, lock outputs, and the
 fingerprints of models, tokenizers, rewards and prompts."""
 
 import json
@@ -12,15 +12,14 @@ import pytest
 import torch
 
 from hf_stackshape import __version__
-from hf_stackshape.rewards import CallableReward, HFRewardModel, load_reward
-from hf_stackshape.runs import (
+from hf_stackshape.rewards import CallableReward, HFRewardModel, load_reward, reward_fingerprint
+from hf_stackshape.utils.runs import (
     DistributedSetupError,
     RunLockedError,
     RunMismatchError,
     model_fingerprint,
     open_run,
     prompts_fingerprint,
-    reward_fingerprint,
     tokenizer_fingerprint,
 )
 
@@ -171,7 +170,7 @@ def test_leftover_temp_files_and_trash_are_cleaned(tmp_path):
 HOLDER = textwrap.dedent(
     """
     import sys, time
-    from hf_stackshape.runs import open_run
+    from hf_stackshape.utils.runs import open_run
     with open_run(sys.argv[1], {"weight": 0.5}, kind="generate") as run:
         open(sys.argv[2], "w").write("locked")
         (run.output / ".chunk-0.jsonl.inflight.tmp").write_text("being written")
@@ -226,7 +225,7 @@ RANKS = textwrap.dedent(
     """
     import os, sys, time
     import torch.distributed as dist
-    from hf_stackshape.runs import open_run, RunMismatchError
+    from hf_stackshape.utils.runs import open_run, RunMismatchError
     dist.init_process_group("gloo")
     out, weight = sys.argv[1], float(sys.argv[2])
     start = time.time()

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from hf_stackshape import cli
-from hf_stackshape.runs import RunLockedError, RunMismatchError, open_run
+from hf_stackshape.utils.runs import RunLockedError, RunMismatchError, open_run
 
 FP = {"weight": 0.5}
 
@@ -113,7 +113,7 @@ def test_a_symlink_to_a_run_folder_shares_its_lock(tmp_path):
 
 def test_relative_and_absolute_model_paths_are_one_setting(tmp_path, monkeypatch):
     from hf_stackshape.commands.generate import GenerateArguments, row_settings
-    from hf_stackshape.generation import decoder_settings, parse_method
+    from hf_stackshape.pipeline.generation import decoder_settings, parse_method
 
     (tmp_path / "models" / "m").mkdir(parents=True)
     (tmp_path / "heads" / "q").mkdir(parents=True)
@@ -454,7 +454,7 @@ def test_a_trained_cd_head_records_its_vocabulary_and_refuses_another(tmp_path, 
     from test_qhead import good_bad_dataset
 
     from hf_stackshape import CDLogitsProcessor
-    from hf_stackshape.guidance._checks import vocabulary_digest
+    from hf_stackshape.utils.checks import vocabulary_digest
     from hf_stackshape.qhead import QHeadModel, QHeadTrainer, QHeadTrainerConfig
 
     qhead = QHeadModel.from_backbone(tiny_lm, head_type="q", rank=2)
@@ -475,7 +475,7 @@ def test_a_trained_cd_head_records_its_vocabulary_and_refuses_another(tmp_path, 
 
 
 def test_txt_prompts_split_on_newlines_only(tmp_path):
-    from hf_stackshape.io import load_prompts
+    from hf_stackshape.utils.io import load_prompts
 
     path = tmp_path / "p.txt"
     path.write_text("one\u2028line\nform\ffeed\r\nlast\x85line\n\n", encoding="utf-8", newline="")
@@ -483,7 +483,7 @@ def test_txt_prompts_split_on_newlines_only(tmp_path):
 
 
 def test_column_on_a_txt_file_and_a_folder_as_prompts_are_errors(tmp_path):
-    from hf_stackshape.io import load_prompts
+    from hf_stackshape.utils.io import load_prompts
 
     path = tmp_path / "p.txt"
     path.write_text("Hi\n")
@@ -512,7 +512,7 @@ def test_a_baseline_file_with_several_settings_is_refused(tmp_path, capsys):
 def test_a_full_disk_names_the_file(tmp_path, monkeypatch):
     import errno
 
-    from hf_stackshape import io
+    from hf_stackshape.utils import io
 
     with pytest.raises(OSError, match=r"No space left on device while writing /dev/full") as info:
         io.append_jsonl("/dev/full", [{"a": 1}])

@@ -1,7 +1,7 @@
 """The shaping core against closed forms, a plain scalar bisection and a brute-force Stackelberg search.
 
 References used here are written from PAPER.md section 2 with Python floats, independently of
-``hf_stackshape.shaping`` (in particular, never through ``bisect_threshold``).
+``hf_stackshape.core.shaping`` (in particular, never through ``bisect_threshold``).
 """
 
 import itertools
@@ -13,7 +13,7 @@ import torch
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from hf_stackshape.shaping import (
+from hf_stackshape.core.shaping import (
     ARGS_SAFEGUARDS,
     CD_SAFEGUARDS,
     NO_SAFEGUARDS,

@@ -17,7 +17,7 @@ from hf_stackshape.evaluation.utility import (
     utility_table,
 )
 from hf_stackshape.rewards import CallableReward
-from hf_stackshape.shaping import solve_threshold
+from hf_stackshape.core.shaping import solve_threshold
 
 
 def _row(table, transform, beta):

@@ -30,7 +30,7 @@ from typing import Optional
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList
 
-from ..rewards import HFRewardModel
+from ..rewards.adapters import HFRewardModel
 
 DESCRIPTION = __doc__.split("\n\n")[0]
 
@@ -125,7 +125,7 @@ def _timed(fn):
 
 
 def run(args: BenchArgs) -> dict:
-    from ..defaults import load_smollm2
+    from ..assets.defaults import load_smollm2
     from ..guidance.args import ARGSLogitsProcessor
 
     if args.repeats < 1:

@@ -9,7 +9,7 @@ Timed side by side in one run, on the same prompts and the same seed, so both sa
 
 * ``generate_s``: one plain ``model.generate(num_return_sequences=N)`` call, what any best-of-N must pay;
 * ``keyed_generate_s``: the same samples drawn as best-of-N draws them (one generator per prompt and sample,
-  keyed by the prompt's index, :mod:`hf_stackshape.sampling`), whose tokens ``same_samples_as_generate`` compares;
+  keyed by the prompt's index, :mod:`hf_stackshape.utils.sampling`), whose tokens ``same_samples_as_generate`` compares;
 * ``reward_s``: the reward model scoring those ``P x N`` pairs alone (``score_grouped``, prefix shared);
 * ``bon_s``: :meth:`StackelbergBestOfN.generate` with ``srs`` and soft selection (sampling, grouped scoring,
   ``m*`` for every prompt, shaping, seeded selection, decoding).
@@ -52,7 +52,7 @@ def run(args: BenchArgs) -> dict:
 @torch.no_grad()
 def _run(args: BenchArgs) -> dict:
     from ..bon import StackelbergBestOfN
-    from ..generation import format_prompts
+    from ..pipeline.generation import format_prompts
 
     model, tokenizer, reward, prompts = smollm2_with_reward(args.prompts, args.seed, reward_batch_size=64)
     bon = StackelbergBestOfN(
@@ -67,8 +67,8 @@ def _run(args: BenchArgs) -> dict:
     model.generate(**enc, **{**sampling, "max_new_tokens": 2})  # warm-up (first-call allocations)
 
     # The same samples as best-of-N draws them: one generator per (prompt, sample), keyed by the prompt's index
-    # (hf_stackshape.sampling), the last processor of a greedy generate over the prompts repeated N times.
-    from ..sampling import KeyedSampler, draw_key
+    # (hf_stackshape.utils.sampling), the last processor of a greedy generate over the prompts repeated N times.
+    from ..utils.sampling import KeyedSampler, draw_key
 
     keys = [draw_key(args.seed, i, j, "sample") for i in range(args.prompts) for j in range(args.samples)]
     repeated = {key: value.repeat_interleave(args.samples, dim=0) for key, value in enc.items()}

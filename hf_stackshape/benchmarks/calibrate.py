@@ -75,9 +75,9 @@ def intra_op_threads(threads: int):
 
 def smollm2_with_reward(num_prompts: int, seed: int, reward_batch_size: int = 16):
     """``(model, tokenizer, reward, prompts)``: SmolLM2, a same-size reward model, the first demo train prompts."""
-    from ..defaults import load_smollm2
-    from ..demo_assets import demo_prompts
-    from ..rewards import HFRewardModel
+    from ..assets.defaults import load_smollm2
+    from ..assets.demo import demo_prompts
+    from ..rewards.adapters import HFRewardModel
 
     model, tokenizer = load_smollm2()
     reward = HFRewardModel(_reward_model_like(model, tokenizer, seed), tokenizer, batch_size=reward_batch_size)

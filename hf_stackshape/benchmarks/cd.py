@@ -36,7 +36,7 @@ class BenchArgs:
 
 
 def run(args: BenchArgs) -> dict:
-    from ..defaults import load_smollm2
+    from ..assets.defaults import load_smollm2
     from ..guidance.cd import CDLogitsProcessor
     from ..qhead.modeling_qhead import QHeadModel
 

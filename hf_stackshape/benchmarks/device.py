@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import dataclasses
 import gc
-import json
 import math
 import os
 import time
@@ -126,7 +125,7 @@ def load_tokenizer(folder: Optional[str] = None):
 
     folder = folder or os.environ.get("TOKENIZER_DIR") or os.environ.get("STACKSHAPE_TEST_TOKENIZER")
     if not folder:
-        from ..defaults import _CACHE_VERSION, cache_root
+        from ..assets.defaults import _CACHE_VERSION, cache_root
 
         cached = cache_root() / f"smollm2-135m-instruct-{_CACHE_VERSION}"
         if (cached / "COMPLETE").is_file() and (cached / "tokenizer_config.json").is_file():
@@ -174,7 +173,7 @@ def build_models(shape: str, tokenizer, device, dtype, attn_implementation="sdpa
     """``(policy, reward model)`` with random weights, built on their devices (no CPU copy of 8B weights)."""
     from transformers import LlamaForCausalLM, LlamaForSequenceClassification
 
-    from ..rewards import HFRewardModel
+    from ..rewards.adapters import HFRewardModel
 
     config = llama_config(shape, tokenizer, attn_implementation)
     torch.manual_seed(seed)
@@ -214,7 +213,7 @@ class _Runner:
         self._heads = {}
 
     def inputs(self, batch: int):
-        from ..generation import format_prompts
+        from ..pipeline.generation import format_prompts
 
         texts = format_prompts(self.tok, BENCH_PROMPTS[:batch])
         return self.tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
@@ -268,7 +267,7 @@ class _Runner:
 
 
 def _time_methods(policy, reward, tokenizer, args: BenchArgs, methods, batches) -> List[dict]:
-    from ..memory import PeakMemory
+    from ..utils.memory import PeakMemory
 
     runner = _Runner(policy, reward, tokenizer, args)
     device = policy.device
@@ -429,7 +428,7 @@ def run(args: BenchArgs) -> dict:
 
 def _write(path: Optional[str], result: dict) -> None:
     if path:
-        from ..io import atomic_write_json
+        from ..utils.io import atomic_write_json
 
         atomic_write_json(path, result)
 

@@ -78,7 +78,7 @@ def _sweep_seconds(out: Path) -> float:
 
 
 def run(args: BenchArgs) -> dict:
-    from ..demo_assets import demo_prompts
+    from ..assets.demo import demo_prompts
 
     if args.ranks < 2:
         raise ValueError(f"`ranks` must be >= 2 (compared with 1 rank), got {args.ranks!r}.")

@@ -3,7 +3,7 @@
 The paper's scripts (Wang et al., 2026, arXiv 2602.02572, section 2 of our PAPER.md) find ``m*(x)`` one
 prompt at a time: clip the bound (``B_eff = min(B, 1.01 * range)`` for ARGS), ``gamma = min(exp(B_eff /
 beta), 2)``, then 30 bisection steps on ``[min u, max u]``, each evaluating ``F(m) = sum p w (u - m)``
-with torch ops and reading it back with ``.item()``. :func:`~hf_stackshape.shaping.solve_threshold`
+with torch ops and reading it back with ``.item()``. :func:`~hf_stackshape.core.shaping.solve_threshold`
 solves every prompt at once, exactly, after one sort. Both run here on the same rewards, side by side.
 The Python loop is slow, so it is timed on ``bisection_prompts`` prompts and scaled linearly to the
 full batch (its cost per prompt is constant); its results on those prompts check ours.
@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..shaping import solve_threshold
+from ..core.shaping import solve_threshold
 
 DESCRIPTION = "Exact batched solve_threshold vs a per-prompt scalar bisection loop (the paper's scripts)."
 

@@ -4,7 +4,7 @@ One idea per module:
 
 * :mod:`.config`: :class:`CalibrationConfig`, the settings (``from_preset("paper")`` for the authors');
 * :mod:`.calibrator`: :class:`ThresholdCalibrator`, sampling and scoring N responses per prompt, as a
-  resumable run (:mod:`hf_stackshape.runs`);
+  resumable run (:mod:`hf_stackshape.utils.runs`);
 * :mod:`.store`: the run's on-disk chunks (checksummed sidecars) and final outputs;
 * :mod:`.thresholds`: :func:`recompute_thresholds` and :func:`map_thresholds`, from stored rewards.
 """

@@ -13,9 +13,9 @@ from ``N`` sampled responses (the paper: N = 10, temperature 0.7, top-p 0.9, the
   ``generation_config`` plus the calibration settings) and batched reward scoring (one call per chunk:
   :meth:`HFRewardModel.score_grouped` runs each prompt's RM prefix once for its N responses; other rewards get
   one :meth:`RewardFunction.score` call; never one response at a time);
-* the threshold comes from :func:`hf_stackshape.shaping.solve_threshold` (never re-derived here), and
+* the threshold comes from :func:`hf_stackshape.core.shaping.solve_threshold` (never re-derived here), and
   :func:`~hf_stackshape.calibration.recompute_thresholds` re-solves it for other ``(B, beta)``;
-* with an ``output_dir``, a resumable run (:func:`hf_stackshape.runs.open_run`: lock, settings manifest,
+* with an ``output_dir``, a resumable run (:func:`hf_stackshape.utils.runs.open_run`: lock, settings manifest,
   ``overwrite``) whose chunks live in a :class:`~hf_stackshape.calibration.store.ChunkStore`: chunk ``k``
   is sampled with its own seed (from ``(seed, k)`` only); a rerun reuses every verified chunk, recomputes
   corrupted, unfinished or missing ones (and those whose prompts changed, e.g. a larger ``--limit``), and
@@ -33,11 +33,11 @@ Edge-case policy (documented, tested):
 * a prompt that already holds ``Human:`` / ``Assistant:`` turns (HH-RLHF) gets the chat template like any other
   unless ``dialogue_prompts_as_text`` (the ``paper`` preset, as the authors' rollouts); with
   ``stop_at_new_turn`` (the preset, their ``--stop_on_human``) a response ends where a new ``Human:`` / ``User:``
-  turn begins, and is scored without it (:mod:`hf_stackshape.dialogue`);
+  turn begins, and is scored without it (:mod:`hf_stackshape.utils.dialogue`);
 * an empty response is scored as given (the reward sees the empty string);
 * duplicate prompts are kept, each its own row with its own samples (they get different chunk seeds);
 * a NaN or infinite reward is an error naming the prompt;
-* prompt files are read by :func:`hf_stackshape.io.load_prompts` (errors name the file and line).
+* prompt files are read by :func:`hf_stackshape.utils.io.load_prompts` (errors name the file and line).
 """
 
 from __future__ import annotations
@@ -55,11 +55,11 @@ import torch
 from tqdm.auto import tqdm
 from transformers.utils import logging
 
-from ..dialogue import STOP_STRINGS, cut_all_at_new_turn, render_prompt
-from ..io import prompts_from_dataset
-from ..rewards import HFRewardModel, as_reward_function
-from ..distributed import Processes
-from ..runs import model_fingerprint, open_run, reward_fingerprint, tokenizer_fingerprint
+from ..rewards.adapters import HFRewardModel, as_reward_function, reward_fingerprint
+from ..utils.dialogue import STOP_STRINGS, cut_all_at_new_turn, render_prompt
+from ..utils.distributed import Processes
+from ..utils.io import prompts_from_dataset
+from ..utils.runs import model_fingerprint, open_run, tokenizer_fingerprint
 from .config import CalibrationConfig
 from .store import ChunkStore, chunk_seed
 from .thresholds import REWARD_KEY, _short, recompute_thresholds, reward_record
@@ -77,7 +77,7 @@ class ThresholdCalibrator:
 
     For each prompt ``x`` it samples ``N`` responses from the base model (``generate`` with
     ``num_return_sequences=N``, temperature / top-p sampling), scores them with the reward, and solves
-    ``F_x(m) = 0`` exactly with :func:`~hf_stackshape.shaping.solve_threshold` (Wang et al., 2026; the
+    ``F_x(m) = 0`` exactly with :func:`~hf_stackshape.core.shaping.solve_threshold` (Wang et al., 2026; the
     CD safeguards by default, as the thresholds serve SRS-CD, Mudgal et al., 2023). With an
     ``output_dir`` the work is cached per chunk of prompts and a rerun resumes (see the module docs).
 
@@ -164,7 +164,7 @@ class ThresholdCalibrator:
         return cfg
 
     def render_prompt(self, prompt: str):
-        """``(text, used_chat_template)`` for ``prompt``: :func:`hf_stackshape.dialogue.render_prompt` with this
+        """``(text, used_chat_template)`` for ``prompt``: :func:`hf_stackshape.utils.dialogue.render_prompt` with this
         run's ``use_chat_template`` and ``dialogue_prompts_as_text``."""
         return render_prompt(self.tokenizer, prompt, self.use_chat_template, self.config.dialogue_prompts_as_text)
 
@@ -234,7 +234,7 @@ class ThresholdCalibrator:
             out = self.model.generate(**batch, generation_config=self.generation_config(), **stop)
         new_tokens = out[:, batch["input_ids"].shape[1] :]
         responses = self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
-        # The authors' --stop_on_human: a response ends where a new user turn begins (hf_stackshape.dialogue).
+        # The authors' --stop_on_human: a response ends where a new user turn begins (hf_stackshape.utils.dialogue).
         responses = cut_all_at_new_turn(responses, self.config.stop_at_new_turn)
         self._warn_reward_truncation(prompts, first_index)
         if isinstance(self.reward, HFRewardModel):
@@ -299,7 +299,7 @@ class ThresholdCalibrator:
             prompts (`list[str]` or `datasets.Dataset`): the prompts (a dataset's ``column`` is used).
             column (`str`, *optional*, defaults to `"prompt"`): the prompt column of a dataset ``prompts``.
             output_dir (`str`, *optional*): overrides ``config.output_dir``; makes the run resumable
-                (:func:`hf_stackshape.runs.open_run`) and receives ``dataset/`` (``save_to_disk``),
+                (:func:`hf_stackshape.utils.runs.open_run`) and receives ``dataset/`` (``save_to_disk``),
                 ``calibration.jsonl`` and ``calibration_config.json``.
             state (`accelerate.PartialState`, *optional*): for multi-process runs (default: torch.distributed
                 when it is initialised, else a single process). Multi-process runs need an ``output_dir``.
@@ -310,9 +310,9 @@ class ThresholdCalibrator:
             identical on every rank.
 
         Raises:
-            hf_stackshape.runs.RunMismatchError: ``output_dir`` holds a run with other settings (the message
+            hf_stackshape.utils.runs.RunMismatchError: ``output_dir`` holds a run with other settings (the message
                 names them) and ``overwrite`` is off.
-            hf_stackshape.runs.RunLockedError: another process is calibrating into ``output_dir``.
+            hf_stackshape.utils.runs.RunLockedError: another process is calibrating into ``output_dir``.
         """
         prompts = self._check_prompts(prompts, column)
         c = self.config

@@ -6,8 +6,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional
 
-from ..presets import get_preset
-from ..shaping import _check_positive, get_safeguards
+from ..core.presets import get_preset
+from ..core.shaping import _check_positive, get_safeguards
 
 __all__ = ["CalibrationConfig"]
 
@@ -104,7 +104,7 @@ class CalibrationConfig:
 
     @classmethod
     def from_preset(cls, name: str = "paper", **overrides) -> "CalibrationConfig":
-        """A config from a named preset (:func:`hf_stackshape.presets.get_preset`), ``overrides`` on top.
+        """A config from a named preset (:func:`hf_stackshape.core.presets.get_preset`), ``overrides`` on top.
 
         ``"paper"``: the authors' rollouts for SRS-CD (N = 10, temperature 0.7, top-p 0.9, the model's top-k,
         128 new tokens, the chat template except on prompts that already hold HH-RLHF turns, each rollout cut at

@@ -1,6 +1,6 @@
 """The on-disk store of a calibration run: verified chunks of samples and the final outputs.
 
-Inside a run folder opened with :func:`hf_stackshape.runs.open_run` (which holds the lock, checks the
+Inside a run folder opened with :func:`hf_stackshape.utils.runs.open_run` (which holds the lock, checks the
 settings against ``run.json`` and cleans leftover temporary files), chunk ``k`` of the prompts is stored as
 
 * ``chunk-0000k.jsonl``: one row per prompt (``prompt_index``, ``prompt``, ``responses``, ``rewards``), written
@@ -26,7 +26,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from transformers.utils import logging
 
-from ..io import atomic_write_json, atomic_write_jsonl, read_json, read_jsonl, sha256_bytes
+from ..utils.io import atomic_write_json, atomic_write_jsonl, read_json, read_jsonl, sha256_bytes
 
 logger = logging.get_logger(__name__)
 
@@ -48,7 +48,7 @@ class ChunkStore:
 
     Args:
         folder (`Path`): the run folder.
-        digest (`str`): the run's fingerprint digest (:attr:`hf_stackshape.runs.Run.digest`).
+        digest (`str`): the run's fingerprint digest (:attr:`hf_stackshape.utils.runs.Run.digest`).
         num_samples (`int`): responses per prompt, checked on every row read back.
     """
 

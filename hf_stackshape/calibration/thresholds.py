@@ -1,6 +1,6 @@
 """Re-solving and mapping thresholds: ``m*(x)`` from stored rewards, onto other datasets.
 
-The threshold itself always comes from :func:`hf_stackshape.shaping.solve_threshold` (Wang et al., 2026,
+The threshold itself always comes from :func:`hf_stackshape.core.shaping.solve_threshold` (Wang et al., 2026,
 arXiv 2602.02572); this module only feeds it a calibration dataset's rewards and moves the result around.
 """
 
@@ -12,8 +12,8 @@ from typing import Any, Dict, Optional, Sequence
 import torch
 from transformers.utils import logging
 
-from ..io import prompts_from_dataset
-from ..shaping import _check_positive, solve_threshold
+from ..core.shaping import _check_positive, solve_threshold
+from ..utils.io import prompts_from_dataset
 
 logger = logging.get_logger(__name__)
 
@@ -39,7 +39,7 @@ def recompute_thresholds(
     """Re-solve ``m*(x)`` from stored rewards for another ``(B, beta)``, without resampling.
 
     Sweeps over ``1/beta`` (Figure 2 of Wang et al., 2026) need one threshold per ``beta`` for the same
-    samples; this re-runs :func:`~hf_stackshape.shaping.solve_threshold` on the ``rewards`` column and
+    samples; this re-runs :func:`~hf_stackshape.core.shaping.solve_threshold` on the ``rewards`` column and
     writes (or replaces) ``column``. Also adds ``base_mean_reward`` when it is missing.
 
     Args:
@@ -129,9 +129,8 @@ def map_thresholds(
 
 def reward_record(reward) -> Dict[str, Any]:
     """What a calibration records about its reward (``calibration_config.json``'s ``reward``): a readable name
-    and the reward's fingerprint (:func:`hf_stackshape.runs.reward_fingerprint`)."""
-    from ..rewards import as_reward_function
-    from ..runs import reward_fingerprint
+    and the reward's fingerprint (:func:`hf_stackshape.rewards.reward_fingerprint`)."""
+    from ..rewards.adapters import as_reward_function, reward_fingerprint
 
     reward = as_reward_function(reward)
     return {"name": str(reward.name_or_path), "fingerprint": reward_fingerprint(reward)}
@@ -149,8 +148,9 @@ def check_calibration_reward(folder, reward, spec: Optional[str] = None) -> None
     Raises:
         ValueError: naming both rewards, what differs, and the two ways out.
     """
-    from ..io import read_json
-    from ..runs import _differences, reward_fingerprint
+    from ..rewards.adapters import reward_fingerprint
+    from ..utils.io import read_json
+    from ..utils.runs import _differences
 
     path = os.path.join(os.fspath(folder), "calibration_config.json")
     record = None

@@ -3,7 +3,7 @@
 Each benchmark is a module ``hf_stackshape.benchmarks.<name>`` with a dataclass ``BenchArgs``, a
 ``DESCRIPTION`` and ``run(args) -> dict``; the dict holds the timings, the ratios, and each ratio's
 target under ``targets``. Every result also carries ``run_peak_memory_mib`` and ``run_peak_memory_source``: the
-peak memory of the whole run (:class:`~hf_stackshape.memory.PeakMemory`: CUDA peak on a GPU, peak RSS on a
+peak memory of the whole run (:class:`~hf_stackshape.utils.memory.PeakMemory`: CUDA peak on a GPU, peak RSS on a
 CPU). Timings are never pass/fail: the ratios are printed for a person (or CI
 log) to read.
 """
@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import importlib
 import json
-import sys
 from typing import List
 
-from ..memory import PeakMemory
+from ..utils.memory import PeakMemory
 
 BENCHMARKS = {
     "threshold": "exact threshold solver vs a per-prompt scalar bisection loop (10,000 prompts x 16)",

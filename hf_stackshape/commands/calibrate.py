@@ -43,7 +43,7 @@ class CalibrateArguments(PromptSourceArguments):
 
 def run(args: CalibrateArguments, config: CalibrationConfig) -> int:
     from ..calibration import ThresholdCalibrator
-    from ..distributed import launch_device, launch_state
+    from ..utils.distributed import launch_device, launch_state
     from ._common import load_base_model, load_reward_spec
 
     if not config.output_dir:

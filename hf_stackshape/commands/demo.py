@@ -44,7 +44,7 @@ def format_diagnostics(diagnostics: Dict[str, Dict[str, float]]) -> List[str]:
 
 def run(config: DemoConfig) -> int:
     from ..demo import run_demo
-    from ..sweep import format_table
+    from ..pipeline.sweep import format_table
 
     result = run_demo(config)
     print()

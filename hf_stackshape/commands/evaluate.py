@@ -31,7 +31,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from transformers.utils import logging
 
-from ..io import atomic_write_json, atomic_write_jsonl, read_jsonl
+from ..utils.io import atomic_write_json, atomic_write_jsonl, read_jsonl
 from ._common import TRUST_REMOTE_CODE_HELP
 
 logger = logging.get_logger(__name__)
@@ -302,9 +302,9 @@ def _group(rows: List[dict], args: EvaluateArguments) -> "OrderedDict[str, Dict[
 
 
 def _make_judge(args: EvaluateArguments, cache_file: Path, state=None):
-    from ..distributed import launch_device
     from ..evaluation.judges import LLMJudge, RewardModelJudge
-    from ..rewards import ShardedReward
+    from ..rewards.adapters import ShardedReward
+    from ..utils.distributed import launch_device
     from ._common import load_reward_spec
 
     if args.judge_spec.strip().lower() == "llm":
@@ -338,9 +338,9 @@ class _Scorer:
     """Per-sample scores of lists of (prompt, response), with their means and bootstrap CIs."""
 
     def __init__(self, chosen: List[str], args: EvaluateArguments, state=None):
-        from ..distributed import launch_device
         from ..evaluation.embeddings import SentenceEmbedder
-        from ..rewards import ShardedReward
+        from ..rewards.adapters import ShardedReward
+        from ..utils.distributed import launch_device
         from ._common import load_reward_spec
 
         self.args = args
@@ -531,7 +531,7 @@ def run(args: EvaluateArguments) -> int:
     metrics_file = out_dir / f"{name}.metrics.json"
     samples_file = out_dir / f"{name}.per_sample.jsonl"
     cache_file = out_dir / f"{name}.judge_cache.jsonl"
-    from ..distributed import launch_state
+    from ..utils.distributed import launch_state
 
     state = launch_state()  # torchrun / accelerate launch: reward scoring shared over the ranks
     results, samples, info = evaluate_rows(rows, args, cache_file, baseline_rows, state=state)

@@ -2,7 +2,7 @@
 ``model.generate(custom_generate=FOLDER_OR_REPO, trust_remote_code=True, ...)`` runs without hf_stackshape.
 
 The folder holds ``README.md`` (the Hub card, every argument documented) and ``custom_generate/`` with
-``generate.py``, ``requirements.txt`` and the library's own modules flattened (:mod:`hf_stackshape.portable`).
+``generate.py``, ``requirements.txt`` and the library's own modules flattened (:mod:`hf_stackshape.utils.portable`).
 Push it to a Hub repository to share it: ``hf upload me/srs-args OUT``.
 """
 
@@ -27,7 +27,7 @@ class ExportGenerateArguments:
 
 
 def run(args: ExportGenerateArguments) -> int:
-    from ..portable import export_generate
+    from ..utils.portable import export_generate
 
     out = export_generate(args.method, args.output_dir, qhead=args.qhead, overwrite=args.overwrite)
     print(

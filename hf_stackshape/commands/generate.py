@@ -28,7 +28,7 @@ from ._common import TRUST_REMOTE_CODE_HELP, EvalPromptSourceArguments
 
 DESCRIPTION = __doc__.strip().splitlines()[0]
 
-#: Components of :mod:`hf_stackshape.presets` that ``--preset`` applies (see :mod:`hf_stackshape.cli`): the ARGS
+#: Components of :mod:`hf_stackshape.core.presets` that ``--preset`` applies (see :mod:`hf_stackshape.cli`): the ARGS
 #: and CD settings (chosen per method; ``--weight`` left unset takes the preset's value for the method's decoder)
 #: and the generation length.
 PRESET_COMPONENTS = ("args", "cd", "generation")
@@ -107,7 +107,7 @@ ROW_FIELDS = ("id", "prompt", "response")
 
 def _read_rows(path: Path) -> List[dict]:
     """The finished rows of OUTPUT_FILE; a line that is not a JSON object is an error naming the line."""
-    from ..io import _jsonl_lines
+    from ..utils.io import _jsonl_lines
 
     rows = []
     for number, row in _jsonl_lines(path, complete_lines_only=True):
@@ -135,14 +135,14 @@ def _done_count(path: Path, rows: List[dict], prompts: List[str]) -> int:
 def _model_name(args: GenerateArguments) -> str:
     if args.model is None or str(args.model).lower() in ("smollm2", "default"):
         return "smollm2"
-    from ..runs import path_setting
+    from ..utils.runs import path_setting
 
     return path_setting(args.model)  # a local folder by its real path: its spelling is not a setting
 
 
 def row_settings(args: GenerateArguments, method, decoder: Dict[str, Any], qhead=None) -> Dict[str, Any]:
     """Everything that made a row, flat (the keys :mod:`hf_stackshape.commands.evaluate` groups rows by)."""
-    from ..runs import path_setting
+    from ..utils.runs import path_setting
 
     settings: Dict[str, Any] = {"method": method.label, "weight": decoder["weight"], "k": decoder.get("k")}
     if method.decoder == "cd" and qhead is not None:
@@ -199,11 +199,11 @@ def _load_thresholds(folder: str, prompts: List[str]):
 
 
 def input_digests(args: GenerateArguments) -> Dict[str, str]:
-    """Content digests of the input folders the run reads (:func:`hf_stackshape.runs.content_digest`): the
+    """Content digests of the input folders the run reads (:func:`hf_stackshape.utils.runs.content_digest`): the
     calibrated dataset of ``--thresholds_from`` and a local ``--qhead`` folder. Recorded in the run manifest and
     compared on resume, so a folder changed in between (recalibrated with another beta, a retrained head) is
     refused by name instead of guiding the remaining rows with other inputs than the finished ones."""
-    from ..runs import content_digest
+    from ..utils.runs import content_digest
 
     digests = {}
     if args.thresholds_from:
@@ -215,11 +215,12 @@ def input_digests(args: GenerateArguments) -> Dict[str, str]:
 
 def run(args: GenerateArguments) -> int:
     from ..calibration.thresholds import check_calibration_reward
-    from ..distributed import Processes, launch_device, launch_state
-    from ..generation import check_generation, decoder_settings, generate_responses, parse_method
-    from ..io import append_jsonl
-    from ..runs import model_fingerprint, open_run, reward_fingerprint, tokenizer_fingerprint
-    from ..sharded_output import ShardedRows
+    from ..pipeline.generation import check_generation, decoder_settings, generate_responses, parse_method
+    from ..rewards import reward_fingerprint
+    from ..utils.distributed import Processes, launch_device, launch_state
+    from ..utils.io import append_jsonl
+    from ..utils.runs import model_fingerprint, open_run, tokenizer_fingerprint
+    from ..utils.sharded_output import ShardedRows
     from ._common import load_base_model, load_qhead, load_reward_spec
 
     method = parse_method(args.method)
@@ -326,7 +327,7 @@ def _generate_sharded(model, tokenizer, prompts, shards, settings, options, args
     Batches are those of one process (``[0, B), [B, 2B), ...``) and every draw is keyed by the global prompt
     index, so the merged file is the one a single process writes, whatever the world size.
     """
-    from ..generation import generate_responses
+    from ..pipeline.generation import generate_responses
 
     pending = shards.pending(prompts, int(args.batch_size))
     shards.procs.barrier()  # every rank has read the same done rows before any rank appends

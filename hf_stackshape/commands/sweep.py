@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import List, Optional
 
-from ..sweep import SweepConfig
+from ..pipeline.sweep import SweepConfig
 from ._common import TRUST_REMOTE_CODE_HELP, EvalPromptSourceArguments
 
 DESCRIPTION = __doc__.strip().splitlines()[0]
@@ -43,8 +43,8 @@ class SweepArguments(EvalPromptSourceArguments):
 
 
 def run(args: SweepArguments, config: SweepConfig) -> int:
-    from ..generation import parse_method
-    from ..sweep import format_table, plot_sweep, run_sweep
+    from ..pipeline.generation import parse_method
+    from ..pipeline.sweep import format_table, plot_sweep, run_sweep
     from ._common import load_base_model, load_qhead, load_reward_spec
 
     prompts = args.load_prompts()
@@ -57,7 +57,7 @@ def run(args: SweepArguments, config: SweepConfig) -> int:
     missing = [m for m in config.methods if parse_method(m).decoder == "cd" and parse_method(m).transform not in qhead_paths]
     if missing:
         raise ValueError(f"Methods {missing} need Q-heads: pass --qheads TRANSFORM=FOLDER for each.")
-    from ..distributed import launch_device, launch_state
+    from ..utils.distributed import launch_device, launch_state
 
     state = launch_state()  # torchrun / accelerate launch: every cell's batches are shared over the ranks
     model, tokenizer = load_base_model(args.model, args.dtype, launch_device(state))

@@ -82,7 +82,7 @@ class TrainQHeadArguments:
 
 def _jsonl_rows(path: str) -> List[Dict[str, Any]]:
     """The rows of a JSONL file; an unreadable line or a line that is not a JSON object names the file and line."""
-    from ..io import _jsonl_lines
+    from ..utils.io import _jsonl_lines
 
     rows = []
     for number, row in _jsonl_lines(path, complete_lines_only=False):
@@ -99,8 +99,8 @@ def load_rollouts(path: str) -> Tuple[Any, Dict[str, Any], str]:
     of the data files (so a rerun on other data is refused)."""
     from datasets import Dataset, load_from_disk
 
-    from ..io import read_json
-    from ..runs import content_digest
+    from ..utils.io import read_json
+    from ..utils.runs import content_digest
 
     if not path:
         raise ValueError("Pass --calibration_dir (a calibration output folder, a saved dataset, or a .jsonl file).")
@@ -150,7 +150,7 @@ def run_fingerprint(
     every training option except :data:`NO_EFFECT_TRAINING_KEYS`."""
     from dataclasses import fields
 
-    from ..runs import model_fingerprint, tokenizer_fingerprint
+    from ..utils.runs import model_fingerprint, tokenizer_fingerprint
 
     training = {
         f.name: getattr(config, f.name)
@@ -171,12 +171,12 @@ def run(args: TrainQHeadArguments, config: QHeadTrainerConfig) -> int:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from ..qhead import QHeadModel, QHeadTrainer
-    from ..runs import open_run
+    from ..utils.runs import open_run
     from ._common import dtype_from_name
 
     dataset, calib, data_digest = load_rollouts(args.calibration_dir)
     if args.backbone is None or args.backbone.lower() in ("smollm2", "default"):
-        from ..defaults import load_smollm2, smollm2_path
+        from ..assets.defaults import load_smollm2, smollm2_path
 
         backbone, tokenizer = load_smollm2(dtype=dtype_from_name(args.dtype))
         backbone_id = str(smollm2_path())

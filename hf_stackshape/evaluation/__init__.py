@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .._lazy import lazy_getattr
+from ..utils._lazy import lazy_getattr
 
 #: The packaged `evaluate` modules (folders under ``hf_stackshape/evaluation/metrics/``).
 METRICS = ("average_reward", "diversity", "coherence", "win_tie", "stackelberg_utility")

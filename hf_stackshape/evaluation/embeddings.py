@@ -1,7 +1,7 @@
 """Sentence embeddings for the coherence metric (Wang et al. 2026, section 5; ARGS, Khanov et al. 2024).
 
 The papers embed prompt and response with SimCSE and report their cosine similarity. Any sentence
-embedder works; offline, the default is the bundled all-MiniLM-L6-v2 (``hf_stackshape.defaults``),
+embedder works; offline, the default is the bundled all-MiniLM-L6-v2 (``hf_stackshape.assets.defaults``),
 run through plain ``transformers`` with the pooling sentence-transformers applies to that model:
 mean over the real tokens, then L2 normalisation, inputs truncated to 256 tokens.
 
@@ -85,7 +85,7 @@ class SentenceEmbedder:
         self._encoder = None
         self.model = self.tokenizer = None
         if model is None:
-            from hf_stackshape.defaults import load_minilm, minilm_path
+            from hf_stackshape.assets.defaults import load_minilm, minilm_path
 
             self.model, self.tokenizer = load_minilm(device=self.device)
             self.name_or_path = DEFAULT_EMBEDDER

@@ -68,7 +68,7 @@ def word_tokens(text: str) -> List[str]:
     ``"don't" -> ["do", "n't"]``, quotes rewritten as ``` `` ``` / ``''``) on the whole text, without sentence
     splitting, so it needs none of NLTK's downloadable data (no ``punkt``) and runs offline.
     """
-    from .._extras import needs
+    from ..utils._extras import needs
 
     tokenize = needs("nltk.tokenize", "The paper's diversity (NLTK tokens; or pass definition='ours')")
     return tokenize.word_tokenize(text, preserve_line=True)

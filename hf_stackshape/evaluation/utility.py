@@ -26,7 +26,7 @@ from typing import Dict, List, Optional, Sequence, Union
 import torch
 
 from ..bon import BON_SAFEGUARDS, follower_weights, sample_threshold, shape_samples
-from ..shaping import ThresholdSafeguards, get_safeguards, get_transform
+from ..core.shaping import ThresholdSafeguards, get_safeguards, get_transform
 from .stats import bootstrap_ci, paired_bootstrap_ci
 
 __all__ = [
@@ -120,14 +120,14 @@ def utility_table(
 ) -> List[Dict[str, object]]:
     """The leader's exact utility for each transform at each ``beta``, with bootstrap CIs over prompts.
 
-    For each ``beta``: ``m*`` per prompt from :func:`~hf_stackshape.shaping.solve_threshold` (same ``bound``,
+    For each ``beta``: ``m*`` per prompt from :func:`~hf_stackshape.core.shaping.solve_threshold` (same ``bound``,
     ``safeguards``), the transform's shaped rewards, the follower's weights ``softmax(shaped / beta)``, and
     ``E_rho[u]`` for ``u`` the guiding rewards (``utility``) and the gold rewards (``gold_utility``).
 
     Args:
         rewards: ``(P, N)`` tensor or one list of sample rewards per prompt (the guiding reward ``r_U``).
         betas (`list[float]`): the follower's KL strengths (``1/beta`` is the guidance weight).
-        transforms (`list[str]`, *optional*): reward transforms by name (:func:`~hf_stackshape.shaping.get_transform`).
+        transforms (`list[str]`, *optional*): reward transforms by name (:func:`~hf_stackshape.core.shaping.get_transform`).
         gold_rewards (*optional*): the same shape, another reward of the same samples (e.g. a gold RM or a judge).
         bound, alpha, safeguards: the shaping settings (defaults as :class:`~hf_stackshape.bon.StackelbergBestOfN`).
         n_resamples, seed: bootstrap settings (:func:`~hf_stackshape.evaluation.stats.bootstrap_ci`).
@@ -223,7 +223,7 @@ def score_samples(dataset, reward, column: str = "gold_rewards", prompt_column: 
     ```
     """
     from ..bon import _score_groups
-    from ..rewards import load_reward
+    from ..rewards.adapters import load_reward
 
     reward = load_reward(reward)
     prompts, groups = list(dataset[prompt_column]), [list(g) for g in dataset[responses_column]]
@@ -242,13 +242,13 @@ def plot_utility(table: Sequence[Dict[str, object]], path, title: str = "") -> P
     Left panel: utility on the guiding reward; right panel (when the table has it): on the gold reward.
     Written atomically as PNG; returns the path.
     """
-    from .._extras import needs
+    from ..utils._extras import needs
 
     matplotlib = needs("matplotlib", "The utility figure")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ..sweep import save_figure
+    from ..utils.plotting import save_figure
 
     keys = ["utility"] + (["gold_utility"] if any("gold_utility" in r for r in table) else [])
     fig, axes = plt.subplots(1, len(keys), figsize=(5 * len(keys), 4), squeeze=False)

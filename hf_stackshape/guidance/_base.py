@@ -20,7 +20,7 @@ from transformers import LogitsProcessor, LogitsProcessorList
 from transformers.generation.configuration_utils import GenerationMode
 from transformers.utils import logging
 
-from ..presets import get_preset
+from ..core.presets import get_preset
 
 logger = logging.get_logger(__name__)
 
@@ -58,7 +58,7 @@ def _calling_processor_list(max_depth: int = 6) -> Optional[LogitsProcessorList]
 class GuidanceProcessor(LogitsProcessor):
     """Base class of [`ARGSLogitsProcessor`] and [`CDLogitsProcessor`] (see the module docstring).
 
-    Subclasses set ``_preset_component`` (the component of :mod:`hf_stackshape.presets`) and implement
+    Subclasses set ``_preset_component`` (the component of :mod:`hf_stackshape.core.presets`) and implement
     :meth:`reset` (free per-generation state) and, when they hold more, :meth:`close`.
     """
 

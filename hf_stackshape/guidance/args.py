@@ -4,7 +4,7 @@ ARGS (Khanov et al., 2024, "ARGS: Alignment as Reward-Guided Search") scores the
 step with a reward model and decodes with ``logit(v) + lambda * reward(x, y_<t + v)``. SRS-ARGS (Wang et al.,
 2026, arXiv 2602.02572, section 3) feeds the Stackelberg-shaped reward instead: the per-step threshold
 ``m*`` over the k candidates weighted by ``softmax(top-k logits)``, then ``B_eff * sigmoid(alpha (r - m*))``
-(all from :mod:`hf_stackshape.shaping`).
+(all from :mod:`hf_stackshape.core.shaping`).
 
 Two ways to get the k rewards per row, chosen once per generation:
 
@@ -12,7 +12,7 @@ Two ways to get the k rewards per row, chosen once per generation:
   the base tokenizer's vocabulary): the reward model's text for (prompt, partial response) is
   ``head(prompt) + response + tail`` where ``head``/``tail`` come from the RM's own formatting (its chat
   template: for SmolLM2 ``tail = "<|im_end|>\\n"``). The RM's KV cache holds ``head ids + accepted
-  response ids`` per row (:class:`~hf_stackshape.guidance._prefix_cache.PrefixKVCache`); each step one
+  response ids`` per row (:class:`~hf_stackshape.utils.kv_cache.PrefixKVCache`); each step one
   forward runs the newly accepted token plus k groups ``[v, tail ids...]`` that attend to the shared
   prefix through a 4D mask, and the reward is ``model.score`` of each group's last hidden state -- the
   same number the RM's own forward gives on the full sequence. Special tokens (EOS...) are dropped from
@@ -39,11 +39,11 @@ from typing import List, Optional, Sequence, Union
 import torch
 from transformers.utils import logging
 
-from ..rewards import HFRewardModel, RewardFunction, as_reward_function
-from ..shaping import RewardTransform, get_transform
+from ..core.shaping import RewardTransform, get_transform
+from ..rewards.adapters import HFRewardModel, RewardFunction, as_reward_function
+from ..utils.checks import check_k_and_weight, check_k_fits, check_temperature, same_vocabulary
+from ..utils.kv_cache import PrefixKVCache, prefix_cache_support
 from ._base import GuidanceProcessor
-from ._checks import check_k_and_weight, check_k_fits, check_temperature, same_vocabulary
-from ._prefix_cache import PrefixKVCache, prefix_cache_support
 
 logger = logging.get_logger(__name__)
 
@@ -605,7 +605,7 @@ class ARGSLogitsProcessor(GuidanceProcessor):
                 rewards = self._text_rewards(prompt_idx, resp, top_ids)
             # The threshold is solved in the rewards' precision or better, never below float32: a half-precision
             # reward (a float16 / bfloat16 RM or reward function) is up-cast first. (The authors' bisection runs in
-            # float16 on GPU; ours solves exactly, see hf_stackshape.shaping.solve_threshold.)
+            # float16 on GPU; ours solves exactly, see hf_stackshape.core.shaping.solve_threshold.)
             rewards = rewards.to(device=scores.device, dtype=torch.promote_types(rewards.dtype, torch.float32))
             base = top_scores / self.temperature if self.temperature != 1.0 else top_scores
             weights = torch.softmax(base.float(), dim=-1)

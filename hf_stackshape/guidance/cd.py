@@ -25,9 +25,15 @@ import torch
 from transformers.utils import logging
 
 from ..qhead.modeling_qhead import QHeadModel, backbone_decoder, last_hidden_state_module
+from ..utils.checks import (
+    check_k_and_weight,
+    check_k_fits,
+    check_temperature,
+    same_vocabulary,
+    vocabulary_digest,
+)
+from ..utils.kv_cache import PrefixKVCache
 from ._base import GuidanceProcessor
-from ._checks import check_k_and_weight, check_k_fits, check_temperature, same_vocabulary, vocabulary_digest
-from ._prefix_cache import PrefixKVCache
 
 logger = logging.get_logger(__name__)
 

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from transformers import LogitsProcessorList
 from transformers.utils import logging
 
-from ..generation import _encode_prompts, format_prompts, prompt_budget
+from ..utils.prompts import encode_prompts, format_prompts, prompt_budget
 from ._base import GuidanceProcessor
 
 logger = logging.get_logger(__name__)
@@ -156,7 +156,7 @@ def guided_generate(
                 "left",
             )  # generate continues the last column
             try:
-                enc = _encode_prompts(tokenizer, texts[start:stop], budget, start)
+                enc = encode_prompts(tokenizer, texts[start:stop], budget, start)
             finally:
                 tokenizer.padding_side = side
             enc = {key: enc[key].to(model.device) for key in ("input_ids", "attention_mask")}

@@ -6,7 +6,7 @@ Submodules are imported on first use (the trainer pulls in `transformers.Trainer
 classes at ``import hf_stackshape`` stays cheap.
 """
 
-from .._lazy import lazy_getattr
+from ..utils._lazy import lazy_getattr
 
 _EXPORTS = {
     "QHeadConfig": "configuration_qhead",

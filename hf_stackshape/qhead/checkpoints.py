@@ -64,7 +64,7 @@ def last_complete_checkpoint(output_dir: str, remove_incomplete: bool = False) -
     Args:
         output_dir (`str`): the training run's output folder.
         remove_incomplete (`bool`, *optional*, defaults to `False`): delete the incomplete checkpoints (left
-            by a kill during a save); only call this while holding the run (see :func:`hf_stackshape.runs.open_run`).
+            by a kill during a save); only call this while holding the run (see :func:`hf_stackshape.utils.runs.open_run`).
             Each skipped or removed folder is named in a warning.
     """
     last = None

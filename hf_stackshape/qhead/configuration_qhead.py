@@ -119,13 +119,13 @@ class QHeadConfig(PretrainedConfig):
 
     @classmethod
     def from_preset(cls, name: str = "paper", **overrides: Any) -> "QHeadConfig":
-        """A config from a named preset's ``qhead_model`` settings (``hf_stackshape.presets``), then ``overrides``.
+        """A config from a named preset's ``qhead_model`` settings (``hf_stackshape.core.presets``), then ``overrides``.
 
         Args:
             name (`str`): the preset; ``"paper"`` is the authors' value function (``H -> 8192 -> H -> 1``, tanh,
                 orthogonal init).
             overrides: any [`QHeadConfig`] argument (e.g. ``hidden_size``), applied after the preset.
         """
-        from ..presets import get_preset
+        from ..core.presets import get_preset
 
         return cls(**{**get_preset(name, "qhead_model"), **overrides})

@@ -20,7 +20,7 @@ from torch import nn
 from transformers import AutoModelForCausalLM, PreTrainedModel
 from transformers.utils import ModelOutput, logging
 
-from ..io import atomic_write_text
+from ..utils.io import atomic_write_text
 from .configuration_qhead import QHeadConfig
 
 logger = logging.get_logger(__name__)
@@ -195,7 +195,7 @@ class QHeadModel(PreTrainedModel):
         place (``requires_grad_(False)`` on its parameters).
         """
         if preset is not None:
-            from ..presets import get_preset
+            from ..core.presets import get_preset
 
             config_kwargs = {**get_preset(preset, "qhead_model"), **config_kwargs}
         if head_type is not None:
@@ -486,10 +486,10 @@ HEAD_AUTO_MAP = {"AutoConfig": "configuration_qhead.QHeadConfig", "AutoModel": "
 
 def _write_portable_code(save_directory: Union[str, os.PathLike]) -> None:
     """Write ``configuration_qhead.py``, ``modeling_qhead.py`` and their flat helpers next to a saved head: the
-    library's own modules made self-contained by :mod:`hf_stackshape.portable`. The self-contained copy (a head
+    library's own modules made self-contained by :mod:`hf_stackshape.utils.portable`. The self-contained copy (a head
     loaded with ``trust_remote_code=True``) copies its own files instead."""
     try:
-        from ..portable import write_head_code
+        from ..utils.portable import write_head_code
     except ImportError:  # running as the self-contained copy: these very files are the head's code
         import shutil
 
@@ -569,8 +569,8 @@ def is_hub_id(name: Optional[str]) -> bool:
 
 
 def _card_template() -> str:
-    """``hf_stackshape/model_cards/qhead.md``. The self-contained copy (see :mod:`hf_stackshape.portable`) has no
-    package data: :func:`~hf_stackshape.portable.head_code_files` writes the template as the flat module
+    """``hf_stackshape/model_cards/qhead.md``. The self-contained copy (see :mod:`hf_stackshape.utils.portable`) has no
+    package data: :func:`~hf_stackshape.utils.portable.head_code_files` writes the template as the flat module
     ``qhead_card.py`` beside it."""
     try:
         return resources.files("hf_stackshape").joinpath("model_cards/qhead.md").read_text(encoding="utf-8")

@@ -9,7 +9,7 @@ every response prefix regressed to the shaped reward), alone or with the consist
 ``RewardTrainer``): the config extends `transformers.TrainingArguments` with only what is specific, and the
 trainer subclasses `transformers.Trainer`, overriding dataset preparation and ``compute_loss``.
 
-The shaped target of every rollout is computed here, with ``hf_stackshape.shaping.get_transform`` applied per
+The shaped target of every rollout is computed here, with ``hf_stackshape.core.shaping.get_transform`` applied per
 prompt over its rollouts with the calibrated threshold ``m*(x)``: the very function ARGS and CD decode with,
 so training and decoding cannot disagree.
 """
@@ -26,9 +26,9 @@ import torch
 from transformers import PreTrainedTokenizerBase, Trainer, TrainingArguments
 from transformers.utils import logging
 
-from ..dialogue import render_prompt
-from ..io import atomic_write_text
-from ..shaping import get_transform
+from ..core.shaping import get_transform
+from ..utils.dialogue import render_prompt
+from ..utils.io import atomic_write_text
 from .modeling_qhead import ADAPTER_FOLDER, QHeadModel, _merge_tags, render_model_card
 
 logger = logging.get_logger(__name__)
@@ -208,7 +208,7 @@ class QHeadTrainerConfig(TrainingArguments):
 
     @classmethod
     def from_preset(cls, name: str = "paper", **overrides: Any) -> "QHeadTrainerConfig":
-        """A config from a named preset's ``qhead_trainer`` settings (``hf_stackshape.presets``), then ``overrides``.
+        """A config from a named preset's ``qhead_trainer`` settings (``hf_stackshape.core.presets``), then ``overrides``.
 
         ``"paper"``: the authors' ``train_value_function.py`` (the ``consistency`` loss with weight 1.0, Adam without
         weight decay at a constant lr 1e-4, batch 64, 15 epochs, grad clip 1, early stopping with patience 5) on
@@ -223,7 +223,7 @@ class QHeadTrainerConfig(TrainingArguments):
         ('consistency', 1.0, 5)
         ```
         """
-        from ..presets import get_preset
+        from ..core.presets import get_preset
 
         # AdamW with weight decay 0 (the preset) is the authors' Adam.
         return cls(**{**get_preset(name, "qhead_trainer"), **overrides})
@@ -638,7 +638,7 @@ class QHeadTrainer(Trainer):
         then refuses a base tokenizer that numbers tokens otherwise, even one of the same size."""
         if tokenizer is None or not hasattr(tokenizer, "get_vocab"):
             return
-        from ..guidance._checks import vocabulary_digest
+        from ..utils.checks import vocabulary_digest
 
         self._model_for_prep.config.vocab_digest = vocabulary_digest(tokenizer)
 

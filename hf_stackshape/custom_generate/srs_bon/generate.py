@@ -78,7 +78,7 @@ def generate(
     if len(prompts) != input_ids.shape[0]:
         raise ValueError(f"Got {len(prompts)} prompts for {input_ids.shape[0]} input rows; pass one per row.")
     # Sample j of row i draws from its own generator keyed by (seed, i, j), as the library's best-of-N does
-    # (hf_stackshape.sampling): the batch a prompt shares never changes its samples.
+    # (hf_stackshape.utils.sampling): the batch a prompt shares never changes its samples.
     sampling = copy.deepcopy(kwargs.pop("generation_config", None) or model.generation_config)
     sampling.update(**{key: kwargs.pop(key) for key in _SAMPLING_KEYS if key in kwargs})
     keys = [draw_key(int(seed), i, j, "sample") for i in range(input_ids.shape[0]) for j in range(n)]

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Union
 
-from ...rewards import RewardFunction
+from ...rewards.adapters import RewardFunction
 from .base import Judge, JudgeError, Judgement, JudgementList
 from .llm_judge import LLMJudge
 from .protocol import (

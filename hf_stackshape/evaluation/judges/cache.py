@@ -16,7 +16,7 @@ from typing import Dict, Union
 
 from transformers.utils import logging
 
-from ...io import append_jsonl, read_jsonl
+from ...utils.io import append_jsonl, read_jsonl
 from .base import Judgement
 
 logger = logging.get_logger(__name__)

@@ -8,16 +8,16 @@ import hashlib
 import json
 import math
 import os
-import random
-import urllib.parse
 import queue
+import random
 import threading
+import urllib.parse
 from typing import Dict, List, Optional, Union
 
 from tqdm.auto import tqdm
 from transformers.utils import logging
 
-from ...presets import get_preset
+from ...core.presets import get_preset
 from .base import Judge, JudgeError, Judgement, JudgementList, winner_of
 from .cache import JudgementCache
 from .client import DEFAULT_BASE_URL, OPENAI_HOST, EndpointClient, RetryableError, resolve_api_key
@@ -222,7 +222,7 @@ class LLMJudge(Judge):
 
     @classmethod
     def from_preset(cls, name: str = "paper", **overrides) -> "LLMJudge":
-        """An LLM judge with preset ``name``'s settings (:func:`hf_stackshape.presets.get_preset`), ``overrides``
+        """An LLM judge with preset ``name``'s settings (:func:`hf_stackshape.core.presets.get_preset`), ``overrides``
         on top (``base_url``, ``api_key``, ``cache_file``...)."""
         return cls(**{**get_preset(name, "judge"), **overrides})
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Dict, List, Tuple
 
-from ...rewards import RewardFunction, load_reward
+from ...rewards.adapters import RewardFunction, load_reward
 from .base import Judge, Judgement, JudgementList, winner_of
 
 __all__ = ["RewardModelJudge"]

@@ -24,9 +24,9 @@ from typing import Dict, List, Optional, Union
 import torch
 from transformers.utils import logging
 
+from ..rewards.adapters import CallableReward, HFRewardModel
+from ..utils.io import read_jsonl
 from .defaults import smollm2_path
-from .io import read_jsonl
-from .rewards import CallableReward, HFRewardModel
 
 logger = logging.get_logger(__name__)
 
@@ -40,7 +40,7 @@ __all__ = [
     "vader_reward",
 ]
 
-DATA_DIR = Path(__file__).resolve().parent / "data"
+DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 DEMO_PROMPTS_PATH = DATA_DIR / "prompts.jsonl"
 DEMO_RM_PATH = DATA_DIR / "demo_rm"
 _SPLITS = ("train", "test")
@@ -74,7 +74,7 @@ def demo_prompts(split: Optional[str] = None) -> List[str]:
     Examples:
 
     ```python
-    >>> from hf_stackshape.demo_assets import demo_prompts
+    >>> from hf_stackshape.assets.demo import demo_prompts
     >>> len(demo_prompts()) >= 300
     True
     ```
@@ -91,7 +91,7 @@ def load_demo_reward_model(
 ) -> HFRewardModel:
     """Load the bundled demo reward model (SmolLM2-135M-Instruct + LoRA adapter) offline.
 
-    The base is read from the embedded SmolLM2 folder (:func:`~hf_stackshape.defaults.smollm2_path`),
+    The base is read from the embedded SmolLM2 folder (:func:`~hf_stackshape.assets.defaults.smollm2_path`),
     never from the adapter's ``base_model_name_or_path``, so the adapter works on any machine.
 
     Args:
@@ -104,7 +104,7 @@ def load_demo_reward_model(
     Examples:
 
     ```python
-    >>> from hf_stackshape.demo_assets import load_demo_reward_model
+    >>> from hf_stackshape.assets.demo import load_demo_reward_model
     >>> rm = load_demo_reward_model()  # doctest: +SKIP
     >>> rm.score(["How was your day?"], ["Wonderful, thank you!"])  # doctest: +SKIP
     ```
@@ -147,13 +147,13 @@ def vader_reward() -> CallableReward:
     Examples:
 
     ```python
-    >>> from hf_stackshape.demo_assets import vader_reward
+    >>> from hf_stackshape.assets.demo import vader_reward
     >>> gold = vader_reward()
     >>> bool(gold(["Hi"], ["I love this, thank you!"])[0] > 0)
     True
     ```
     """
-    from ._extras import needs
+    from ..utils._extras import needs
 
     analyzer = needs("vaderSentiment.vaderSentiment", "vader_reward()").SentimentIntensityAnalyzer()
 

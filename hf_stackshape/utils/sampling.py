@@ -32,7 +32,7 @@ def draw_key(seed: int, index: int, sample: int = 0, stream: str = "sample") -> 
     Examples:
 
     ```python
-    >>> from hf_stackshape.sampling import draw_key
+    >>> from hf_stackshape.utils.sampling import draw_key
     >>> draw_key(0, 3) == draw_key(0, 3) != draw_key(0, 4)
     True
 

@@ -19,7 +19,7 @@ first run, so each stage opens its output through :func:`open_run`:
   mytest``) is never touched. The old run is renamed aside atomically, then deleted, so no half of it survives;
 * the lock and the run's identity key on the **resolved** path: a symlink to a run folder and the folder
   itself share one lock;
-* temporary files left by a killed atomic write (``.<name>.<random>.tmp``, see :mod:`hf_stackshape.io`) are
+* temporary files left by a killed atomic write (``.<name>.<random>.tmp``, see :mod:`hf_stackshape.utils.io`) are
   cleaned while the lock is held;
 * a fresh run that fails before writing any result removes its manifest again, so the corrected command is
   not refused as "made with other settings"; settings compare with ``nan == nan`` (:func:`same_setting`);
@@ -164,7 +164,7 @@ def path_setting(value: Any) -> Any:
 
     ```python
     >>> import os, tempfile
-    >>> from hf_stackshape.runs import path_setting
+    >>> from hf_stackshape.utils.runs import path_setting
     >>> folder = tempfile.mkdtemp()
     >>> path_setting(folder) == path_setting(os.path.join(folder, ".")) == os.path.realpath(folder)
     True
@@ -234,12 +234,13 @@ def tokenizer_fingerprint(tokenizer) -> Dict[str, Any]:
 def reward_fingerprint(reward) -> Dict[str, Any]:
     """The identity of a reward: ``reward.fingerprint()`` of a :class:`~hf_stackshape.rewards.RewardFunction`
     (an HF reward model's id + revision or weights digest; a Python callable's module, qualified name and
-    source digest, or its explicit ``version``). Anything else goes through
-    :func:`~hf_stackshape.rewards.as_reward_function` first."""
-    if not hasattr(reward, "fingerprint"):
-        from .rewards import as_reward_function
-
-        reward = as_reward_function(reward)
+    source digest, or its explicit ``version``). A plain callable or a ``(model, tokenizer)`` pair needs
+    :func:`hf_stackshape.rewards.reward_fingerprint`, which wraps it first (this layer knows no reward classes)."""
+    if not callable(getattr(reward, "fingerprint", None)):
+        raise TypeError(
+            f"{type(reward).__name__} has no fingerprint(); use hf_stackshape.rewards.reward_fingerprint, which "
+            "wraps callables and (model, tokenizer) pairs with as_reward_function first."
+        )
     return _jsonable(reward.fingerprint())
 
 
@@ -273,7 +274,7 @@ def content_digest(path: PathLike, ignore: Sequence[str] = CONTENT_DIGEST_IGNORE
 
     ```python
     >>> import os, tempfile
-    >>> from hf_stackshape.runs import content_digest
+    >>> from hf_stackshape.utils.runs import content_digest
     >>> folder = tempfile.mkdtemp()
     >>> with open(os.path.join(folder, "a.txt"), "w") as fh:
     ...     _ = fh.write("one")
@@ -347,7 +348,7 @@ def same_setting(a: Any, b: Any) -> bool:
 
 
 def _package_version() -> str:
-    from . import __version__
+    from ._version import __version__
 
     return __version__
 
@@ -637,7 +638,7 @@ class open_run:  # noqa: N801 - used as a function: ``with open_run(...) as run`
 
     ```python
     >>> import tempfile, os
-    >>> from hf_stackshape.runs import open_run, RunMismatchError
+    >>> from hf_stackshape.utils.runs import open_run, RunMismatchError
     >>> out = os.path.join(tempfile.mkdtemp(), "run")
     >>> with open_run(out, {"weight": 0.5}, kind="demo") as run:
     ...     run.resumed

@@ -14,7 +14,7 @@ with the paired CI of its difference to vanilla at the same weight.
 Every (method, weight) cell writes its generations, with the settings that made them, to
 ``<output_dir>/generations/<cell>.jsonl`` atomically when it finishes; a rerun reuses a cell only when its
 settings and prompts match, inside a run whose manifest pins the model, tokenizer, reward and Q-heads
-(:func:`hf_stackshape.runs.open_run`). The table is written as CSV and JSON, and :func:`plot_sweep` draws
+(:func:`hf_stackshape.utils.runs.open_run`). The table is written as CSV and JSON, and :func:`plot_sweep` draws
 reward and win-tie rate against ``1/beta`` with error bars (the paper's Figure 2).
 """
 
@@ -32,8 +32,9 @@ import torch
 from tqdm.auto import tqdm
 from transformers.utils import logging
 
+from ..utils.io import atomic_write_bytes, atomic_write_json, atomic_write_jsonl, read_jsonl, sha256_bytes
+from ..utils.plotting import save_figure
 from .generation import Method, generate_responses, parse_method
-from .io import atomic_write_bytes, atomic_write_json, atomic_write_jsonl, read_jsonl, sha256_bytes
 
 logger = logging.get_logger(__name__)
 
@@ -45,7 +46,7 @@ class SweepConfig:
     """Settings of a sweep over the guidance weight.
 
     Args:
-        methods: method names (see :func:`hf_stackshape.generation.parse_method`); ``base`` is always added.
+        methods: method names (see :func:`hf_stackshape.pipeline.generation.parse_method`); ``base`` is always added.
         weights: the grid of ``1/beta`` (the guidance weight ``lambda``).
         k: candidates per step for ARGS and CD.
         max_new_tokens, batch_size: generation settings (greedy decoding).
@@ -109,8 +110,8 @@ def _best_of_n_cell(grid, cells, method, weight, model, tokenizer, reward, promp
     """A best-of-N cell's responses. Every best-of-N cell draws the same samples (same seed), so the first one
     samples and scores once for all of them (:func:`~hf_stackshape.bon.best_of_n_grid`, one batch of the
     single-process grid at a time, shared over the ranks) and fills ``grid``."""
-    from .bon import best_of_n_grid
-    from .distributed import batch_grid
+    from ..bon import best_of_n_grid
+    from ..utils.distributed import batch_grid
 
     if not grid:
         methods = sorted({m.label for m, _ in cells if m.decoder == "bon"})
@@ -147,7 +148,8 @@ def _stored_cell(path: Path, prompts: List[str], settings: Dict[str, object]) ->
 
 def _sweep_fingerprint(model, tokenizer, reward, qheads) -> Dict[str, object]:
     """What every cell shares: the base model (weights, generation_config), tokenizer, guiding reward, Q-heads."""
-    from .runs import model_fingerprint, reward_fingerprint, tokenizer_fingerprint
+    from ..rewards.adapters import reward_fingerprint
+    from ..utils.runs import model_fingerprint, tokenizer_fingerprint
 
     return {
         "model": model_fingerprint(model),
@@ -186,7 +188,7 @@ def run_sweep(
     of its per-prompt difference to the vanilla method at the same weight (``reward_vs_vanilla``,
     ``gold_reward_vs_vanilla``), the comparison the paper makes.
 
-    Resuming: ``output_dir`` is a run (:func:`hf_stackshape.runs.open_run`) whose manifest holds what every
+    Resuming: ``output_dir`` is a run (:func:`hf_stackshape.utils.runs.open_run`) whose manifest holds what every
     cell shares (base model weights and ``generation_config``, tokenizer, guiding reward, Q-heads); a rerun
     with another of those stops with the differing keys (``overwrite=True`` starts over). A cell's file
     records its own settings (method, resolved weight, k, bound, alpha, beta, length): it is reused only when
@@ -209,12 +211,12 @@ def run_sweep(
     Returns:
         One dict per row of the table.
     """
-    from .evaluation.embeddings import SentenceEmbedder
-    from .evaluation.judges import RewardModelJudge
-    from .evaluation.scores import coherence_scores, diversity_scores, reward_scores, win_tie_scores
-    from .distributed import Processes, batch_grid
-    from .evaluation.stats import paired_bootstrap_ci
-    from .runs import open_run
+    from ..evaluation.embeddings import SentenceEmbedder
+    from ..evaluation.judges import RewardModelJudge
+    from ..evaluation.scores import coherence_scores, diversity_scores, reward_scores, win_tie_scores
+    from ..evaluation.stats import paired_bootstrap_ci
+    from ..utils.distributed import Processes, batch_grid
+    from ..utils.runs import open_run
 
     prompts = list(prompts)
     if not prompts:
@@ -418,7 +420,7 @@ def sweep_figure(table: Sequence[Dict[str, object]], reward_key: Optional[str] =
     best-of-N) present in ``table``, average reward on top and win-tie rate vs base below, against ``1/beta``;
     each family's methods side by side with their 95% CIs, the base policy as a band, the legend under the
     column, outside the data."""
-    from ._extras import needs
+    from ..utils._extras import needs
 
     matplotlib = needs("matplotlib", "The sweep's figure")
     matplotlib.use("Agg")
@@ -478,18 +480,3 @@ def plot_sweep(table: Sequence[Dict[str, object]], path, reward_key: Optional[st
     shaded; legends sit under the panels. Written atomically as PNG (see :func:`sweep_figure`).
     """
     return save_figure(sweep_figure(table, reward_key), path, title)
-
-
-def save_figure(fig, path, title: str = "") -> Path:
-    """Title, lay out and close a matplotlib figure, and write it atomically as PNG; return the path."""
-    import matplotlib.pyplot as plt
-
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")  # legends outside the axes included
-    plt.close(fig)
-    path = Path(path)
-    atomic_write_bytes(path, buffer.getvalue())
-    return path

@@ -1,13 +1,13 @@
 """A single JSON Lines output (one row per prompt, keyed by its global index ``id``) written by several ranks.
 
 Each rank appends its finished batches to its own shard ``<OUT>.shard-<rank>.jsonl`` (one fsynced write per
-batch, :func:`hf_stackshape.io.append_jsonl`); when every rank is done, rank 0 merges ``OUT`` (rows an earlier
+batch, :func:`hf_stackshape.utils.io.append_jsonl`); when every rank is done, rank 0 merges ``OUT`` (rows an earlier
 single-process run left there) and every shard into ``OUT``, atomically, in prompt order, and removes the
 shards: exactly the file one process writes.
 
 Rows are keyed by the global prompt index, never by rank, so a rerun resumes whatever the world size (a run
 started on 2 ranks goes on on 4 or on 1): it reads every shard there is, counts a batch of the single-process
-batch grid (:func:`hf_stackshape.distributed.batch_grid`) as done only when all its rows are there, and shares
+batch grid (:func:`hf_stackshape.utils.distributed.batch_grid`) as done only when all its rows are there, and shares
 the other batches over the ranks it has. A killed rank's unfinished batches are redone, nothing else.
 """
 

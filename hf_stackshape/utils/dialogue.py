@@ -49,7 +49,7 @@ def is_dialogue_prompt(prompt: str) -> bool:
     Examples:
 
     ```python
-    >>> from hf_stackshape.dialogue import is_dialogue_prompt
+    >>> from hf_stackshape.utils.dialogue import is_dialogue_prompt
     >>> is_dialogue_prompt("\\n\\nHuman: Hi there\\n\\nAssistant:"), is_dialogue_prompt("Hi there")
     (True, False)
     ```
@@ -85,7 +85,7 @@ def cut_at_new_turn(text: str) -> str:
     Examples:
 
     ```python
-    >>> from hf_stackshape.dialogue import cut_at_new_turn
+    >>> from hf_stackshape.utils.dialogue import cut_at_new_turn
     >>> cut_at_new_turn("Sure, here it is.\\n\\nHuman: thanks!\\n\\nAssistant: welcome")
     'Sure, here it is.'
     >>> cut_at_new_turn("A human: one person.")

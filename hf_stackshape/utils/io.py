@@ -141,7 +141,7 @@ def atomic_write_jsonl(path: PathLike, rows: Iterable[dict]) -> str:
 def remove_temp_files(folder: PathLike, name: Optional[str] = None, recursive: bool = False) -> List[Path]:
     """Delete what killed atomic writes left in ``folder``: ``.<name>.<random>.tmp`` (any name when ``name``
     is None), files or folders. Only call it while no other process writes there (hold the run's lock,
-    :func:`hf_stackshape.runs.open_run`). Returns the removed paths."""
+    :func:`hf_stackshape.utils.runs.open_run`). Returns the removed paths."""
     folder = Path(folder)
     if not folder.is_dir():
         return []

@@ -21,7 +21,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers.utils import logging
 
-from .memory import map_batches
+from ..utils.memory import map_batches
 
 logger = logging.get_logger(__name__)
 
@@ -31,6 +31,7 @@ __all__ = [
     "CallableReward",
     "ShardedReward",
     "as_reward_function",
+    "reward_fingerprint",
     "load_reward",
     "REWARD_SPECS",
     "not_found_error",
@@ -66,10 +67,18 @@ class RewardFunction:
         return type(self).__name__
 
     def fingerprint(self) -> dict:
-        """The identity of this reward, for run manifests (:mod:`hf_stackshape.runs`): a changed identity
+        """The identity of this reward, for run manifests (:mod:`hf_stackshape.utils.runs`): a changed identity
         means other rewards, so a cached run is not reused. A subclass is identified by its module,
         qualified name and a digest of its source; override this to add what else changes its scores."""
         return {"type": "RewardFunction", "class": _code_identity(type(self)), "name": self.name_or_path}
+
+
+def _lazy_attr(path: str):
+    """``"package.module:name"`` imported on first use (entries of the named-reward table live in higher layers)."""
+    import importlib
+
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def _source_digest(obj) -> Optional[str]:
@@ -127,7 +136,7 @@ class CallableReward(RewardFunction):
         batched (`bool`, *optional*, defaults to `False`): whether ``fn`` takes whole lists.
         name (`str`, *optional*): a name recorded in results and model cards.
         version (`str`, *optional*):
-            The reward's identity in run manifests (:mod:`hf_stackshape.runs`). Default: ``fn``'s module,
+            The reward's identity in run manifests (:mod:`hf_stackshape.utils.runs`). Default: ``fn``'s module,
             qualified name and a digest of its source, so editing the function invalidates cached runs; give
             a version when its scores depend on more than its source (data files, a service) and bump it
             when they change.
@@ -208,7 +217,7 @@ class HFRewardModel(RewardFunction):
             A string is formatted with ``prompt`` and ``response``; a callable gets ``(prompt, response)``.
         use_chat_template (`bool`, *optional*): force (``True``) or forbid (``False``) the chat template.
         batch_size (`int`, *optional*, defaults to 16): pairs per forward pass; a batch that runs out of
-            accelerator memory is retried in halves (:func:`~hf_stackshape.memory.map_batches`).
+            accelerator memory is retried in halves (:func:`~hf_stackshape.utils.memory.map_batches`).
         max_length (`int`, *optional*):
             Token budget per pair; longer inputs are truncated **from the left**, so the end of the
             response (what the reward is about) is always scored. Default: the model's context size.
@@ -298,7 +307,7 @@ class HFRewardModel(RewardFunction):
         """Load a reward model (and its tokenizer) by Hub id or local folder; a peft adapter folder works too.
 
         The built-in names resolve here exactly as in :func:`load_reward` and on the command line: ``"demo"``
-        loads the bundled demo reward model (:func:`hf_stackshape.demo_assets.load_demo_reward_model`, offline),
+        loads the bundled demo reward model (:func:`hf_stackshape.assets.demo.load_demo_reward_model`, offline),
         and ``"vader"`` / ``"length"`` return their :class:`CallableReward` (they are not neural models). A name
         that is neither a built-in, nor an existing local path, nor a loadable Hub id raises an ``OSError``
         that says all three, with the valid names.
@@ -307,8 +316,8 @@ class HFRewardModel(RewardFunction):
 
         name = str(pretrained_model_name_or_path).strip()
         if name.lower() == "demo":
-            from .demo_assets import load_demo_reward_model
-
+            # The demo reward model is an asset (a layer above the adapters): found by path, on first use.
+            load_demo_reward_model = _lazy_attr("hf_stackshape.assets.demo:load_demo_reward_model")
             return load_demo_reward_model(dtype=dtype or torch.float32, device=device, **kwargs)
         if name.lower() in _CALLABLE_REWARDS:
             return load_reward(name)
@@ -338,7 +347,7 @@ class HFRewardModel(RewardFunction):
 
         A subclass (one that logs, say) scores the same, so it is identified as an ``HFRewardModel``.
         """
-        from .runs import model_fingerprint, tokenizer_fingerprint
+        from ..utils.runs import model_fingerprint, tokenizer_fingerprint
 
         model = model_fingerprint(self.model)
         model.pop("generation_config", None)  # a classifier does not generate
@@ -443,7 +452,7 @@ class HFRewardModel(RewardFunction):
             return f"{type(self).__name__} overrides `score`"
         if not isinstance(getattr(self.model, "score", None), torch.nn.Module):
             return f"{type(self.model).__name__} has no `score` head (an encoder classifier?)"
-        from .guidance._prefix_cache import prefix_cache_support  # lazy: guidance imports this module
+        from ..utils.kv_cache import prefix_cache_support  # lazy: guidance imports this module
 
         return prefix_cache_support(self.model)
 
@@ -460,7 +469,7 @@ class HFRewardModel(RewardFunction):
         responses; at most each pair's length minus one) run once, batched across prompts and left
         padded; their KV cache then serves the ``N`` rest-of-pair rows, run in one batched forward whose
         4D mask lets each row see only its own prompt's prefix
-        (:class:`~hf_stackshape.guidance._prefix_cache.PrefixKVCache`, as the ARGS fast path). The score
+        (:class:`~hf_stackshape.utils.kv_cache.PrefixKVCache`, as the ARGS fast path). The score
         head reads each row's last token that is not the pad token, as the model's own pooling does. No
         template probing is needed: each row is the very token sequence ``score`` would feed.
 
@@ -538,7 +547,7 @@ class HFRewardModel(RewardFunction):
     @torch.no_grad()
     def _score_shared_prefix(self, ids: List[List[int]], batch: List[Tuple[int, int]], n: int, pad) -> torch.Tensor:
         """Rewards of the ``n`` pairs of each ``(group, shared length)`` in ``batch``: prefixes once, then the rest."""
-        from .guidance._prefix_cache import PrefixKVCache
+        from ..utils.kv_cache import PrefixKVCache
 
         fill = pad if pad is not None else self.tokenizer.pad_token_id
         heads = [ids[i * n][:length] for i, length in batch]
@@ -580,7 +589,7 @@ class ShardedReward(RewardFunction):
     """
 
     def __init__(self, reward, state=None):
-        from .distributed import Processes
+        from ..utils.distributed import Processes
 
         self.reward = as_reward_function(reward)
         self.procs = Processes(state)
@@ -618,6 +627,14 @@ def _common_prefix_length(rows: Sequence[Sequence[int]]) -> int:
     return length
 
 
+def reward_fingerprint(reward) -> dict:
+    """The identity of any reward :func:`as_reward_function` accepts, as recorded in run manifests
+    (:func:`hf_stackshape.utils.runs.reward_fingerprint` of the wrapped reward)."""
+    from ..utils.runs import reward_fingerprint as fingerprint_of
+
+    return fingerprint_of(as_reward_function(reward))
+
+
 def as_reward_function(obj) -> RewardFunction:
     """Accept a :class:`RewardFunction`, a ``(model, tokenizer)`` pair, or a Python callable."""
     if isinstance(obj, RewardFunction):
@@ -640,7 +657,7 @@ def _vader_compound(response: str) -> float:
     """VADER sentiment of the response: the ``compound`` score in [-1, 1]."""
     global _VADER
     if _VADER is None:
-        from ._extras import needs
+        from ..utils._extras import needs
 
         _VADER = needs("vaderSentiment.vaderSentiment", "The 'vader' reward").SentimentIntensityAnalyzer()
     return _VADER.polarity_scores(response)["compound"]

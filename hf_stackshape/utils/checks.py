@@ -43,13 +43,13 @@ def check_temperature(temperature, name: str = "temperature") -> float:
 
 def vocabulary_digest(tokenizer) -> str:
     """Digest of a tokenizer's token -> id mapping (``get_vocab()``, added tokens included): the ``vocab`` entry
-    of :func:`hf_stackshape.runs.tokenizer_fingerprint`.
+    of :func:`hf_stackshape.utils.runs.tokenizer_fingerprint`.
 
     Two tokenizers with the same digest map every token string to the same id, which is what a model, a reward
     model or a Q-head trained on one needs from the other (the same size is not enough: two 32k vocabularies
     can number their tokens differently).
     """
-    from ..runs import tokenizer_fingerprint
+    from .runs import tokenizer_fingerprint
 
     return tokenizer_fingerprint(tokenizer)["vocab"]
 
