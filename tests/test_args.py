@@ -140,7 +140,7 @@ def test_greedy_matches_reference_loop(tokenizer, tiny_lm, reward, transform, ch
     allow = AllowOnly(whole_word_ids(tokenizer) + [tokenizer.eos_token_id])
     proc = ARGSLogitsProcessor(rm, tokenizer=tokenizer, k=k, weight=weight, transform=transform)
     got = run_generate(tiny_lm, tokenizer, proc, allow, PROMPTS, steps, do_sample=False)
-    assert proc._gen["fast"] and proc.prefix_cache.stats["rebuilt"] == 0
+    assert proc.uses_fast_path and proc.prefix_cache.stats["rebuilt"] == 0
     # The chosen candidate's KV is appended from the scoring forward, not recomputed, on most steps.
     assert proc.prefix_cache.stats["recycled"] >= 1
     ref = reference_greedy(tiny_lm, rm, tokenizer, allow, PROMPTS, k, weight, proc.transform, steps)
@@ -226,7 +226,7 @@ def test_beam_search_and_num_return_sequences(tokenizer, tiny_lm, reward):
     rec = Recorder(proc)
     got = run_generate(tiny_lm, tokenizer, rec, allow, PROMPTS, steps, num_beams=beams, num_return_sequences=2,
                        do_sample=False)
-    assert proc._gen["fast"]
+    assert proc.uses_fast_path
     assert proc.prefix_cache.stats["reordered"] > 0  # beams did move between rows
     assert _replay(rec.calls, rm, tokenizer, proc, PROMPTS, k, weight, thresholds, rows_per_prompt=beams) > 0
     # Each prompt alone gives the same beams.
@@ -286,7 +286,7 @@ def test_text_fallback_with_callable_reward(tokenizer, tiny_lm):
     proc = ARGSLogitsProcessor(rm, tokenizer=tokenizer, k=k, weight=weight, transform="raw")
     assert proc.prefix_cache is None
     got = run_generate(tiny_lm, tokenizer, proc, allow, PROMPTS, steps, do_sample=False)
-    assert not proc._gen["fast"]
+    assert not proc.uses_fast_path
     ref = reference_greedy(tiny_lm, rm, tokenizer, allow, PROMPTS, k, weight, proc.transform, steps)
     assert got.tolist() == ref
 
@@ -308,7 +308,7 @@ def test_fast_path_equals_text_path_with_chat_template(tokenizer, reward):
         ids = torch.cat([prompt_ids, response[:, :length]], dim=1)
         out_fast, out_slow = fast(ids, scores), slow(ids, scores)
         torch.testing.assert_close(out_fast, out_slow, atol=1e-5, rtol=1e-5)
-        assert fast._gen["fast"] and not slow._gen["fast"]
+        assert fast.uses_fast_path and not slow.uses_fast_path
     assert fast.prefix_cache.stats == {"reused": 4, "reordered": 0, "rebuilt": 0, "recycled": 0}
 
 
@@ -354,6 +354,6 @@ def test_greedy_matches_reference_with_smollm2_backbone_rm(tokenizer, tiny_lm, s
     for transform in ("raw", "srs"):
         proc = ARGSLogitsProcessor(rm, tokenizer=tokenizer, k=k, weight=weight, transform=transform)
         got = run_generate(tiny_lm, tokenizer, proc, allow, PROMPTS[:2], steps, do_sample=False)
-        assert proc._gen["fast"]
+        assert proc.uses_fast_path
         ref = reference_greedy(tiny_lm, rm, tokenizer, allow, PROMPTS[:2], k, weight, proc.transform, steps)
         assert got.tolist() == ref

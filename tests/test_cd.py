@@ -130,8 +130,8 @@ def test_beam_search_values_follow_reordered_rows(tokenizer, tiny_lm, other_back
         batch = tokenizer(["Hello there", "Hi"], return_tensors="pt", padding=True)
         _generate(tiny_lm, cd, batch, num_beams=3, eos_token_id=None)
         assert len(checks) == 6 and max(checks) < 1e-4, (name, checks)
-        if cd._state is not None:
-            assert cd._state.stats["reordered"] > 0, name
+        if cd.prefix_cache is not None:
+            assert cd.prefix_cache.stats["reordered"] > 0, name
 
 
 def test_eos_rows_finish_and_are_padded(tokenizer, tiny_lm, other_backbone):

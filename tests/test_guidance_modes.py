@@ -94,7 +94,7 @@ def test_rm_input_raw_reads_the_raw_ids(tokenizer, reward, use_cache):
             )
             torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
             assert not torch.allclose(out_chat[row, cands[row]] - scores[row, cands[row]], want, atol=1e-2)
-    assert raw._gen["fast"] == (use_cache is None)
+    assert raw.uses_fast_path == (use_cache is None)
 
 
 @torch.no_grad()
@@ -109,7 +109,7 @@ def test_rm_input_raw_greedy_matches_reference_loop(tokenizer, tiny_lm, reward):
         **inputs, logits_processor=LogitsProcessorList([proc]), max_new_tokens=steps, do_sample=False
     )
     got = out[:, inputs["input_ids"].shape[1] :].tolist()
-    assert proc._gen["fast"]
+    assert proc.uses_fast_path
     for row, prompt in enumerate(PROMPTS):
         ids, response = tokenizer(prompt)["input_ids"], []
         while len(response) < steps and eos not in response:
@@ -306,16 +306,16 @@ def test_caches_freed(tokenizer, tiny_lm, reward, other_backbone):
         assert args.prefix_cache.cache is None
     # guided_generate frees both processors' caches when it returns.
     guided_generate(tiny_lm, tokenizer, PROMPTS, args, max_new_tokens=3)
-    assert args.prefix_cache.cache is None and args._gen is None
+    assert args.prefix_cache.cache is None and args.steps == 0 and args.prompt_length is None and args.uses_fast_path is None
     value = QHeadModel.from_backbone(other_backbone, head_type="value", head_hidden_size=16)
     with CDLogitsProcessor(value, k=3, base_model=tiny_lm) as cd:
         tiny_lm.generate(
             **inputs, logits_processor=LogitsProcessorList([cd]), max_new_tokens=2, do_sample=False
         )
-        assert cd._state.cache is not None
+        assert cd.prefix_cache.cache is not None
         guided_generate(tiny_lm, tokenizer, PROMPTS, cd, max_new_tokens=2)
-        assert cd._state.cache is None
-    assert cd._state.cache is None
+        assert cd.prefix_cache.cache is None
+    assert cd.prefix_cache.cache is None
 
 
 def test_continuous_batching_drops_guidance_processors(tokenizer, tiny_lm, reward):

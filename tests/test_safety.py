@@ -398,7 +398,7 @@ def test_a_processor_reused_on_the_last_output_starts_fresh(tokenizer, tiny_lm, 
     # The second call's prompt is the first call's output: the reward model reads it as the prompt, and the
     # responses start after it, exactly as a new processor does.
     assert again.tolist() == fresh.tolist()
-    assert proc._gen["prompt_len"] == first.shape[1] and proc._gen["steps"] == 3
+    assert proc.prompt_length == first.shape[1] and proc.steps == 3
 
 
 def test_chat_formatted_inputs_without_raw_prompts_warn(tokenizer, tiny_lm, reward, caplog):

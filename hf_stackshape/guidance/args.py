@@ -389,6 +389,24 @@ class ARGSLogitsProcessor(GuidanceProcessor):
         """The reward model's :class:`PrefixKVCache` on the fast path (``None`` on the text path)."""
         return None if self._scorer is None else self._scorer.cache
 
+    @property
+    def uses_fast_path(self) -> Optional[bool]:
+        """Whether the current generation scores candidates through the reward model's KV cache (the cached fast
+        path) rather than as text; ``None`` before its first step (``use_cache`` asks for a path, this reports the
+        one taken: a prompt the cache cannot hold, or an input past ``max_length``, falls back to the text path)."""
+        return None if self._gen is None else self._gen["fast"]
+
+    @property
+    def prompt_length(self) -> Optional[int]:
+        """Length of the current generation's prompt ids (padding included: where the response starts in
+        ``input_ids``); ``None`` before its first step."""
+        return None if self._gen is None else self._gen["prompt_len"]
+
+    @property
+    def steps(self) -> int:
+        """Decoding steps this processor has guided in the current generation (``0`` before its first step)."""
+        return 0 if self._gen is None else self._gen["steps"]
+
     def _prompt_mask(self, prompt_ids: torch.Tensor, expand: int) -> torch.Tensor:
         mask = self._given["attention_mask"]
         if mask is not None:

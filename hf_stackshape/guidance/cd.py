@@ -213,6 +213,13 @@ class CDLogitsProcessor(GuidanceProcessor):
         self._hidden = hidden[:, -1].detach()
 
     @property
+    def prefix_cache(self) -> Optional[PrefixKVCache]:
+        """The head backbone's :class:`PrefixKVCache` (its ``cache``, ``stats`` and memory counters), as
+        ``ARGSLogitsProcessor.prefix_cache``; ``None`` when ``share_hidden_states`` reuses ``base_model``'s
+        hidden states instead of running the backbone."""
+        return self._state
+
+    @property
     def num_hooks(self) -> int:
         """Hooks this processor holds on ``base_model`` (0 after :meth:`close`)."""
         return len(self._hooks)
