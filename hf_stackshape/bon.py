@@ -180,10 +180,12 @@ class StackelbergBestOfN:
     ```python
     >>> from hf_stackshape import StackelbergBestOfN, load_smollm2
     >>> from hf_stackshape.assets.demo import load_demo_reward_model
-    >>> model, tokenizer = load_smollm2()  # doctest: +SKIP
-    >>> bon = StackelbergBestOfN(model, tokenizer, load_demo_reward_model(), n=8, beta=0.5)  # doctest: +SKIP
-    >>> out = bon.generate(["How do I bake bread?"])  # doctest: +SKIP
-    >>> out.responses[0], out.diagnostics()[0]["threshold"]  # doctest: +SKIP
+    >>> model, tokenizer = load_smollm2()  # the bundled SmolLM2-135M-Instruct
+    >>> bon = StackelbergBestOfN(model, tokenizer, load_demo_reward_model(), n=4, beta=0.5, max_new_tokens=8,
+    ...                          show_progress=False)
+    >>> out = bon.generate(["How do I bake bread?"])
+    >>> len(out.responses), isinstance(out.diagnostics()[0]["threshold"], float)
+    (1, True)
     ```
     """
 
@@ -249,8 +251,8 @@ class StackelbergBestOfN:
         Examples:
 
         ```python
-        >>> bon = StackelbergBestOfN.from_method("srs-bon", model, tokenizer, reward, weight=2.0, n=8)  # doctest: +SKIP
-        >>> out = bon.generate(prompts)  # doctest: +SKIP
+        >>> bon = StackelbergBestOfN.from_method("srs-bon", model, tokenizer, reward, weight=2.0, n=8)  # as in the class example  # doctest: +SKIP
+        >>> out = bon.generate(prompts)  # as in the class example  # doctest: +SKIP
         ```
         """
         parsed = parse_method(method) if isinstance(method, str) else method

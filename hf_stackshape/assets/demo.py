@@ -105,8 +105,9 @@ def load_demo_reward_model(
 
     ```python
     >>> from hf_stackshape.assets.demo import load_demo_reward_model
-    >>> rm = load_demo_reward_model()  # doctest: +SKIP
-    >>> rm.score(["How was your day?"], ["Wonderful, thank you!"])  # doctest: +SKIP
+    >>> rm = load_demo_reward_model()
+    >>> rm.score(["How was your day?"], ["Wonderful, thank you!"]).shape
+    torch.Size([1])
     ```
     """
     from peft import PeftModel

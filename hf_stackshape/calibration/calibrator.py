@@ -93,11 +93,12 @@ class ThresholdCalibrator:
     ```python
     >>> from hf_stackshape import ThresholdCalibrator, load_smollm2
     >>> from hf_stackshape.rewards import load_reward
-    >>> model, tokenizer = load_smollm2()  # doctest: +SKIP
+    >>> import tempfile
+    >>> model, tokenizer = load_smollm2()  # the bundled SmolLM2-135M-Instruct
     >>> reward = load_reward("vader")
-    >>> calibrator = ThresholdCalibrator(model, tokenizer, reward, num_samples=4)  # doctest: +SKIP
-    >>> ds = calibrator.calibrate(["Tell me about your day."], output_dir="runs/calib")  # doctest: +SKIP
-    >>> ds.column_names  # doctest: +SKIP
+    >>> calibrator = ThresholdCalibrator(model, tokenizer, reward, num_samples=4, max_new_tokens=8)
+    >>> ds = calibrator.calibrate(["Tell me about your day."], output_dir=tempfile.mkdtemp())
+    >>> ds.column_names
     ['prompt_index', 'prompt', 'responses', 'rewards', 'threshold', 'base_mean_reward']
     ```
     """

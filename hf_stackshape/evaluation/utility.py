@@ -143,7 +143,8 @@ def utility_table(
     ```python
     >>> from hf_stackshape.evaluation.utility import utility_table
     >>> rows = utility_table([[0.0, 1.0, 2.0], [1.0, 1.5, 0.5]], betas=[1.0], transforms=["raw", "hard"])
-    >>> [(r["transform"], round(r["utility"], 3)) for r in rows]  # doctest: +SKIP
+    >>> [(r["transform"], round(r["utility"], 3)) for r in rows]
+    [('raw', 1.368), ('hard', 1.644)]
     ```
     """
     u, mask = rewards_matrix(rewards) if not torch.is_tensor(rewards) else (rewards.double(), None)
@@ -217,9 +218,13 @@ def score_samples(dataset, reward, column: str = "gold_rewards", prompt_column: 
     Examples:
 
     ```python
+    >>> from datasets import Dataset
     >>> from hf_stackshape.rewards import CallableReward
-    >>> calibration = score_samples(calibration, CallableReward(lambda r: len(r)))  # doctest: +SKIP
-    >>> utility_from_dataset(calibration, betas=[1.0], gold_column="gold_rewards")  # doctest: +SKIP
+    >>> calibration = Dataset.from_dict({"prompt": ["Hi"], "responses": [["ok", "hello!"]], "rewards": [[0.0, 1.0]]})
+    >>> calibration = score_samples(calibration, CallableReward(lambda r: len(r)))  # e.g. a ThresholdCalibrator run
+    >>> calibration[0]["gold_rewards"]
+    [2.0, 6.0]
+    >>> rows = utility_from_dataset(calibration, betas=[1.0], gold_column="gold_rewards")
     ```
     """
     from ..bon import _score_groups

@@ -243,13 +243,16 @@ class ARGSLogitsProcessor(GuidanceProcessor):
 
     ```python
     >>> from transformers import LogitsProcessorList
-    >>> from hf_stackshape import ARGSLogitsProcessor, HFRewardModel, load_smollm2
-    >>> model, tok = load_smollm2()  # doctest: +SKIP
-    >>> rm = HFRewardModel.from_pretrained("Skywork/Skywork-Reward-V2-Qwen3-0.6B")  # doctest: +SKIP
-    >>> args = ARGSLogitsProcessor(rm, tokenizer=tok, k=10, weight=0.5, transform="srs")  # doctest: +SKIP
-    >>> inputs = tok(["How do I bake bread?", "Tell me a joke."], return_tensors="pt", padding=True)  # doctest: +SKIP
-    >>> out = model.generate(**inputs, logits_processor=LogitsProcessorList([args]), max_new_tokens=64)  # doctest: +SKIP
-    >>> paper = ARGSLogitsProcessor.from_preset("paper", rm, tokenizer=tok)  # the authors' settings  # doctest: +SKIP
+    >>> from hf_stackshape import ARGSLogitsProcessor, load_smollm2
+    >>> from hf_stackshape.assets.demo import load_demo_reward_model
+    >>> model, tok = load_smollm2()  # the bundled SmolLM2-135M-Instruct
+    >>> rm = load_demo_reward_model()  # bundled; or HFRewardModel.from_pretrained("Skywork/Skywork-Reward-V2-Qwen3-0.6B")
+    >>> args = ARGSLogitsProcessor(rm, tokenizer=tok, k=10, weight=0.5, transform="srs")
+    >>> inputs = tok(["How do I bake bread?", "Tell me a joke."], return_tensors="pt", padding=True)
+    >>> out = model.generate(**inputs, logits_processor=LogitsProcessorList([args]), max_new_tokens=4, do_sample=False)
+    >>> out.shape[0], args.uses_fast_path  # the reward model reads its cached prefix (the fast path)
+    (2, True)
+    >>> paper = ARGSLogitsProcessor.from_preset("paper", rm, tokenizer=tok)  # the authors' settings
     ```
     """
 

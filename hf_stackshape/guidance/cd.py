@@ -81,16 +81,17 @@ class CDLogitsProcessor(GuidanceProcessor):
     Examples:
 
     ```python
-    >>> from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessorList
+    >>> from transformers import LogitsProcessorList
     >>> from hf_stackshape import CDLogitsProcessor, QHeadModel
-    >>> base = AutoModelForCausalLM.from_pretrained("HuggingFaceTB/SmolLM2-135M-Instruct")  # doctest: +SKIP
-    >>> tok = AutoTokenizer.from_pretrained("HuggingFaceTB/SmolLM2-135M-Instruct", padding_side="left")  # doctest: +SKIP
-    >>> qhead = QHeadModel.from_pretrained("runs/qhead", backbone=base)  # doctest: +SKIP
-    >>> cd = CDLogitsProcessor(qhead, k=10, weight=1.5, temperature=0.7, base_model=base)  # doctest: +SKIP
-    >>> inputs = tok(["Hi!", "How do I bake bread?"], return_tensors="pt", padding=True)  # doctest: +SKIP
-    >>> out = base.generate(**inputs, logits_processor=LogitsProcessorList([cd]), do_sample=False)  # doctest: +SKIP
-    >>> cd.close()  # removes the hooks on `base`; or `with CDLogitsProcessor(...) as cd:`  # doctest: +SKIP
-    >>> paper = CDLogitsProcessor.from_preset("paper", qhead, base_model=base)  # k=10, weight 1.5, T=0.7  # doctest: +SKIP
+    >>> from hf_stackshape import load_smollm2
+    >>> base, tok = load_smollm2()  # the bundled SmolLM2-135M-Instruct (or any causal LM and its tokenizer)
+    >>> qhead = QHeadModel.from_backbone(base, head_type="q")  # untrained here; QHeadModel.from_pretrained("runs/qhead", backbone=base) loads one
+    >>> cd = CDLogitsProcessor(qhead, k=10, weight=1.5, temperature=0.7, base_model=base)
+    >>> inputs = tok(["Hi!", "How do I bake bread?"], return_tensors="pt", padding=True)
+    >>> out = base.generate(**inputs, logits_processor=LogitsProcessorList([cd]), max_new_tokens=4, do_sample=False)
+    >>> cd.close()  # removes the hooks on `base`; or `with CDLogitsProcessor(...) as cd:`
+    >>> paper = CDLogitsProcessor.from_preset("paper", qhead, base_model=base)  # k=10, weight 1.5, T=0.7
+    >>> paper.close()
     ```
     """
 

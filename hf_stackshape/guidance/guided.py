@@ -93,11 +93,14 @@ def guided_generate(
     Examples:
 
     ```python
-    >>> from hf_stackshape import ARGSLogitsProcessor, HFRewardModel, guided_generate, load_smollm2
-    >>> model, tok = load_smollm2()  # doctest: +SKIP
-    >>> rm = HFRewardModel.from_pretrained("Skywork/Skywork-Reward-V2-Qwen3-0.6B")  # doctest: +SKIP
-    >>> with ARGSLogitsProcessor(rm, tokenizer=tok, k=10, weight=0.5) as args:  # doctest: +SKIP
-    ...     answers = guided_generate(model, tok, ["How do I bake bread?"], args, max_new_tokens=128)
+    >>> from hf_stackshape import ARGSLogitsProcessor, guided_generate, load_smollm2
+    >>> from hf_stackshape.assets.demo import load_demo_reward_model
+    >>> model, tok = load_smollm2()  # the bundled SmolLM2-135M-Instruct
+    >>> rm = load_demo_reward_model()  # bundled; or HFRewardModel.from_pretrained("Skywork/Skywork-Reward-V2-Qwen3-0.6B")
+    >>> with ARGSLogitsProcessor(rm, tokenizer=tok, k=10, weight=0.5) as args:
+    ...     answers = guided_generate(model, tok, ["How do I bake bread?"], args, max_new_tokens=4)
+    >>> len(answers)
+    1
     ```
     """
     if isinstance(prompts, str):

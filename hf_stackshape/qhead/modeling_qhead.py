@@ -120,11 +120,14 @@ class QHeadModel(PreTrainedModel):
     ```python
     >>> from transformers import AutoModelForCausalLM
     >>> from hf_stackshape import QHeadModel
-    >>> base = AutoModelForCausalLM.from_pretrained("HuggingFaceTB/SmolLM2-135M-Instruct")  # doctest: +SKIP
-    >>> qhead = QHeadModel.from_backbone(base, preset="paper")  # the authors' value MLP, seed 0  # doctest: +SKIP
-    >>> qhead.save_pretrained("my-qhead")  # head (+ adapter) and a model card, not the backbone  # doctest: +SKIP
-    >>> qhead.push_to_hub("me/my-qhead")  # the same files and card, on the Hub  # doctest: +SKIP
-    >>> qhead = QHeadModel.from_pretrained("me/my-qhead", backbone=base)  # doctest: +SKIP
+    >>> import tempfile
+    >>> from hf_stackshape.assets.defaults import smollm2_path
+    >>> base = AutoModelForCausalLM.from_pretrained(smollm2_path())  # bundled; or "HuggingFaceTB/SmolLM2-135M-Instruct"
+    >>> qhead = QHeadModel.from_backbone(base, preset="paper")  # the authors' value MLP, seed 0
+    >>> folder = tempfile.mkdtemp()
+    >>> qhead.save_pretrained(folder)  # head (+ adapter) and a model card, not the backbone
+    >>> qhead.push_to_hub("me/my-qhead")  # the same files and card, on the Hub (needs a login)  # doctest: +SKIP
+    >>> qhead = QHeadModel.from_pretrained(folder, backbone=base)  # or "me/my-qhead" from the Hub
     ```
     """
 
@@ -371,8 +374,8 @@ class QHeadModel(PreTrainedModel):
         Examples:
 
         ```python
-        >>> qhead.push_to_hub("me/smollm2-srs-value-head")  # doctest: +SKIP
-        >>> qhead = QHeadModel.from_pretrained("me/smollm2-srs-value-head", backbone=base)  # doctest: +SKIP
+        >>> qhead.push_to_hub("me/smollm2-srs-value-head")  # needs a Hub login  # doctest: +SKIP
+        >>> qhead = QHeadModel.from_pretrained("me/smollm2-srs-value-head", backbone=base)  # a download  # doctest: +SKIP
         ```
         """
         import tempfile
@@ -419,8 +422,8 @@ class QHeadModel(PreTrainedModel):
         Examples:
 
         ```python
-        >>> qhead = QHeadModel.from_pretrained("me/smollm2-srs-value-head", revision="main")  # doctest: +SKIP
-        >>> qhead = QHeadModel.from_pretrained("me/heads", subfolder="srs", backbone=base)  # doctest: +SKIP
+        >>> qhead = QHeadModel.from_pretrained("me/smollm2-srs-value-head", revision="main")  # a download  # doctest: +SKIP
+        >>> qhead = QHeadModel.from_pretrained("me/heads", subfolder="srs", backbone=base)  # a download  # doctest: +SKIP
         ```
         """
         from safetensors.torch import load_file

@@ -539,10 +539,10 @@ class QHeadTrainer(Trainer):
 
     ```python
     >>> from hf_stackshape import QHeadModel, QHeadTrainer, QHeadTrainerConfig
-    >>> qhead = QHeadModel.from_backbone(base, preset="paper")  # doctest: +SKIP
-    >>> args = QHeadTrainerConfig.from_preset("paper", output_dir="qhead")  # doctest: +SKIP
-    >>> trainer = QHeadTrainer(qhead, args, train_dataset=calibration, processing_class=tokenizer)  # doctest: +SKIP
-    >>> trainer.train(); trainer.evaluate(); trainer.save_model()  # doctest: +SKIP
+    >>> qhead = QHeadModel.from_backbone(base, preset="paper")  # base: a causal LM (see QHeadModel)  # doctest: +SKIP
+    >>> args = QHeadTrainerConfig.from_preset("paper", output_dir="qhead")
+    >>> trainer = QHeadTrainer(qhead, args, train_dataset=calibration, processing_class=tokenizer)  # calibration: a ThresholdCalibrator dataset  # doctest: +SKIP
+    >>> trainer.train(); trainer.evaluate(); trainer.save_model()  # minutes of training  # doctest: +SKIP
     ```
     """
 

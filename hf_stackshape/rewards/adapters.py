@@ -232,8 +232,8 @@ class HFRewardModel(RewardFunction):
     Examples:
 
     ```python
-    >>> rm = HFRewardModel.from_pretrained("Skywork/Skywork-Reward-V2-Qwen3-0.6B", dtype=torch.bfloat16)  # doctest: +SKIP
-    >>> rm.score(["How do I bake bread?"], ["Mix flour, water, yeast and salt..."])  # doctest: +SKIP
+    >>> rm = HFRewardModel.from_pretrained("Skywork/Skywork-Reward-V2-Qwen3-0.6B", dtype=torch.bfloat16)  # a download  # doctest: +SKIP
+    >>> rm.score(["How do I bake bread?"], ["Mix flour, water, yeast and salt..."])  # with the download  # doctest: +SKIP
     ```
     """
 

@@ -113,9 +113,16 @@ class PrefixKVCache:
     Examples:
 
     ```python
-    >>> cache = PrefixKVCache(reward_model.model, readout_skip_ids=[pad_id])  # doctest: +SKIP
-    >>> states = cache.score_candidates(prefix_ids, prefix_mask, candidates)  # candidates: (n, k, g)
+    >>> import torch
+    >>> from hf_stackshape.assets.demo import load_demo_reward_model
+    >>> reward_model = load_demo_reward_model()  # the bundled SmolLM2 + LoRA reward model (an HFRewardModel)
+    >>> cache = PrefixKVCache(reward_model.model, readout_skip_ids=[reward_model.tokenizer.pad_token_id])
+    >>> prefix = reward_model.tokenizer(["Hi there!"], return_tensors="pt")
+    >>> candidates = torch.tensor([[[42], [1337], [7]]])  # (n, k, g): 3 one-token candidates for one prefix
+    >>> states = cache.score_candidates(prefix["input_ids"], prefix["attention_mask"].bool(), candidates)
     >>> rewards = reward_model.model.score(states.hidden).squeeze(-1)  # (n, k)
+    >>> rewards.shape
+    torch.Size([1, 3])
     ```
     """
 

@@ -126,8 +126,8 @@ class LLMJudge(Judge):
 
     ```python
     >>> from hf_stackshape.evaluation import LLMJudge, win_tie_scores
-    >>> judge = LLMJudge(base_url="http://127.0.0.1:8000/v1", model="Qwen/Qwen3-8B", cache_file="j.jsonl")  # doctest: +SKIP
-    >>> win_tie_scores(prompts, srs_answers, vanilla_answers, judge)["win_tie"]  # doctest: +SKIP
+    >>> judge = LLMJudge(base_url="http://127.0.0.1:8000/v1", model="Qwen/Qwen3-8B", cache_file="j.jsonl")  # a judge server  # doctest: +SKIP
+    >>> win_tie_scores(prompts, srs_answers, vanilla_answers, judge)["win_tie"]  # needs the server  # doctest: +SKIP
     ```
     """
 

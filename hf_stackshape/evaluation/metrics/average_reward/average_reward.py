@@ -28,6 +28,7 @@ Returns:
 Examples:
     >>> metric = load_metric("average_reward")
     >>> metric.compute(predictions=["Great, glad to help!"], prompts=["Hi"], reward="vader")["rewards"]
+    [0.877...]
 """
 
 

@@ -31,7 +31,8 @@ Args:
 Returns:
     coherence (`float`), coherence_std, coherence_ci_low, coherence_ci_high (`float`), coherences (`list[float]`).
 Examples:
-    >>> load_metric("coherence").compute(predictions=["Bake it at 220 C."], prompts=["How do I bake bread?"])
+    >>> load_metric("coherence").compute(predictions=["Bake it at 220 C."], prompts=["How do I bake bread?"])["coherences"]
+    [0.48...]
 """
 
 
