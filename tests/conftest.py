@@ -15,6 +15,15 @@ import torch
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """A ``distributed`` test (it starts real processes) is also ``slow``: the quick loop,
+    ``python -m pytest -m "not slow"``, leaves it out; plain ``pytest`` (CI) runs everything."""
+    for item in items:
+        if item.get_closest_marker("distributed") is not None and item.get_closest_marker("slow") is None:
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture
 def one_thread():
     """One intra-op thread: faster for tiny models on a shared CPU, and bitwise reproducible across runs

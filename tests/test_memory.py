@@ -6,7 +6,7 @@ a real one on a GPU."""
 import pytest
 import torch
 
-from hf_stackshape.utils.memory import BatchMemoryError, PeakMemory, is_out_of_memory, map_batches
+from hf_stackshape.utils.memory import BatchMemoryError, is_out_of_memory, map_batches
 
 OOM_TEXT = "CUDA out of memory. Tried to allocate 3.50 GiB. GPU 0 has a total capacity of 79.19 GiB"
 
@@ -132,6 +132,7 @@ print("ok", peak.source)
 """
 
 
+@pytest.mark.slow  # a fresh Python process
 def test_peak_memory_on_cpu_sees_an_allocation_inside_the_block():
     # In a fresh process: a long-lived one (the test session) may serve the 64 MiB from memory it already
     # holds, and then no peak moves, whatever PeakMemory does.

@@ -99,6 +99,7 @@ def test_save_load_round_trip(tmp_path, tiny_lm, backbone_dir, head_type):
     assert torch.equal(shared(ids).value, expected)
 
 
+@pytest.mark.slow
 def test_from_pretrained_in_fresh_process(tmp_path, backbone_dir):
     qhead = _perturb(QHeadModel.from_backbone(backbone_dir, head_type="q", rank=4))
     ids = torch.tensor([[5, 6, 7, 8, 9]])
@@ -245,6 +246,7 @@ def _held_out_spearman(qhead, tokenizer, args):
 
 # A vocabulary-wide q head learns each token row from the rollouts that take that token, so on 12 prompts it ranks
 # held-out rollouts less well than the value head (measured: 0.42, 0.53, 0.58 for init seeds 0, 1, 2).
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "head_type,loss_type,min_rho",
     [("value", "fudge+consistency", 0.6), ("q", "fudge", 0.3), ("value", "consistency", 0.6)],
@@ -261,6 +263,7 @@ def test_training_lowers_loss_and_ranks_held_out_rollouts(tmp_path, tiny_lm, tok
     assert set(qhead.config.training_metrics) == {"test_mse", "test_mse_mid", "test_spearman_last", "test_spearman_mid"}
 
 
+@pytest.mark.slow
 def test_precomputed_hidden_states_give_the_same_training(tmp_path, tiny_lm, tokenizer):
     _, with_cache, _, _ = _train(tmp_path, tiny_lm, tokenizer, "value", num_train_epochs=2, precompute_hidden_states=True)
     _, without, _, _ = _train(tmp_path, tiny_lm, tokenizer, "value", num_train_epochs=2, precompute_hidden_states=False)
@@ -404,6 +407,7 @@ def test_peft_config_and_tags(tmp_path, tiny_lm, tokenizer):
                      train_dataset=good_bad_dataset(4, 2, 0), processing_class=tokenizer, peft_config={"r": 2})
 
 
+@pytest.mark.slow
 def test_train_qhead_refuses_other_settings_and_names_bad_lines(tmp_path, tiny_lm, tokenizer):
     from hf_stackshape.cli import main
     from hf_stackshape.commands.train_qhead import TrainQHeadArguments, load_rollouts, run

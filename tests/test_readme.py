@@ -297,6 +297,7 @@ def test_setup_commands_parse(tmp_path):
 # ------------------------------------------------------------------------------------------ running
 
 
+@pytest.mark.slow  # the whole README tour: minutes
 def test_readme_bash_blocks_run(tmp_path):
     """The quick tour (and every other unmarked bash block) runs in order, offline, in one empty folder."""
     blocks = _runnable(readme_blocks(), "bash")
@@ -306,6 +307,7 @@ def test_readme_bash_blocks_run(tmp_path):
     assert any("win_tie" in p.read_text() for p in tmp_path.rglob("*.json")), "the quick tour computed no win-tie rate"
 
 
+@pytest.mark.slow  # the whole README tour: minutes
 def test_readme_python_snippets_run(tmp_path):
     """Every unmarked Python snippet runs, in order, in one interpreter (they build on each other)."""
     blocks = _runnable(readme_blocks(), "python")

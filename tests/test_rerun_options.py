@@ -183,6 +183,12 @@ GENERATE_TABLE = [
 _GEN_CACHE = {}
 
 
+def _quick(table, quick):
+    """The table's rows as test parameters: the ``quick`` ones (a few of each expectation) run in the quick loop,
+    the others are marked slow (each reruns a CLI command; all of them run in CI)."""
+    return [pytest.param(*row, id=row[0], marks=() if row[0] in quick else pytest.mark.slow) for row in table]
+
+
 def _gen_partial_and_full(a, kind):
     """(partial run folder: 2 of 4 prompts answered, rows of an uninterrupted run), computed once per kind."""
     if kind not in _GEN_CACHE:
@@ -210,7 +216,9 @@ def _prepare_extra_assets(a):
 
 
 @pytest.mark.usefixtures("one_thread")
-@pytest.mark.parametrize("option,kind,change,expect", GENERATE_TABLE, ids=[row[0] for row in GENERATE_TABLE])
+@pytest.mark.parametrize(
+    "option,kind,change,expect", _quick(GENERATE_TABLE, {"prompts", "limit", "output_file", "weight", "method"})
+)
 def test_generate_option_is_pinned_or_does_not_change_the_output(assets, tmp_path, capsys, option, kind, change,
                                                                   expect):
     a = assets
@@ -248,6 +256,7 @@ def test_generate_batch_size_does_not_change_sampled_rows(assets, tmp_path):
 # -------------------------------------------------------------------------------- generate: the issue's cases
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("one_thread")
 def test_thresholds_changed_in_place_are_refused_on_resume(assets, tmp_path, capsys):
     """Issue 20.1: recalibrating --thresholds_from's folder between two parts of a run is refused by name."""
@@ -299,6 +308,7 @@ def test_thresholds_of_another_reward_are_refused_naming_both(assets, tmp_path, 
     assert _main(*argv) == 0  # the calibration's own reward
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("one_thread")
 def test_calibrate_records_its_reward_and_generate_checks_it(assets, tmp_path, capsys):
     cal = tmp_path / "cal"
@@ -358,6 +368,7 @@ def test_a_fresh_run_that_fails_before_any_result_leaves_no_manifest(tmp_path):
             open_run(output, {"w": 3}, kind="t", single_file=single_file).__enter__()
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("one_thread")
 def test_an_old_manifest_without_the_input_digests_is_refused_with_the_fix(assets, tmp_path, capsys):
     out = tmp_path / "out.jsonl"
@@ -443,7 +454,7 @@ _CAL_PARTIAL = {}
 
 
 @pytest.mark.usefixtures("one_thread")
-@pytest.mark.parametrize("option,change,expect", CALIBRATE_TABLE, ids=[row[0] for row in CALIBRATE_TABLE])
+@pytest.mark.parametrize("option,change,expect", _quick(CALIBRATE_TABLE, {"limit", "beta", "model", "num_samples"}))
 def test_calibrate_option_is_pinned_or_the_rerun_equals_a_fresh_run(assets, tmp_path, capsys, option, change, expect):
     a = assets
     if "partial" not in _CAL_PARTIAL:  # one chunk of two finished, as a kill after it leaves it
@@ -546,6 +557,7 @@ def test_sweep_option_is_pinned_or_the_rerun_equals_a_fresh_sweep(assets, tmp_pa
         assert expect[1] in err and "--overwrite" in err, (option, err)
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("one_thread")
 def test_a_sweep_with_another_seed_redoes_its_best_of_n_cells(assets, tmp_path):
     """Issue 20.2: --seed 1 into a seed-0 folder gives the files a seed-1 sweep writes, never relabelled ones."""

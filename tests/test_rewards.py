@@ -313,7 +313,7 @@ def _gpt2_rm(tokenizer):
     return AutoModelForSequenceClassification.from_config(cfg).eval()
 
 
-@pytest.mark.parametrize("batch_size", [16, 3])
+@pytest.mark.parametrize("batch_size", [pytest.param(16, marks=pytest.mark.slow), 3])
 def test_score_grouped_equals_flat_score_chat_template(tiny_rm_model, tokenizer, batch_size):
     rm = HFRewardModel(tiny_rm_model, tokenizer, batch_size=batch_size)
     flat_p, flat_r = _flat(GROUP_PROMPTS, GROUP_RESPONSES)

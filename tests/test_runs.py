@@ -179,6 +179,7 @@ HOLDER = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_a_second_concurrent_run_refuses_at_once(tmp_path):
     out, flag = tmp_path / "run", tmp_path / "flag"
     holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(out), str(flag)], env=_env())

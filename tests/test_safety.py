@@ -339,6 +339,7 @@ def test_a_gzip_body_that_does_not_decode_is_an_api_error_in_the_report(hostile,
     assert "does not decode" in samples[2]["judgement"]["error"]
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_evaluate_waiting_on_a_hung_judge(hostile, tmp_path):
     import signal
     import subprocess
