@@ -131,7 +131,7 @@ def test_validation_errors(tokenizer, reward):
 
 @pytest.mark.parametrize(
     "transform,chat",
-    [("raw", True), ("srs", True), ("srs", False)],
+    [("raw", True), pytest.param("srs", True, marks=pytest.mark.slow), ("srs", False)],
 )
 def test_greedy_matches_reference_loop(tokenizer, tiny_lm, reward, transform, chat):
     """Batched, left-padded ARGS-greedy == the per-prompt reference loop, token for token (fast path)."""
@@ -216,6 +216,7 @@ def _replay(calls, rm, tokenizer, proc, prompts, k, weight, thresholds=None, row
     return checked
 
 
+@pytest.mark.slow
 def test_beam_search_and_num_return_sequences(tokenizer, tiny_lm, reward):
     rm = reward
     k, weight, steps, beams = 3, 1.0, 4, 3
@@ -263,6 +264,7 @@ def test_reuse_across_generate_calls(tokenizer, tiny_lm, reward):
         run_generate(tiny_lm, tokenizer, bound, allow, PROMPTS[1:], 2, do_sample=False)
 
 
+@pytest.mark.slow
 def test_explicit_prompts_are_what_the_rm_reads(tokenizer, tiny_lm, reward):
     """A chat-formatted base input with `prompts=` scores like the reference on the raw prompts."""
     rm = reward

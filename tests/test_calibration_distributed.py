@@ -135,6 +135,7 @@ KILLER = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # a killed calibrate process
 def test_sigkill_mid_run_resumes_without_recomputing_finished_chunks(setup, monkeypatch, capsys):
     root, reference = setup
     out = root / "killed"

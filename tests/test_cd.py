@@ -77,6 +77,7 @@ def test_left_padded_batch_equals_rows_alone(tokenizer, tiny_lm, other_backbone)
             assert torch.equal(out[i, width:], row[0, alone["input_ids"].shape[1] :]), (name, i)
 
 
+@pytest.mark.slow
 def test_mask_inferred_without_base_model(tokenizer, tiny_lm, other_backbone):
     qhead = _randomise_head(QHeadModel.from_backbone(other_backbone, head_type="value", head_hidden_size=16))
     prompts = ["Hello there, how are you doing today?", "Hi"]
@@ -86,6 +87,7 @@ def test_mask_inferred_without_base_model(tokenizer, tiny_lm, other_backbone):
     assert torch.equal(_generate(tiny_lm, with_base, batch), _generate(tiny_lm, without, batch))
 
 
+@pytest.mark.slow
 def test_num_return_sequences_and_sampling(tokenizer, tiny_lm, other_backbone):
     for name, qhead in _heads(tiny_lm, other_backbone):
         cd = CDLogitsProcessor(qhead, k=K, base_model=tiny_lm)
@@ -114,6 +116,7 @@ def _fresh_values(qhead, ids, mask, candidates):
          for j in range(candidates.shape[1])], -1)
 
 
+@pytest.mark.slow
 def test_beam_search_values_follow_reordered_rows(tokenizer, tiny_lm, other_backbone):
     """With beams, rows are reordered every step: the cached backbone state must follow them."""
     for name, qhead in _heads(tiny_lm, other_backbone):

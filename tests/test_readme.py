@@ -176,6 +176,7 @@ def test_parser_reads_markers_and_languages():
         parse_blocks("```bash\necho hi\n")
 
 
+@pytest.mark.slow  # runs a README block in a process
 def test_runner_catches_a_broken_block(tmp_path):
     good = Block("bash", "echo made > made.txt\n", 1)
     broken = Block("bash", "test -f made.txt\nstackshape no-such-command\n", 7)
@@ -270,6 +271,7 @@ def _setup_commands(block: Block) -> List[List[str]]:
     return out
 
 
+@pytest.mark.slow  # a CLI process per set-up command
 def test_setup_commands_parse(tmp_path):
     blocks = [b for b in readme_blocks() if b.marker == "setup"]
     assert len(blocks) == 2, "the README has the two set-up commands (demo and tests)"
