@@ -139,6 +139,7 @@ class CallableReward(RewardFunction):
     >>> length = CallableReward(lambda response: len(response.split()))
     >>> length(["Hi"], ["one two three"]).tolist()
     [3.0]
+
     ```
     """
 

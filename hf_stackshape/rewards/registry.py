@@ -35,6 +35,7 @@ def load_reward(spec, trust_remote_code: bool = False, **kwargs) -> RewardFuncti
     [3.0]
     >>> load_reward("builtins:len", trust_remote_code=True)(["Hi"], ["abcd"]).tolist()
     [4.0]
+
     ```
     """
     if not isinstance(spec, str):
