@@ -16,6 +16,7 @@ Examples:
 (1.3333333333333333, 3)
 >>> sorted(cmp.columns("_vs_vanilla"))
 ['reward_vs_vanilla', 'reward_vs_vanilla_ci_high', 'reward_vs_vanilla_ci_low']
+
 ```
 """
 
