@@ -125,7 +125,12 @@ def test_score_cells_compares_each_shaped_cell_with_its_vanilla(tmp_path):
 
 def test_report_groups_baseline_and_compares_by_prompt():
     from hf_stackshape.evaluation.report import (
-        Columns, Scorer, baseline_from_group, baseline_from_rows, evaluate_groups, group_rows,
+        Columns,
+        Scorer,
+        baseline_from_group,
+        baseline_from_rows,
+        evaluate_groups,
+        group_rows,
     )
 
     def row(prompt, response, method, weight):

@@ -27,8 +27,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, List, Optional
 
+from ..evaluation.report import format_report
 from ..utils.io import atomic_write_json, atomic_write_jsonl, read_jsonl
-from ..evaluation.report import format_report  # noqa: F401  (re-exported: it was defined here)
 from ._common import TRUST_REMOTE_CODE_HELP
 
 DESCRIPTION = "Score generations: average reward, diversity, coherence and judge win-tie rate, with 95% bootstrap CIs."
