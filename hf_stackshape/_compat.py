@@ -42,10 +42,14 @@ class _AliasLoader(importlib.abc.Loader):
         self.target = target
 
     def create_module(self, spec):
-        return importlib.import_module(self.target)
+        module = importlib.import_module(self.target)
+        self._own_spec = module.__spec__
+        return module
 
     def exec_module(self, module) -> None:  # the module is already executed under its new name
-        pass
+        # The import system has just set the alias spec (no origin) on the shared module object; give it back its
+        # own, or importlib.util.find_spec(new name) (the custom_generate export, reload) stops finding its source.
+        module.__spec__ = self._own_spec
 
 
 class _MovedModuleFinder(importlib.abc.MetaPathFinder):

@@ -1,6 +1,7 @@
 """Old import paths keep working after the package was laid out in layers (hf_stackshape/_compat.py)."""
 
 import importlib
+import importlib.util
 import subprocess
 import sys
 import warnings
@@ -17,6 +18,7 @@ def test_an_old_path_is_the_moved_module_itself(old, new):
         warnings.simplefilter("always")
         module = importlib.import_module(old)
     assert module is importlib.import_module(new)  # the same object: monkeypatching either path patches both
+    assert module.__spec__.name == new and importlib.util.find_spec(new).origin.endswith(".py")  # its own spec
     messages = [str(w.message) for w in caught if issubclass(w.category, DeprecationWarning)]
     assert any(old in m and new in m for m in messages), messages
 
