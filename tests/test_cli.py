@@ -191,6 +191,7 @@ def test_builtin_names_resolve_the_same_everywhere(name):
     assert len(set(scores[0].tolist())) == 2  # the two answers score differently
 
 
+@pytest.mark.slow  # loads the bundled SmolLM2 reward model
 def test_demo_name_loads_the_bundled_rm_everywhere_offline(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     from hf_stackshape.commands._common import load_reward_spec

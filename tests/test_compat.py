@@ -23,6 +23,7 @@ def test_an_old_path_is_the_moved_module_itself(old, new):
     assert any(old in m and new in m for m in messages), messages
 
 
+@pytest.mark.slow  # a fresh Python process
 def test_old_from_imports_and_attributes_work_in_a_fresh_process():
     code = (
         "import warnings; warnings.simplefilter('error', DeprecationWarning)\n"
@@ -43,6 +44,7 @@ def test_old_from_imports_and_attributes_work_in_a_fresh_process():
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
 
 
+@pytest.mark.slow  # a fresh Python process
 def test_new_paths_do_not_warn():
     code = (
         "import warnings; warnings.simplefilter('error')\n"
