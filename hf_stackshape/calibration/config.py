@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional
 
-from ..core.presets import get_preset
+from ..core.presets import FromPresetMixin
 from ..core.shaping import _check_positive, get_safeguards
 
 __all__ = ["CalibrationConfig"]
 
 
 @dataclass
-class CalibrationConfig:
+class CalibrationConfig(FromPresetMixin):
     """Settings of a :class:`~hf_stackshape.calibration.ThresholdCalibrator` run (``HfArgumentParser``-friendly,
     TRL style).
 
@@ -26,6 +25,11 @@ class CalibrationConfig:
     call ``generate`` with only the temperature and top-p: ``top_k=None`` keeps the model's own top-k (e.g. 20
     for Qwen3, transformers' 50 when the model sets none), ``0`` disables it.
 
+    ``CalibrationConfig.from_preset("paper", **overrides)`` (:class:`~hf_stackshape.core.presets.FromPresetMixin`)
+    gives the authors' rollouts for SRS-CD (N = 10, temperature 0.7, top-p 0.9, the model's top-k, 128 new tokens,
+    the chat template except on prompts that already hold HH-RLHF turns, each rollout cut at the next "Human:"
+    turn; B = 15, beta = 0.667, CD safeguards); an unknown override is an error naming it.
+
     Examples:
 
     ```python
@@ -35,6 +39,9 @@ class CalibrationConfig:
     (4, 0.7, 0.9, None, 15.0)
     ```
     """
+
+    _preset_component = "calibration"
+    _preset_settings_name = "calibration"
 
     num_samples: int = field(default=10, metadata={"help": "Responses N sampled per prompt."})
     max_new_tokens: int = field(default=128, metadata={"help": "New tokens per sampled response."})
@@ -101,21 +108,6 @@ class CalibrationConfig:
         for name in ("dialogue_prompts_as_text", "stop_at_new_turn"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"`{name}` must be True or False, got {getattr(self, name)!r}.")
-
-    @classmethod
-    def from_preset(cls, name: str = "paper", **overrides) -> "CalibrationConfig":
-        """A config from a named preset (:func:`hf_stackshape.core.presets.get_preset`), ``overrides`` on top.
-
-        ``"paper"``: the authors' rollouts for SRS-CD (N = 10, temperature 0.7, top-p 0.9, the model's top-k,
-        128 new tokens, the chat template except on prompts that already hold HH-RLHF turns, each rollout cut at
-        the next "Human:" turn; B = 15, beta = 0.667, CD safeguards).
-        """
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(overrides) - names
-        if unknown:
-            raise ValueError(f"Unknown calibration settings {sorted(unknown)}; see CalibrationConfig.")
-        values = {k: v for k, v in get_preset(name, "calibration").items() if k in names}
-        return cls(**{**values, **overrides})
 
     def sampling_settings(self) -> Dict[str, Any]:
         """The fields that determine the samples (part of the run's fingerprint). The dialogue switches

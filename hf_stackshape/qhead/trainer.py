@@ -26,6 +26,7 @@ import torch
 from transformers import PreTrainedTokenizerBase, Trainer, TrainingArguments
 from transformers.utils import logging
 
+from ..core.presets import FromPresetMixin
 from ..core.shaping import get_transform
 from ..utils.dialogue import render_prompt
 from ..utils.io import atomic_write_text
@@ -52,7 +53,7 @@ PROCESSED_COLUMNS = ("input_ids", "response_start", "target")
 
 
 @dataclass
-class QHeadTrainerConfig(TrainingArguments):
+class QHeadTrainerConfig(FromPresetMixin, TrainingArguments):
     r"""Configuration of the [`QHeadTrainer`]: only the Q-head specific fields; every other field is a
     `transformers.TrainingArguments` field. Parseable by `transformers.HfArgumentParser`.
 
@@ -116,7 +117,24 @@ class QHeadTrainerConfig(TrainingArguments):
             an epoch takes ~0.85 s instead of ~15 s, so 15 epochs (the paper's setting) run about 10x faster.
         reward_model_name_or_path (`str`, *optional*): recorded in the saved head's config and model card.
         base_model_name_or_path (`str`, *optional*): recorded in the saved head's config and model card.
+
+    ``QHeadTrainerConfig.from_preset(name, **overrides)`` (:class:`~hf_stackshape.core.presets.FromPresetMixin`)
+    takes a preset's ``qhead_trainer`` settings. ``"paper"``: the authors' ``train_value_function.py`` (the
+    ``consistency`` loss with weight 1.0, Adam without weight decay (AdamW with weight decay 0) at a constant lr
+    1e-4, batch 64, 15 epochs, grad clip 1, early stopping with patience 5) on ``srs`` targets (``B = 15``,
+    ``alpha = 1``, ``beta = 0.667``, CD safeguards).
+
+    Examples:
+
+    ```python
+    >>> from hf_stackshape import QHeadTrainerConfig
+    >>> args = QHeadTrainerConfig.from_preset("paper", output_dir="qhead", report_to="none")
+    >>> args.loss_type, args.consistency_weight, args.early_stopping_patience
+    ('consistency', 1.0, 5)
+    ```
     """
+
+    _preset_component = "qhead_trainer"
 
     learning_rate: float = field(default=1e-4, metadata={"help": "The initial learning rate for AdamW."})
     logging_steps: float = field(default=10, metadata={"help": "Log every X update steps."})
@@ -205,28 +223,6 @@ class QHeadTrainerConfig(TrainingArguments):
                 self.save_total_limit = 1
         get_transform(self.transform)  # fail early on an unknown name
         super().__post_init__()
-
-    @classmethod
-    def from_preset(cls, name: str = "paper", **overrides: Any) -> "QHeadTrainerConfig":
-        """A config from a named preset's ``qhead_trainer`` settings (``hf_stackshape.core.presets``), then ``overrides``.
-
-        ``"paper"``: the authors' ``train_value_function.py`` (the ``consistency`` loss with weight 1.0, Adam without
-        weight decay at a constant lr 1e-4, batch 64, 15 epochs, grad clip 1, early stopping with patience 5) on
-        ``srs`` targets (``B = 15``, ``alpha = 1``, ``beta = 0.667``, CD safeguards).
-
-        Examples:
-
-        ```python
-        >>> from hf_stackshape import QHeadTrainerConfig
-        >>> args = QHeadTrainerConfig.from_preset("paper", output_dir="qhead", report_to="none")
-        >>> args.loss_type, args.consistency_weight, args.early_stopping_patience
-        ('consistency', 1.0, 5)
-        ```
-        """
-        from ..core.presets import get_preset
-
-        # AdamW with weight decay 0 (the preset) is the authors' Adam.
-        return cls(**{**get_preset(name, "qhead_trainer"), **overrides})
 
     def shaping_transform(self):
         """The configured reward transform (``get_transform`` with this config's settings)."""
