@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional
 
 from ..core.presets import FromPresetMixin
+from ..utils.deprecation import deprecated_field, resolve_renamed_fields
 from ..core.shaping import _check_positive, get_safeguards
 
 __all__ = ["CalibrationConfig"]
@@ -41,6 +43,8 @@ class CalibrationConfig(FromPresetMixin):
     """
 
     _preset_component = "calibration"
+    #: Deprecated field names (``utils.deprecation``): the old name warns and means the new one.
+    RENAMED_FIELDS = {"use_chat_template": "chat_template"}
     _preset_settings_name = "calibration"
 
     num_samples: int = field(default=10, metadata={"help": "Responses N sampled per prompt."})
@@ -56,7 +60,7 @@ class CalibrationConfig(FromPresetMixin):
     safeguards: str = field(
         default="cd", metadata={"help": "Numerical safeguards of the threshold: 'cd', 'args' or 'none'."}
     )
-    use_chat_template: Optional[bool] = field(
+    chat_template: Optional[bool] = field(
         default=None,
         metadata={"help": "Wrap prompts in the tokenizer's chat template (unset: when it has one)."},
     )
@@ -84,8 +88,11 @@ class CalibrationConfig(FromPresetMixin):
         metadata={"help": "Remove the whole old run in output_dir and start fresh instead of refusing changed settings."},
     )
     show_progress: bool = field(default=True, metadata={"help": "Show a tqdm progress bar."})
+    #: Deprecated alias of ``chat_template`` (warns; ``None`` once moved there).
+    use_chat_template: Optional[bool] = deprecated_field("chat_template")
 
     def __post_init__(self):
+        resolve_renamed_fields(self)
         _check_positive("beta", self.beta)
         _check_positive("bound", self.bound)
         _check_positive("temperature", self.temperature)
@@ -108,6 +115,15 @@ class CalibrationConfig(FromPresetMixin):
         for name in ("dialogue_prompts_as_text", "stop_at_new_turn"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"`{name}` must be True or False, got {getattr(self, name)!r}.")
+
+    def to_dict(self) -> Dict[str, Any]:
+        """The settings as recorded in ``calibration_config.json``: every field, ``chat_template`` under the key
+        the file has always used (``use_chat_template``), in the same place."""
+        record = {}
+        for f in dataclasses.fields(self):
+            if f.name not in self.RENAMED_FIELDS:
+                record["use_chat_template" if f.name == "chat_template" else f.name] = getattr(self, f.name)
+        return record
 
     def sampling_settings(self) -> Dict[str, Any]:
         """The fields that determine the samples (part of the run's fingerprint). The dialogue switches

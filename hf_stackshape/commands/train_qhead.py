@@ -189,11 +189,11 @@ def run(args: TrainQHeadArguments, config: QHeadTrainerConfig) -> int:
     use_chat = calib.get("use_chat_template")
     if use_chat is None:
         use_chat = bool(tokenizer.chat_template) if calib else None
-    if config.apply_chat_template is None:
-        config.apply_chat_template = use_chat
-    elif use_chat is not None and bool(config.apply_chat_template) != bool(use_chat):
+    if config.chat_template is None:
+        config.chat_template = use_chat
+    elif use_chat is not None and bool(config.chat_template) != bool(use_chat):
         logger.warning(
-            f"--apply_chat_template {config.apply_chat_template} differs from the calibration's use_chat_template "
+            f"--chat_template {config.chat_template} differs from the calibration's use_chat_template "
             f"{use_chat}: the head reads prompts formatted unlike the rollouts were generated."
         )
     # HH-format prompts are read as the calibration rendered them (text or chat template): the calibration wins.

@@ -12,8 +12,11 @@ This module is plain data: no model, tokenizer or I/O, so every component can im
 from __future__ import annotations
 
 import copy
+import dataclasses
 import inspect
 from typing import Any, Dict, Iterable, List, Optional
+
+from ..utils.deprecation import move_renamed, renamed_fields
 
 __all__ = [
     "PRESETS",
@@ -62,7 +65,7 @@ _PAPER: Dict[str, Dict[str, Any]] = {
         "beta": 0.667,
         "bound": 15.0,
         "safeguards": "cd",
-        "use_chat_template": True,
+        "chat_template": True,
         "dialogue_prompts_as_text": True,
         "stop_at_new_turn": True,
     },
@@ -223,6 +226,8 @@ class FromPresetMixin:
         :class:`UnknownSettingsError` naming it."""
         if not cls._preset_component:
             raise TypeError(f"{cls.__name__} names no preset component (`_preset_component`).")
+        if dataclasses.is_dataclass(cls):  # deprecated field names (utils.deprecation) mean their new ones
+            move_renamed(overrides, renamed_fields(cls), cls.__name__)
         kwargs = preset_settings(
             name, cls._preset_component, overrides, cls.preset_setting_names(),
             what=cls._preset_settings_name or cls.__name__, owner=cls.__name__,

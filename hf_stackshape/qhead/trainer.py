@@ -28,6 +28,7 @@ from transformers.utils import logging
 
 from ..core.presets import FromPresetMixin
 from ..core.shaping import get_transform
+from ..utils.deprecation import deprecated_field, resolve_renamed_fields
 from ..utils.dialogue import render_prompt
 from ..utils.io import atomic_write_text
 from .modeling_qhead import ADAPTER_FOLDER, QHeadModel, _merge_tags, render_model_card
@@ -104,8 +105,8 @@ class QHeadTrainerConfig(FromPresetMixin, TrainingArguments):
         dialogue_prompts_as_text (`bool`, *optional*): a prompt that already holds ``Human:`` / ``Assistant:``
             turns is read as text, without the chat template, as the calibrator's ``dialogue_prompts_as_text``
             generated it (``stackshape train-qhead`` follows the calibration's setting; the ``paper`` preset: on).
-        apply_chat_template (`bool`, *optional*): format prompts with the tokenizer's chat template
-            (``add_generation_prompt=True``), as the rollouts were generated (the calibrator's ``use_chat_template``);
+        chat_template (`bool`, *optional*): format prompts with the tokenizer's chat template
+            (``add_generation_prompt=True``), as the rollouts were generated (the calibrator's ``chat_template``);
             CD must then be given chat-formatted prompts too. ``None``: when the tokenizer has a chat template
             (``stackshape train-qhead`` follows the calibration's setting).
         dataset_num_proc (`int`, *optional*): worker processes of the tokenising `Dataset.map` (as in TRL).
@@ -135,6 +136,8 @@ class QHeadTrainerConfig(FromPresetMixin, TrainingArguments):
     """
 
     _preset_component = "qhead_trainer"
+    #: Deprecated field names (``utils.deprecation``): the old name warns and means the new one.
+    RENAMED_FIELDS = {"apply_chat_template": "chat_template"}
 
     learning_rate: float = field(default=1e-4, metadata={"help": "The initial learning rate for AdamW."})
     logging_steps: float = field(default=10, metadata={"help": "Log every X update steps."})
@@ -182,7 +185,7 @@ class QHeadTrainerConfig(FromPresetMixin, TrainingArguments):
     dataset_num_proc: Optional[int] = field(
         default=None, metadata={"help": "Worker processes for tokenising the rollouts (Dataset.map)."}
     )
-    apply_chat_template: Optional[bool] = field(
+    chat_template: Optional[bool] = field(
         default=None,
         metadata={"help": "Format prompts with the chat template, as the rollouts were generated (default: follow "
                   "the calibration's setting; without one, when the tokenizer has a chat template)."},
@@ -192,8 +195,11 @@ class QHeadTrainerConfig(FromPresetMixin, TrainingArguments):
     )
     reward_model_name_or_path: Optional[str] = field(default=None, metadata={"help": "Reward model id (card)."})
     base_model_name_or_path: Optional[str] = field(default=None, metadata={"help": "Base model id (card)."})
+    #: Deprecated alias of ``chat_template`` (warns; ``None`` once moved there).
+    apply_chat_template: Optional[bool] = deprecated_field("chat_template")
 
     def __post_init__(self):
+        resolve_renamed_fields(self)
         if self.loss_type not in LOSS_TYPES:
             raise ValueError(f"`loss_type` must be one of {LOSS_TYPES}, got {self.loss_type!r}.")
         if self.consistency_weight < 0:
@@ -655,7 +661,7 @@ class QHeadTrainer(Trainer):
             return dataset
         dataset = self._shape(dataset, name)
         args, tok = self._args_for_prep, self._tokenizer
-        chat = args.apply_chat_template
+        chat = args.chat_template
         if chat is None:
             chat = bool(getattr(tok, "chat_template", None))
         self._prompt_format = "chat template" if chat else "raw text"  # the card's usage snippet follows it
