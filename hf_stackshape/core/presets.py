@@ -12,11 +12,8 @@ This module is plain data: no model, tokenizer or I/O, so every component can im
 from __future__ import annotations
 
 import copy
-import dataclasses
 import inspect
 from typing import Any, Dict, Iterable, List, Optional
-
-from ..utils.deprecation import move_renamed, renamed_fields
 
 __all__ = [
     "PRESETS",
@@ -226,8 +223,11 @@ class FromPresetMixin:
         :class:`UnknownSettingsError` naming it."""
         if not cls._preset_component:
             raise TypeError(f"{cls.__name__} names no preset component (`_preset_component`).")
-        if dataclasses.is_dataclass(cls):  # deprecated field names (utils.deprecation) mean their new ones
-            move_renamed(overrides, renamed_fields(cls), cls.__name__)
+        renames = getattr(cls, "RENAMED_FIELDS", None)
+        if renames:  # deprecated field names (utils.deprecation) mean their new ones
+            from ..utils.deprecation import move_renamed
+
+            move_renamed(overrides, renames, cls.__name__)
         kwargs = preset_settings(
             name, cls._preset_component, overrides, cls.preset_setting_names(),
             what=cls._preset_settings_name or cls.__name__, owner=cls.__name__,

@@ -68,7 +68,6 @@ _HEAD = {
     "hf_stackshape.qhead.modeling_qhead": "modeling_qhead",
     "hf_stackshape.utils.io": "srs_io",
     "hf_stackshape.core.presets": "srs_presets",
-    "hf_stackshape.utils.deprecation": "srs_deprecation",
     # Not a library module: written from the card template (package data the flat copy cannot read).
     "hf_stackshape.qhead.qhead_card": "qhead_card",
 }
