@@ -212,7 +212,9 @@ class StackelbergBestOfN:
         **generation_kwargs,
     ):
         if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
-            raise ValueError(f"`num_samples` (samples N per prompt) must be an integer >= 1, got {num_samples!r}.")
+            raise ValueError(
+                f"`num_samples` (samples N per prompt; formerly `n`) must be an integer >= 1, got {num_samples!r}."
+            )
         if selection not in SELECTIONS:
             raise ValueError(f"`selection` must be one of {list(SELECTIONS)}, got {selection!r}.")
         for name, value in (("max_new_tokens", max_new_tokens), ("batch_size", batch_size)):
@@ -438,8 +440,8 @@ class StackelbergBestOfN:
 
     def reselect(self, samples: BestOfNOutput) -> BestOfNOutput:
         """Select again, with this instance's transform, ``beta`` and selection, among the samples of an earlier
-        :meth:`generate` (``return_candidates=True``, same ``num_samples``, ``seed`` and sampling): what :meth:`generate`
-        would return, without sampling or scoring again."""
+        :meth:`generate` (``return_candidates=True``, same ``num_samples``, ``seed`` and sampling): what
+        :meth:`generate` would return, without sampling or scoring again."""
         if samples.candidates is None:
             raise ValueError("`samples` has no candidates; produce it with generate(..., return_candidates=True).")
         if samples.rewards.shape[-1] != self.num_samples:
@@ -478,7 +480,8 @@ def best_of_n_grid(
         weights (`list[float]`): guidance weights ``1 / beta`` (0: a uniform choice).
         indices (`list[int]`, *optional*): the prompts' global indices (default ``0..P-1``), the keys of their
             random draws (e.g. one rank's share of a multi-process sweep).
-        kwargs: the other [`StackelbergBestOfN`] settings (``num_samples``, ``bound``, ``alpha``, ``seed``, ``max_new_tokens``...).
+        kwargs: the other [`StackelbergBestOfN`] settings (``num_samples``, ``bound``, ``alpha``, ``seed``,
+            ``max_new_tokens``...).
 
     Returns:
         `dict` from ``(method label, weight)`` (labels as :func:`~hf_stackshape.pipeline.generation.parse_method` gives them:

@@ -237,7 +237,7 @@ def test_best_of_n_num_samples_alias(tiny_lm, tokenizer, reward):
         assert StackelbergBestOfN.from_method("srs-bon", tiny_lm, tokenizer, reward, weight=1.0, n=2).num_samples == 2
     with pytest.raises(ValueError, match="Both `num_samples` and its deprecated alias `n`"):
         best_of_n_grid(tiny_lm, tokenizer, reward, PROMPTS, ["srs-bon"], [1.0], n=2, num_samples=2)
-    with pytest.raises(ValueError, match="`num_samples` \\(samples N per prompt\\) must be an integer >= 1"):
+    with pytest.raises(ValueError, match="`num_samples` \\(samples N per prompt; formerly `n`\\) must be an integer >= 1"):
         StackelbergBestOfN(tiny_lm, tokenizer, reward, num_samples=0)
 
 

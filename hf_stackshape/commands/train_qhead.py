@@ -152,10 +152,14 @@ def run_fingerprint(
 
     from ..utils.runs import model_fingerprint, tokenizer_fingerprint
 
+    # A renamed option keeps the key it has always had in the fingerprint (``chat_template`` is recorded as
+    # ``apply_chat_template``), and its deprecated alias is not an option of its own: earlier runs still resume.
+    renamed = getattr(config, "RENAMED_FIELDS", {})
+    recorded_as = {new: old for old, new in renamed.items()}
     training = {
-        f.name: getattr(config, f.name)
+        recorded_as.get(f.name, f.name): getattr(config, f.name)
         for f in fields(config)
-        if f.init and f.name not in NO_EFFECT_TRAINING_KEYS and not f.name.startswith("_")
+        if f.init and f.name not in NO_EFFECT_TRAINING_KEYS and f.name not in renamed and not f.name.startswith("_")
     }
     head = {k: v for k, v in asdict(args).items() if k not in NO_EFFECT_HEAD_KEYS}
     return {

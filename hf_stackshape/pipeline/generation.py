@@ -122,8 +122,8 @@ def _build_best_of_n(method: Method, decoder: Dict[str, Any], settings: Decoding
     if settings.do_sample:
         options.update(temperature=settings.temperature, top_p=settings.top_p)
     return StackelbergBestOfN.from_method(
-        method, model, tokenizer, reward, num_samples=int(settings.num_samples), max_new_tokens=int(settings.max_new_tokens),
-        batch_size=int(settings.batch_size), seed=int(settings.seed), chat_template=settings.chat_template,
+        method, model, tokenizer, reward, num_samples=int(settings.num_samples),
+        max_new_tokens=int(settings.max_new_tokens), batch_size=int(settings.batch_size), seed=int(settings.seed), chat_template=settings.chat_template,
         show_progress=show_progress, dialogue_prompts_as_text=settings.dialogue_prompts_as_text,
         stop_at_new_turn=settings.stop_at_new_turn, **options,
     )
