@@ -427,7 +427,8 @@ CALIBRATE_TABLE = [
     ("beta", ["--beta", "2"], "fresh"),
     ("bound", ["--bound", "3"], "fresh"),
     ("safeguards", ["--safeguards", "none"], "fresh"),
-    ("use_chat_template", ["--use_chat_template", "false"], ("refused", "use_chat_template")),
+    ("chat_template", ["--chat_template", "false"], ("refused", "use_chat_template")),  # the manifest's key
+    ("use_chat_template", ["--use_chat_template", "false"], ("refused", "use_chat_template")),  # deprecated alias
     ("max_prompt_length", ["--max_prompt_length", "8"], ("refused", "max_prompt_length")),
     ("chunk_size", ["--chunk_size", "3"], ("refused", "sampling.chunk_size")),
     ("seed", ["--seed", "1"], ("refused", "sampling.seed")),
