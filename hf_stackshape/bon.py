@@ -40,7 +40,7 @@ from .core.follower import (
 from .core.methods import parse_method
 from .core.shaping import RewardTransform, ThresholdSafeguards, get_safeguards, get_transform
 from .rewards.adapters import HFRewardModel, RewardFunction, as_reward_function
-from .utils.prompts import format_prompts, global_indices
+from .utils.prompts import encode_prompts, format_prompts, global_indices
 
 logger = logging.get_logger(__name__)
 
@@ -361,12 +361,7 @@ class StackelbergBestOfN:
             raise ValueError("The tokenizer has no pad token to batch prompts; set tokenizer.pad_token = tokenizer.eos_token.")
         texts = format_prompts(self.tokenizer, list(prompts), self.chat_template, self.dialogue_prompts_as_text)
         device = next(self.model.parameters()).device
-        old_side = self.tokenizer.padding_side
-        self.tokenizer.padding_side = "left"
-        try:
-            enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
-        finally:
-            self.tokenizer.padding_side = old_side
+        enc = encode_prompts(self.tokenizer, texts, None, list(indices)).to(device)  # budget None: no truncation
         sampling = self.generation_config()
         sampler = KeyedSampler.expand(
             [draw_key(self.seed, i, j, "sample") for i in indices for j in range(self.n)], sampling

@@ -213,10 +213,10 @@ class _Runner:
         self._heads = {}
 
     def inputs(self, batch: int):
-        from ..pipeline.generation import format_prompts
+        from ..utils.prompts import encode_prompts, format_prompts
 
         texts = format_prompts(self.tok, BENCH_PROMPTS[:batch])
-        return self.tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
+        return encode_prompts(self.tok, texts, None, 0).to(self.device)
 
     def head(self, kind: str):
         from ..qhead.modeling_qhead import QHeadModel

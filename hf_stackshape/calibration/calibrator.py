@@ -59,6 +59,7 @@ from ..rewards.adapters import HFRewardModel, as_reward_function, reward_fingerp
 from ..utils.dialogue import STOP_STRINGS, cut_all_at_new_turn, render_prompt
 from ..utils.distributed import Processes
 from ..utils.io import prompts_from_dataset
+from ..utils.prompts import encode_prompts
 from ..utils.runs import model_fingerprint, open_run, tokenizer_fingerprint
 from .config import CalibrationConfig
 from .store import ChunkStore, chunk_seed
@@ -179,27 +180,19 @@ class ThresholdCalibrator:
         A chat-templated prompt is encoded without the tokenizer's special tokens (the template holds them), a
         text prompt with them."""
         rendered = [self.render_prompt(p) for p in prompts]
-        ids: List[List[int]] = [None] * len(rendered)  # type: ignore[list-item]
-        for templated in (True, False):
-            rows = [i for i, (_, chat) in enumerate(rendered) if chat is templated]
-            if rows:
-                encoded = self.tokenizer([rendered[i][0] for i in rows], add_special_tokens=not templated)["input_ids"]
-                for i, seq in zip(rows, encoded):
-                    ids[i] = seq
         budget = self.max_prompt_length
-        for i, seq in enumerate(ids):
-            if budget is not None and len(seq) > budget:
-                logger.warning(
-                    "Prompt %d (%r) has %d tokens, more than the budget of %d (context - max_new_tokens); "
-                    "keeping its last %d tokens.",
-                    first_index + i, _short(prompts[i]), len(seq), budget, budget,
-                )
-                ids[i] = seq[-budget:]
-        width = max(len(seq) for seq in ids)
-        pad = self.tokenizer.pad_token_id
-        input_ids = torch.tensor([[pad] * (width - len(s)) + list(s) for s in ids], dtype=torch.long)
-        mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in ids], dtype=torch.long)
-        return {"input_ids": input_ids, "attention_mask": mask}
+
+        def warn(row: int, index: int, length: int) -> None:
+            logger.warning(
+                "Prompt %d (%r) has %d tokens, more than the budget of %d (context - max_new_tokens); "
+                "keeping its last %d tokens.",
+                index, _short(prompts[row]), length, budget, budget,
+            )
+
+        return encode_prompts(
+            self.tokenizer, [text for text, _ in rendered], budget, first_index,
+            add_special_tokens=[not templated for _, templated in rendered], on_truncate=warn,
+        )
 
     def _warn_reward_truncation(self, prompts: Sequence[str], first_index: int) -> None:
         reward = self.reward

@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from transformers.utils import logging
 
 from ..utils.memory import map_batches
+from ..utils.prompts import tokenizer_sides
 
 logger = logging.get_logger(__name__)
 
@@ -396,11 +397,9 @@ class HFRewardModel(RewardFunction):
         (the response end survives)."""
         texts = [self.format(p, r) for p, r in zip(prompts, responses)]
         tok = self.tokenizer
-        old_side, old_trunc = tok.padding_side, getattr(tok, "truncation_side", "right")
-        tok.padding_side, tok.truncation_side = self.padding_side, "left"
-        try:
+        with tokenizer_sides(tok, padding=self.padding_side, truncation="left"):
             # Chat templates already hold the special tokens; avoid a second BOS.
-            batch = tok(
+            return tok(
                 texts,
                 padding=True,
                 truncation=True,
@@ -408,9 +407,6 @@ class HFRewardModel(RewardFunction):
                 return_tensors="pt",
                 add_special_tokens=not self.use_chat_template,
             )
-        finally:
-            tok.padding_side, tok.truncation_side = old_side, old_trunc
-        return batch
 
     @torch.no_grad()
     def score_ids(self, input_ids: torch.Tensor, attention_mask: Optional[torch.Tensor] = None) -> torch.Tensor:

@@ -57,6 +57,8 @@ _CORE = {
     "hf_stackshape.utils.memory": "srs_memory",
     "hf_stackshape.rewards.adapters": "srs_rewards",
     "hf_stackshape.utils.kv_cache": "srs_prefix_cache",
+    "hf_stackshape.utils.prompts": "srs_prompts",
+    "hf_stackshape.utils.dialogue": "srs_dialogue",
 }
 _GUIDANCE = {
     "hf_stackshape.guidance._base": "srs_guidance_base",
@@ -87,8 +89,6 @@ GENERATE_METHODS: Dict[str, tuple] = {
         **_CORE,
         "hf_stackshape.utils.sampling": "srs_sampling",
         "hf_stackshape.core.methods": "srs_methods",
-        "hf_stackshape.utils.prompts": "srs_prompts",
-        "hf_stackshape.utils.dialogue": "srs_dialogue",
         "hf_stackshape.core.follower": "srs_follower",
         "hf_stackshape.bon": "srs_bon",
     }),
