@@ -31,7 +31,7 @@ from transformers.utils import logging
 from .core.follower import (
     BON_SAFEGUARDS,
     SELECTIONS,
-    _inverse_beta,
+    inverse_beta,
     effective_sample_size,
     follower_weights,
     sample_threshold,
@@ -220,7 +220,7 @@ class StackelbergBestOfN:
         for key in ("num_return_sequences", "num_beams"):
             if key in generation_kwargs:
                 raise ValueError(f"Do not pass `{key}`: best-of-N sets it (num_return_sequences=n, num_beams=1).")
-        self.inverse_beta = _inverse_beta(beta)
+        self.inverse_beta = inverse_beta(beta)
         self.beta = float(beta)
         self.bound = float(bound)
         self.safeguards = get_safeguards(safeguards)

@@ -105,7 +105,7 @@ def run(args: BenchArgs) -> dict:
 
 @torch.no_grad()
 def _run(args: BenchArgs) -> dict:
-    from ..calibration import ThresholdCalibrator, _chunk_seed
+    from ..calibration import ThresholdCalibrator, chunk_seed
     from ..utils.prompts import encode_prompts, format_prompts
 
     model, tokenizer, reward, prompts = smollm2_with_reward(args.prompts, args.seed)
@@ -121,7 +121,7 @@ def _run(args: BenchArgs) -> dict:
                     num_return_sequences=args.samples, pad_token_id=tokenizer.pad_token_id)
     model.generate(**enc, **{**sampling, "max_new_tokens": 2})  # warm-up (first-call allocations)
 
-    torch.manual_seed(_chunk_seed(args.seed, 0))
+    torch.manual_seed(chunk_seed(args.seed, 0))
     start = time.perf_counter()
     out = model.generate(**enc, **sampling)
     generate_s = time.perf_counter() - start

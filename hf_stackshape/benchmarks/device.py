@@ -125,9 +125,9 @@ def load_tokenizer(folder: Optional[str] = None):
 
     folder = folder or os.environ.get("TOKENIZER_DIR") or os.environ.get("STACKSHAPE_TEST_TOKENIZER")
     if not folder:
-        from ..assets.defaults import _CACHE_VERSION, cache_root
+        from ..assets.defaults import CACHE_VERSION, cache_root
 
-        cached = cache_root() / f"smollm2-135m-instruct-{_CACHE_VERSION}"
+        cached = cache_root() / f"smollm2-135m-instruct-{CACHE_VERSION}"
         if (cached / "COMPLETE").is_file() and (cached / "tokenizer_config.json").is_file():
             folder = str(cached)
     if not folder:

@@ -63,7 +63,7 @@ from ..utils.prompts import encode_prompts
 from ..utils.runs import model_fingerprint, open_run, tokenizer_fingerprint
 from .config import CalibrationConfig
 from .store import ChunkStore, chunk_seed
-from .thresholds import REWARD_KEY, _short, recompute_thresholds, reward_record
+from .thresholds import REWARD_KEY, short_text, recompute_thresholds, reward_record
 
 logger = logging.get_logger(__name__)
 
@@ -186,7 +186,7 @@ class ThresholdCalibrator:
             logger.warning(
                 "Prompt %d (%r) has %d tokens, more than the budget of %d (context - max_new_tokens); "
                 "keeping its last %d tokens.",
-                index, _short(prompts[row]), length, budget, budget,
+                index, short_text(prompts[row]), length, budget, budget,
             )
 
         return encode_prompts(
@@ -205,7 +205,7 @@ class ThresholdCalibrator:
                     "Prompt %d (%r): %d prompt tokens + up to %d response tokens exceed the reward model's "
                     "max_length %d; the reward model sees the pair truncated from the left (the response end "
                     "is kept).",
-                    first_index + i, _short(prompts[i]), n, self.config.max_new_tokens, reward.max_length,
+                    first_index + i, short_text(prompts[i]), n, self.config.max_new_tokens, reward.max_length,
                 )
 
     @torch.no_grad()
@@ -246,7 +246,7 @@ class ThresholdCalibrator:
             if not all(math.isfinite(v) for v in values):
                 raise ValueError(
                     f"The reward returned a non-finite value for prompt {first_index + i} "
-                    f"({_short(prompt)!r}): {values}; fix the reward function."
+                    f"({short_text(prompt)!r}): {values}; fix the reward function."
                 )
             rows.append(
                 {

@@ -57,6 +57,7 @@ _CORE = {
     "hf_stackshape.utils.memory": "srs_memory",
     "hf_stackshape.rewards.adapters": "srs_rewards",
     "hf_stackshape.utils.kv_cache": "srs_prefix_cache",
+    "hf_stackshape.utils.modeling": "srs_modeling",
     "hf_stackshape.utils.prompts": "srs_prompts",
     "hf_stackshape.utils.dialogue": "srs_dialogue",
 }
@@ -68,6 +69,7 @@ _HEAD = {
     "hf_stackshape.qhead.configuration_qhead": "configuration_qhead",
     "hf_stackshape.qhead.modeling_qhead": "modeling_qhead",
     "hf_stackshape.utils.io": "srs_io",
+    "hf_stackshape.utils.modeling": "srs_modeling",
     "hf_stackshape.core.presets": "srs_presets",
     # Not a library module: written from the card template (package data the flat copy cannot read).
     "hf_stackshape.qhead.qhead_card": "qhead_card",

@@ -68,6 +68,7 @@ __all__ = [
     "fingerprint_digest",
     "content_digest",
     "same_setting",
+    "manifest_differences",
     "path_setting",
 ]
 
@@ -324,7 +325,7 @@ def _flatten(obj: Any, prefix: str = "") -> Dict[str, Any]:
 _MISSING = "<missing>"
 
 
-def _differences(old: Dict[str, Any], new: Dict[str, Any]) -> List[str]:
+def manifest_differences(old: Dict[str, Any], new: Dict[str, Any]) -> List[str]:
     """``key: old -> new`` for every differing (dotted) key of two manifests' fingerprints, run kind and version."""
     a, b = ({"run kind": m.get("kind"), "package version": m.get("package_version"),
              **_flatten(m.get("fingerprint") or {})} for m in (old, new))
@@ -333,6 +334,9 @@ def _differences(old: Dict[str, Any], new: Dict[str, Any]) -> List[str]:
         for key in sorted(set(a) | set(b))
         if not same_setting(a.get(key, _MISSING), b.get(key, _MISSING))
     ]
+
+
+_differences = manifest_differences  # the old private name, kept
 
 
 def same_setting(a: Any, b: Any) -> bool:
@@ -562,7 +566,7 @@ class Run:
                     f"{self.output}: the run manifest {self.manifest_path} is unreadable; start over with "
                     "--overwrite (overwrite=True) or write to another output."
                 )
-            changes = _differences(old, manifest)
+            changes = manifest_differences(old, manifest)
             if changes:
                 raise RunMismatchError(
                     f"{self.output} holds a {old.get('kind')} run made with other settings ("
