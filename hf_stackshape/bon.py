@@ -39,7 +39,7 @@ from .core.follower import (
 )
 from .core.methods import parse_method
 from .core.shaping import RewardTransform, ThresholdSafeguards, get_safeguards, get_transform
-from .rewards.adapters import HFRewardModel, RewardFunction, as_reward_function
+from .rewards.adapters import as_reward_function, score_groups
 from .utils.prompts import encode_prompts, format_prompts, global_indices
 
 logger = logging.get_logger(__name__)
@@ -115,17 +115,8 @@ def _concat(parts: List["BestOfNOutput"], with_candidates: bool) -> "BestOfNOutp
                          **tensors)
 
 
-def _score_groups(reward: RewardFunction, prompts: List[str], groups: List[List[str]]) -> torch.Tensor:
-    """``(P, N)`` rewards; an :class:`HFRewardModel` encodes each prompt's prefix once (``score_grouped``)."""
-    n = len(groups[0])
-    if isinstance(reward, HFRewardModel):
-        scored = reward.score_grouped(prompts, groups)
-    else:
-        scored = reward.score([p for p in prompts for _ in range(n)], [r for g in groups for r in g])
-    scored = torch.as_tensor(scored, dtype=torch.float32).reshape(-1)
-    if scored.numel() != len(prompts) * n:
-        raise ValueError(f"The reward returned {scored.numel()} values for {len(prompts) * n} responses.")
-    return scored.view(len(prompts), n)
+#: The grouped scorer of the rewards layer (:func:`hf_stackshape.rewards.score_groups`), under its old private name.
+_score_groups = score_groups
 
 
 class StackelbergBestOfN:
@@ -413,7 +404,7 @@ class StackelbergBestOfN:
             batch = prompts[start : start + self.batch_size]
             batch_indices = indices[start : start + len(batch)]
             groups = self.sample(batch, batch_indices)
-            rewards = _score_groups(self.reward, batch, groups)
+            rewards = score_groups(self.reward, batch, groups)
             chosen = self.select(rewards, indices=batch_indices)
             responses = [g[i] for g, i in zip(groups, chosen["chosen_index"].tolist())]
             parts.append(BestOfNOutput(responses=responses, candidates=groups, rewards=rewards, indices=batch_indices,

@@ -38,7 +38,10 @@ from transformers.utils import logging
 
 logger = logging.get_logger(__name__)
 
-__all__ = ["DemoConfig", "run_demo", "candidate_reward_range", "head_candidate_spread"]
+__all__ = [
+    "DemoConfig", "run_demo", "load_demo_assets", "cd_transforms", "calibrate_demo", "train_cd_heads", "sweep_demo",
+    "diagnose_args", "candidate_reward_range", "head_candidate_spread",
+]
 
 _BOUND_CD, _BETA_CD, _ALPHA_CD = 15.0, 0.667, 1.0  # the authors' CD shaping (PAPER.md section 3)
 
@@ -290,86 +293,30 @@ def run_demo(config: DemoConfig) -> Dict[str, object]:
     """Run the demo; returns ``{"table", "diagnostics", "plot", "results", "timings", "seconds"}``.
 
     The table is :func:`~hf_stackshape.pipeline.sweep.run_sweep`'s: every number with its 95% bootstrap interval over
-    prompts, shaped methods with the paired interval of their difference to vanilla at the same weight.
+    prompts, shaped methods with the paired interval of their difference to vanilla at the same weight
+    (:func:`~hf_stackshape.evaluation.compare.compare_to_baseline`). The steps: load the bundled assets, calibrate
+    and train the CD heads (:func:`train_cd_heads`), sweep (:func:`sweep_demo`), explain (:func:`diagnose_args`).
     """
-    from .assets.defaults import load_smollm2
-    from .assets.demo import demo_prompts, load_demo_reward_model, vader_reward
-    from .calibration import CalibrationConfig, ThresholdCalibrator
-    from .pipeline.generation import parse_method
-    from .pipeline.sweep import SweepConfig, plot_sweep, run_sweep
+    from .assets.demo import demo_prompts
+    from .pipeline.sweep import plot_sweep
     from .utils.io import atomic_write_json, read_json
     from .utils.runs import open_run
 
     start = time.time()
     out = Path(config.output_dir)
-    methods = list(config.methods)
-    # CD heads: one per transform named, plus the raw one for the vanilla counterpart the sweep adds.
-    cd_transforms = list(dict.fromkeys(t for m in methods if parse_method(m).decoder == "cd" for t in (parse_method(m).transform, "raw")))
     timings: Dict[str, float] = {}
     with open_run(out, config.fingerprint(), kind="demo", overwrite=config.overwrite):
         tick = time.time()
-        model, tokenizer = load_smollm2()
-        reward = load_demo_reward_model()
-        gold = vader_reward()
+        model, tokenizer, reward, gold = load_demo_assets()
         timings["load"] = time.time() - tick
         test_prompts = demo_prompts("test")[: config.num_prompts]
         diagnostics_path = out / "diagnostics.json"
         diagnostics = read_json(diagnostics_path) if diagnostics_path.is_file() else {}
-        qheads = {}
-        if cd_transforms:
-            tick = time.time()
-            _seed(config.seed)
-            calibration = ThresholdCalibrator(
-                model,
-                tokenizer,
-                reward,
-                CalibrationConfig(
-                    num_samples=config.num_samples,
-                    max_new_tokens=config.calibration_max_new_tokens,
-                    bound=_BOUND_CD,
-                    beta=_BETA_CD,
-                    safeguards="cd",
-                    seed=config.seed,
-                    output_dir=str(out / "calibration"),
-                ),
-            ).calibrate(demo_prompts("train")[: config.num_train_prompts])
-            timings["calibrate"] = time.time() - tick
-            tick = time.time()
-            trained_tokens = None
-            if config.head_type == "q":
-                trained_tokens = {t for rs in calibration["responses"] for r in rs for t in tokenizer(r, add_special_tokens=False)["input_ids"]}
-            for transform in cd_transforms:
-                logger.warning("Training the %s CD head (%s) ...", transform, config.head_type)
-                qheads[transform], metrics = _train_head(model, tokenizer, calibration, transform, out / f"head-{transform}", config)
-                key = f"cd_head_{transform}"
-                if key not in diagnostics:
-                    diagnostics[key] = dict(metrics or {})
-                    diagnostics[key].update(
-                        head_candidate_spread(qheads[transform], model, tokenizer, test_prompts[:2], k=config.k,
-                                              max_new_tokens=min(12, config.max_new_tokens), trained_tokens=trained_tokens)
-                    )
-            timings["cd_heads"] = time.time() - tick
+        qheads = train_cd_heads(model, tokenizer, reward, config, test_prompts, diagnostics, timings)
         tick = time.time()
-        sweep = SweepConfig(
-            methods=methods,
-            weights=list(config.weights),
-            k=config.k,
-            num_samples=config.bon_samples,
-            max_new_tokens=config.max_new_tokens,
-            batch_size=config.batch_size,
-            judge_tolerance=config.judge_tolerance,
-            seed=config.seed,
-        )
-        _seed(config.seed)
-        table = run_sweep(model, tokenizer, test_prompts, reward, sweep, out / "sweep", gold_reward=gold, qheads=qheads)
+        table = sweep_demo(model, tokenizer, reward, gold, qheads, test_prompts, config)
         timings["sweep"] = time.time() - tick
-        if any(parse_method(m).decoder == "args" for m in methods) and "args_candidate_range" not in diagnostics:
-            tick = time.time()
-            diagnostics["args_candidate_range"] = candidate_reward_range(
-                model, tokenizer, reward, test_prompts[: config.batch_size], k=config.k, weight=min(config.weights),
-                max_new_tokens=config.max_new_tokens, batch_size=config.batch_size,
-            )
-            timings["candidate_range"] = time.time() - tick
+        diagnose_args(model, tokenizer, reward, test_prompts, config, diagnostics, timings)
         atomic_write_json(diagnostics_path, diagnostics)
         plot = plot_sweep(table, out / "figure2.png", title="SmolLM2-135M-Instruct, demo RM, VADER gold")
     return {
@@ -380,3 +327,112 @@ def run_demo(config: DemoConfig) -> Dict[str, object]:
         "timings": timings,
         "seconds": time.time() - start,
     }
+
+
+def load_demo_assets():
+    """``(model, tokenizer, reward, gold)``: the bundled SmolLM2-135M-Instruct, the demo reward model (guiding) and
+    VADER (the gold judge, independent of the guiding reward)."""
+    from .assets.defaults import load_smollm2
+    from .assets.demo import load_demo_reward_model, vader_reward
+
+    model, tokenizer = load_smollm2()
+    reward = load_demo_reward_model()
+    gold = vader_reward()
+    return model, tokenizer, reward, gold
+
+
+def cd_transforms(methods: Sequence[str]) -> List[str]:
+    """The CD heads to train: one per transform of the CD methods named, plus ``raw`` for the vanilla counterpart
+    the sweep adds."""
+    from .pipeline.generation import parse_method
+
+    return list(dict.fromkeys(t for m in methods if parse_method(m).decoder == "cd" for t in (parse_method(m).transform, "raw")))
+
+
+def calibrate_demo(model, tokenizer, reward, config: DemoConfig):
+    """Calibrate ``m*(x)`` on the training prompts with the authors' CD shaping (resumes from ``calibration/``)."""
+    from .assets.demo import demo_prompts
+    from .calibration import CalibrationConfig, ThresholdCalibrator
+
+    _seed(config.seed)
+    return ThresholdCalibrator(
+        model,
+        tokenizer,
+        reward,
+        CalibrationConfig(
+            num_samples=config.num_samples,
+            max_new_tokens=config.calibration_max_new_tokens,
+            bound=_BOUND_CD,
+            beta=_BETA_CD,
+            safeguards="cd",
+            seed=config.seed,
+            output_dir=str(Path(config.output_dir) / "calibration"),
+        ),
+    ).calibrate(demo_prompts("train")[: config.num_train_prompts])
+
+
+def train_cd_heads(model, tokenizer, reward, config: DemoConfig, probe_prompts: Sequence[str],
+                   diagnostics: Dict[str, object], timings: Dict[str, float]) -> Dict[str, object]:
+    """Calibrate, then train (or reuse) a CD head per transform of :func:`cd_transforms`; ``{transform: head}``.
+
+    Each new head's training metrics and its spread over the top-k candidates on two ``probe_prompts``
+    (:func:`head_candidate_spread`) go to ``diagnostics["cd_head_<transform>"]``; the seconds to ``timings``."""
+    transforms = cd_transforms(config.methods)
+    qheads = {}
+    if not transforms:
+        return qheads
+    out = Path(config.output_dir)
+    tick = time.time()
+    calibration = calibrate_demo(model, tokenizer, reward, config)
+    timings["calibrate"] = time.time() - tick
+    tick = time.time()
+    trained_tokens = None
+    if config.head_type == "q":
+        trained_tokens = {t for rs in calibration["responses"] for r in rs for t in tokenizer(r, add_special_tokens=False)["input_ids"]}
+    for transform in transforms:
+        logger.warning("Training the %s CD head (%s) ...", transform, config.head_type)
+        qheads[transform], metrics = _train_head(model, tokenizer, calibration, transform, out / f"head-{transform}", config)
+        key = f"cd_head_{transform}"
+        if key not in diagnostics:
+            diagnostics[key] = dict(metrics or {})
+            diagnostics[key].update(
+                head_candidate_spread(qheads[transform], model, tokenizer, probe_prompts[:2], k=config.k,
+                                      max_new_tokens=min(12, config.max_new_tokens), trained_tokens=trained_tokens)
+            )
+    timings["cd_heads"] = time.time() - tick
+    return qheads
+
+
+def sweep_demo(model, tokenizer, reward, gold, qheads, test_prompts: Sequence[str], config: DemoConfig):
+    """The demo's sweep (:func:`~hf_stackshape.pipeline.sweep.run_sweep` into ``<output_dir>/sweep``): every method
+    and its vanilla counterpart over ``1/beta``, VADER as the gold reward and judge."""
+    from .pipeline.sweep import SweepConfig, run_sweep
+
+    sweep = SweepConfig(
+        methods=list(config.methods),
+        weights=list(config.weights),
+        k=config.k,
+        num_samples=config.bon_samples,
+        max_new_tokens=config.max_new_tokens,
+        batch_size=config.batch_size,
+        judge_tolerance=config.judge_tolerance,
+        seed=config.seed,
+    )
+    _seed(config.seed)
+    return run_sweep(model, tokenizer, test_prompts, reward, sweep, Path(config.output_dir) / "sweep", gold_reward=gold,
+                     qheads=qheads)
+
+
+def diagnose_args(model, tokenizer, reward, test_prompts: Sequence[str], config: DemoConfig,
+                  diagnostics: Dict[str, object], timings: Dict[str, float]) -> None:
+    """When ARGS ran and it is not measured yet: ``diagnostics["args_candidate_range"]``
+    (:func:`candidate_reward_range` at the smallest weight, on the first batch of test prompts)."""
+    from .pipeline.generation import parse_method
+
+    if any(parse_method(m).decoder == "args" for m in config.methods) and "args_candidate_range" not in diagnostics:
+        tick = time.time()
+        diagnostics["args_candidate_range"] = candidate_reward_range(
+            model, tokenizer, reward, test_prompts[: config.batch_size], k=config.k, weight=min(config.weights),
+            max_new_tokens=config.max_new_tokens, batch_size=config.batch_size,
+        )
+        timings["candidate_range"] = time.time() - tick

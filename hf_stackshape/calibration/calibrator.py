@@ -55,7 +55,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers.utils import logging
 
-from ..rewards.adapters import HFRewardModel, as_reward_function, reward_fingerprint
+from ..rewards.adapters import HFRewardModel, as_reward_function, reward_fingerprint, score_groups
 from ..utils.dialogue import STOP_STRINGS, cut_all_at_new_turn, render_prompt
 from ..utils.distributed import Processes
 from ..utils.io import prompts_from_dataset
@@ -230,16 +230,8 @@ class ThresholdCalibrator:
         # The authors' --stop_on_human: a response ends where a new user turn begins (hf_stackshape.utils.dialogue).
         responses = cut_all_at_new_turn(responses, self.config.stop_at_new_turn)
         self._warn_reward_truncation(prompts, first_index)
-        if isinstance(self.reward, HFRewardModel):
-            # The N samples of a prompt share its reward-model prefix: encode it once per prompt.
-            grouped = [responses[i * n : (i + 1) * n] for i in range(len(prompts))]
-            scored = self.reward.score_grouped(list(prompts), grouped)
-        else:
-            scored = self.reward.score([p for p in prompts for _ in range(n)], responses)
-        rewards = torch.as_tensor(scored, dtype=torch.float32).reshape(-1)
-        if rewards.numel() != len(responses):
-            raise ValueError(f"The reward returned {rewards.numel()} values for {len(responses)} responses.")
-        rewards = rewards.view(len(prompts), n)
+        # The N samples of a prompt share its reward-model prefix: an HFRewardModel encodes it once per prompt.
+        rewards = score_groups(self.reward, list(prompts), [responses[i * n : (i + 1) * n] for i in range(len(prompts))])
         rows = []
         for i, prompt in enumerate(prompts):
             values = rewards[i].tolist()

@@ -23,18 +23,13 @@ they finish, so an interrupted run resumes.
 from __future__ import annotations
 
 import json
-import math
-from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, List, Optional
 
-from transformers.utils import logging
-
+from ..evaluation.report import format_report
 from ..utils.io import atomic_write_json, atomic_write_jsonl, read_jsonl
 from ._common import TRUST_REMOTE_CODE_HELP
-
-logger = logging.get_logger(__name__)
 
 DESCRIPTION = "Score generations: average reward, diversity, coherence and judge win-tie rate, with 95% bootstrap CIs."
 
@@ -42,10 +37,6 @@ DESCRIPTION = "Score generations: average reward, diversity, coherence and judge
 PRESET_COMPONENTS = ("metrics", "judge")
 
 ALL_METRICS = ("reward", "diversity", "coherence", "win_tie")
-
-#: Per-sample metric name -> (key of the per-sample list, key of the mean) in :mod:`hf_stackshape.evaluation.scores`.
-_PER_SAMPLE = {"reward": ("rewards", "average_reward"), "diversity": ("diversities", "diversity"), "coherence": ("coherences", "coherence")}
-
 
 @dataclass
 class EvaluateArguments:
@@ -236,71 +227,6 @@ def _read(path_text: str, args: EvaluateArguments, baseline: bool = False) -> Li
     return _check_rows(read_jsonl(path, complete_lines_only=False), path, args, baseline)
 
 
-def _settings(row: dict, args: EvaluateArguments) -> Dict[str, Any]:
-    """What made a row: every column but the id, the texts and the scores a previous evaluation added."""
-    skip = {"id", args.prompt_column, args.response_column, args.baseline_column, "judgement", "group", *_PER_SAMPLE}
-    settings = {k: v for k, v in row.items() if k not in skip}
-    if args.method_column and args.method_column != "method" and args.method_column in settings:
-        settings["method"] = settings.pop(args.method_column)
-    return settings
-
-
-def _key(settings: Dict[str, Any]) -> str:
-    return json.dumps(settings, sort_keys=True, default=str)
-
-
-def _labels(groups: "OrderedDict[str, Dict[str, Any]]") -> Dict[str, str]:
-    """A short name per group: its method, plus the settings that differ between groups with that method."""
-    labels = {}
-    for key, group in groups.items():
-        settings = group["settings"]
-        method = str(settings.get("method", "all"))
-        peers = [g["settings"] for g in groups.values() if str(g["settings"].get("method", "all")) == method]
-        differing = sorted(
-            {k for other in peers for k in set(other) | set(settings) if other.get(k) != settings.get(k)} - {"method"}
-        )
-        labels[key] = method + (" (" + ", ".join(f"{k}={settings.get(k)}" for k in differing) + ")" if differing else "")
-    return labels
-
-
-def _check_one_baseline_setting(rows: List[dict], args: EvaluateArguments) -> None:
-    """A ``--baseline_file`` must hold one setting: rows of several (two weights interleaved, two methods) would
-    pair each prompt with whichever row comes first and report that row's settings as the baseline's."""
-    seen: "OrderedDict[str, Dict[str, Any]]" = OrderedDict()
-    for row in rows:
-        settings = _settings(row, args)
-        seen.setdefault(_key(settings), settings)
-    if len(seen) < 2:
-        return
-    variants = list(seen.values())
-    differing = sorted({k for a in variants for b in variants for k in set(a) | set(b) if a.get(k) != b.get(k)})
-    shown = "; ".join(", ".join(f"{k}={v.get(k)!r}" for k in differing) for v in variants[:5])
-    raise ValueError(
-        f"--baseline_file {args.baseline_file} holds rows of {len(variants)} settings ({shown}), so a prompt has "
-        "several baseline answers. Keep one setting in the file, or pass the file with --generations and pick the "
-        "baseline with --baseline_method (and --baseline_weight)."
-    )
-
-
-def _group(rows: List[dict], args: EvaluateArguments) -> "OrderedDict[str, Dict[str, Any]]":
-    groups: "OrderedDict[str, Dict[str, Any]]" = OrderedDict()
-    for i, row in enumerate(rows):
-        settings = _settings(row, args)
-        group = groups.setdefault(_key(settings), {"settings": settings, "rows": [], "files": []})
-        group["rows"].append(i)
-        if row["_file"] not in group["files"]:
-            group["files"].append(row["_file"])
-    for key, label in _labels(groups).items():
-        groups[key]["label"] = label
-        distinct = len({rows[i][args.prompt_column] for i in groups[key]["rows"]})
-        if distinct < len(groups[key]["rows"]):
-            logger.warning(
-                "Group %r has %d rows for %d distinct prompts (files %s): the same settings ran a prompt twice, so "
-                "its intervals count that prompt twice.", label, len(groups[key]["rows"]), distinct, groups[key]["files"],
-            )
-    return groups
-
-
 def _make_judge(args: EvaluateArguments, cache_file: Path, state=None):
     from ..evaluation.judges import LLMJudge, RewardModelJudge
     from ..rewards.adapters import ShardedReward
@@ -334,48 +260,42 @@ def _make_judge(args: EvaluateArguments, cache_file: Path, state=None):
     return RewardModelJudge(ShardedReward(reward, state), tolerance=args.judge_tolerance)
 
 
-class _Scorer:
-    """Per-sample scores of lists of (prompt, response), with their means and bootstrap CIs."""
+def _columns(args: EvaluateArguments):
+    from ..evaluation.report import Columns
 
-    def __init__(self, chosen: List[str], args: EvaluateArguments, state=None):
-        from ..evaluation.embeddings import SentenceEmbedder
-        from ..rewards.adapters import ShardedReward
-        from ..utils.distributed import launch_device
-        from ._common import load_reward_spec
-
-        self.args = args
-        self.reward = None
-        if "reward" in chosen:
-            reward = load_reward_spec(args.reward, device=launch_device(state), batch_size=args.reward_batch_size,
-                                      trust_remote_code=args.trust_remote_code)
-            self.reward = ShardedReward(reward, state)  # the reward model's batches shared over the ranks
-        self.embedder = SentenceEmbedder(args.embedder) if "coherence" in chosen else None
-        self.diversity = "diversity" in chosen
-
-    def score(self, prompts: List[str], responses: List[str]) -> Tuple[Dict[str, Any], Dict[str, List[float]]]:
-        from ..evaluation import scores
-
-        options = dict(confidence=self.args.confidence, seed=self.args.seed)
-        summary: Dict[str, Any] = {"count": len(prompts)}
-        per_sample: Dict[str, List[float]] = {}
-        parts = []
-        if self.reward is not None:
-            parts.append(("reward", scores.reward_scores(prompts, responses, self.reward, **options)))
-        if self.diversity:
-            parts.append(("diversity", scores.diversity_scores(responses, definition=self.args.diversity, **options)))
-        if self.embedder is not None:
-            parts.append(("coherence", scores.coherence_scores(prompts, responses, self.embedder, **options)))
-        for name, out in parts:
-            values_key = _PER_SAMPLE[name][0]
-            per_sample[name] = out.pop(values_key)
-            summary.update(out)
-        return summary, per_sample
+    return Columns(prompt=args.prompt_column, response=args.response_column, method=args.method_column,
+                   baseline=args.baseline_column)
 
 
-def _paired(values: List[Optional[float]], base: List[Optional[float]], args: EvaluateArguments) -> Dict[str, float]:
-    from ..evaluation.stats import paired_bootstrap_ci
+def _make_scorer(chosen: List[str], args: EvaluateArguments, state=None):
+    """The :class:`~hf_stackshape.evaluation.report.Scorer` of the chosen metrics (the reward's batches shared
+    over the ranks under ``torchrun``)."""
+    from ..evaluation.embeddings import SentenceEmbedder
+    from ..evaluation.report import Scorer
+    from ..rewards.adapters import ShardedReward
+    from ..utils.distributed import launch_device
+    from ._common import load_reward_spec
 
-    return paired_bootstrap_ci(values, base, confidence=args.confidence, seed=args.seed)
+    reward = None
+    if "reward" in chosen:
+        reward = ShardedReward(load_reward_spec(args.reward, device=launch_device(state), batch_size=args.reward_batch_size,
+                                                trust_remote_code=args.trust_remote_code), state)
+    embedder = SentenceEmbedder(args.embedder) if "coherence" in chosen else None
+    return Scorer(reward=reward, diversity=args.diversity if "diversity" in chosen else None, embedder=embedder,
+                  confidence=args.confidence, seed=args.seed)
+
+
+def _baseline(rows: List[dict], groups, args: EvaluateArguments, baseline_rows=None):
+    """The baseline the arguments name: a group (``--baseline_method``), a file, a column, or none."""
+    from ..evaluation import report
+
+    if args.baseline_method:
+        return report.baseline_from_group(rows, groups, args.baseline_method, args.baseline_weight)
+    if baseline_rows is not None:
+        return report.baseline_from_rows(baseline_rows, args.baseline_file, _columns(args))
+    if args.baseline_column:
+        return report.baseline_from_column(args.baseline_column, args.generations)
+    return None
 
 
 def evaluate_rows(rows: List[dict], args: EvaluateArguments, cache_file: Optional[Path] = None, baseline_rows=None,
@@ -384,140 +304,19 @@ def evaluate_rows(rows: List[dict], args: EvaluateArguments, cache_file: Optiona
 
     ``rows`` carry a ``_file`` key (their source); ``baseline_rows`` are the rows of ``--baseline_file``. Under
     ``torchrun`` (``state``), reward and reward-judge scoring is shared over the ranks (:class:`ShardedReward`);
-    every rank returns the same result.
+    every rank returns the same result. The work is :func:`hf_stackshape.evaluation.report.evaluate_groups`'s.
     """
-    from ..evaluation import scores
+    from ..evaluation.report import evaluate_groups, group_rows
 
     chosen = _resolve_metrics(args)
-    groups = _group(rows, args)
-    scorer = _Scorer(chosen, args, state)
+    groups = group_rows(rows, _columns(args))
+    scorer = _make_scorer(chosen, args, state)
     judge = _make_judge(args, cache_file, state) if "win_tie" in chosen else None
-    samples = [{k: v for k, v in row.items() if k != "_file"} for row in rows]
-
-    # The baseline: a file, or one group.
-    baseline_key, baseline = None, None
-    if args.baseline_method:
-        matches = [
-            key for key, g in groups.items()
-            if str(g["settings"].get("method")) == args.baseline_method
-            and (args.baseline_weight is None or g["settings"].get("weight") == args.baseline_weight)
-        ]
-        if not matches:
-            methods = sorted({g["label"] for g in groups.values()})
-            raise ValueError(f"--baseline_method {args.baseline_method!r} has no rows; the groups are {methods}.")
-        if len(matches) > 1:
-            found = [groups[k]["label"] for k in matches]
-            raise ValueError(
-                f"--baseline_method {args.baseline_method!r} matches {len(matches)} groups ({found}); pick one with "
-                "--baseline_weight, or pass its rows as --baseline_file."
-            )
-        baseline_key = matches[0]
-        group = groups[baseline_key]
-        baseline = {"label": group["label"], "settings": group["settings"], "files": group["files"],
-                    "rows": [rows[i] for i in group["rows"]]}
-    elif baseline_rows is not None:
-        _check_one_baseline_setting(baseline_rows, args)
-        baseline = {"label": "baseline", "settings": _settings(baseline_rows[0], args), "files": [args.baseline_file],
-                    "rows": baseline_rows}
-    baseline_by_prompt: Dict[str, int] = {}
-    baseline_scores: Dict[str, List[float]] = {}
-    info: Dict[str, Any] = {}
-    if baseline is not None:
-        for i, row in enumerate(baseline["rows"]):
-            baseline_by_prompt.setdefault(row[args.prompt_column], i)
-        info = {"label": baseline["label"], "settings": baseline["settings"], "files": baseline["files"]}
-        if baseline_key is None:
-            b_prompts = [r[args.prompt_column] for r in baseline["rows"]]
-            b_responses = [r[args.response_column] for r in baseline["rows"]]
-            info["metrics"], baseline_scores = scorer.score(b_prompts, b_responses)
-    elif args.baseline_column:
-        info = {"label": f"column {args.baseline_column!r}", "settings": {}, "files": list(args.generations)}
+    judge_label = None
     if judge is not None:
-        info["judge"] = args.judge_spec if args.judge else f"{args.judge_spec} (the --reward; pass --judge to change)"
-
-    results: "OrderedDict[str, Dict[str, Any]]" = OrderedDict()
-    per_group_scores: Dict[str, Dict[str, List[float]]] = {}
-    for key, group in groups.items():
-        idx = group["rows"]
-        prompts = [rows[i][args.prompt_column] for i in idx]
-        responses = [rows[i][args.response_column] for i in idx]
-        out, per_sample = scorer.score(prompts, responses)
-        per_group_scores[key] = per_sample
-        out = {"settings": group["settings"], "files": group["files"], **out}
-        for name, values in per_sample.items():
-            for i, value in zip(idx, values):
-                samples[i][name] = value
-        for i in idx:
-            samples[i]["group"] = group["label"]
-        results[group["label"]] = out
-    if baseline_key is not None:
-        baseline_scores = per_group_scores[baseline_key]
-        info["metrics"] = {k: v for k, v in results[groups[baseline_key]["label"]].items() if k not in ("settings", "files")}
-
-    for key, group in groups.items():
-        if key == baseline_key or (baseline is None and not args.baseline_column):
-            continue
-        idx = group["rows"]
-        out = results[group["label"]]
-        prompts = [rows[i][args.prompt_column] for i in idx]
-        if args.baseline_column:
-            pairs = [(k, rows[i][args.baseline_column]) for k, i in enumerate(idx)]
-        else:
-            pairs = [(k, baseline["rows"][baseline_by_prompt[p]][args.response_column])
-                     for k, p in enumerate(prompts) if p in baseline_by_prompt]
-            matched = [baseline_by_prompt[prompts[k]] for k, _ in pairs]
-            out["vs_baseline"] = {"baseline": baseline["label"], "prompts": len(pairs)}
-            for name, values in per_group_scores[key].items():
-                out["vs_baseline"][_PER_SAMPLE[name][1]] = _paired(
-                    [values[k] for k, _ in pairs], [baseline_scores[name][j] for j in matched], args
-                )
-        if not pairs:
-            logger.warning("Group %r: no row has a baseline answer for its prompt; no comparison.", group["label"])
-            continue
-        if judge is not None:
-            w = scores.win_tie_scores(
-                [prompts[k] for k, _ in pairs], [rows[idx[k]][args.response_column] for k, _ in pairs],
-                [b for _, b in pairs], judge, confidence=args.confidence, seed=args.seed,
-            )
-            judgements = w.pop("judgements")
-            w["failed_indices"] = [idx[pairs[j][0]] for j in w["failed_indices"]]  # rows of the input
-            out["win_tie"] = w
-            for (k, _), j in zip(pairs, judgements):
-                samples[idx[k]]["judgement"] = j
-    return results, samples, info
-
-
-def _fmt(value: Any) -> str:
-    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3f}"
-
-
-def _ci(mean, low, high) -> str:
-    return f"{_fmt(mean)} [{_fmt(low)}, {_fmt(high)}]"
-
-
-def format_report(results: Dict[str, Dict[str, Any]], info: Dict[str, Any]) -> str:
-    """A plain-text table: each group's metrics with their 95% CIs, and its difference to the baseline."""
-    lines = []
-    if info:
-        lines.append(f"baseline: {info['label']} ({', '.join(info['files'])})")
-        if "judge" in info:
-            lines.append(f"judge:    {info['judge']}")
-    for label, out in results.items():
-        lines.append(f"{label}: {out['count']} rows from {', '.join(out['files'])}")
-        for metric in ("average_reward", "diversity", "coherence"):
-            if metric in out:
-                line = f"  {metric:<15}{_ci(out[metric], out.get(metric + '_ci_low'), out.get(metric + '_ci_high'))}"
-                diff = out.get("vs_baseline", {}).get(metric)
-                if diff:
-                    line += f"   vs baseline {_ci(diff['mean'], diff['ci_low'], diff['ci_high'])} (paired, n={diff['n']})"
-                lines.append(line)
-        if "win_tie" in out:
-            w = out["win_tie"]
-            lines.append(
-                f"  {'win_tie':<15}{_ci(w['win_tie'], w.get('win_tie_ci_low'), w.get('win_tie_ci_high'))}   "
-                f"({w['wins']} wins, {w['ties']} ties, {w['losses']} losses of {w['total']})"
-            )
-    return "\n".join(lines)
+        judge_label = args.judge_spec if args.judge else f"{args.judge_spec} (the --reward; pass --judge to change)"
+    return evaluate_groups(rows, groups, scorer, _baseline(rows, groups, args, baseline_rows), judge=judge,
+                           judge_label=judge_label, columns=_columns(args), confidence=args.confidence, seed=args.seed)
 
 
 def run(args: EvaluateArguments) -> int:

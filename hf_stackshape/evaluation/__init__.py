@@ -7,6 +7,9 @@
 * Judges for the win-tie rate: :class:`RewardModelJudge` (a gold reward) and :class:`LLMJudge` (any
   OpenAI-compatible endpoint, the paper's pairwise protocol).
 * The same metrics as plain functions (:mod:`.scores`) over the pure math of :mod:`.text_stats`.
+* One comparison of a method with its baseline on paired prompts (:func:`compare_to_baseline`: paired
+  differences with their bootstrap intervals, win-tie rate), and the grouped report of ``stackshape evaluate``
+  (:mod:`.report`).
 
 Examples:
 
@@ -39,6 +42,8 @@ _LAZY = {
     "diversity_scores": "scores",
     "coherence_scores": "scores",
     "win_tie_scores": "scores",
+    "Comparison": "compare",
+    "compare_to_baseline": "compare",
 }
 
 __all__ = ["METRICS", "metric_path", "load_metric", *_LAZY]

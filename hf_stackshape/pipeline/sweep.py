@@ -26,7 +26,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from tqdm.auto import tqdm
@@ -38,7 +38,8 @@ from .generation import Method, generate_responses, parse_method
 
 logger = logging.get_logger(__name__)
 
-__all__ = ["SweepConfig", "run_sweep", "plot_sweep", "write_table", "format_table"]
+__all__ = ["SweepConfig", "run_sweep", "plan_cells", "run_cells", "score_cells", "score_cell", "plot_sweep", "write_table",
+           "format_table"]
 
 
 @dataclass
@@ -213,9 +214,7 @@ def run_sweep(
     """
     from ..evaluation.embeddings import SentenceEmbedder
     from ..evaluation.judges import RewardModelJudge
-    from ..evaluation.scores import coherence_scores, diversity_scores, reward_scores, win_tie_scores
-    from ..evaluation.stats import paired_bootstrap_ci
-    from ..utils.distributed import Processes, batch_grid
+    from ..utils.distributed import Processes
     from ..utils.runs import open_run
 
     prompts = list(prompts)
@@ -227,102 +226,145 @@ def run_sweep(
     if embedder is None:
         embedder = SentenceEmbedder()
 
+    cells = plan_cells(config)
+    fingerprint = _sweep_fingerprint(model, tokenizer, reward, qheads)
+    with open_run(out, fingerprint, kind="sweep", overwrite=overwrite, state=state):
+        procs = Processes(state)
+        generations = run_cells(cells, model, tokenizer, prompts, reward, config, out, qheads=qheads,
+                                thresholds=thresholds, procs=procs, show_progress=show_progress and procs.is_main)
+        if not procs.is_main:
+            return procs.broadcast(None)  # rank 0 scores the table (the metrics are cheap next to generation)
+        table = score_cells(cells, generations, prompts, reward, config, judge, embedder, gold_reward=gold_reward)
+        write_table(table, out)
+        procs.broadcast(table)
+    return table
+
+
+Cell = Tuple[Method, Optional[float]]
+
+
+def plan_cells(config: SweepConfig) -> List[Cell]:
+    """The sweep's cells ``(method, weight)``, in the order they run: ``base`` (no weight), every guided method
+    at every weight, then the vanilla method of each shaped one at every weight it lacks (the comparison's
+    baseline, :func:`~hf_stackshape.evaluation.compare.compare_to_baseline`)."""
     methods = [parse_method(m) for m in config.methods]
-    cells = [(parse_method("base"), None)]
+    cells: List[Cell] = [(parse_method("base"), None)]
     cells += [(m, float(w)) for m in methods if m.decoder is not None for w in config.weights]
     # The vanilla method of each decoder is needed for win_tie_vs_vanilla.
     for m in methods:
         if m.decoder is not None and m.transform != "raw":
             vanilla = parse_method(m.vanilla)
             cells += [(vanilla, float(w)) for w in config.weights if (vanilla, float(w)) not in cells]
+    return cells
 
+
+def run_cells(cells: Sequence[Cell], model, tokenizer, prompts: List[str], reward, config: SweepConfig, output_dir,
+              qheads=None, thresholds=None, procs=None, show_progress: bool = True) -> Dict[str, List[str]]:
+    """Every cell's responses, by cell name: reused from ``<output_dir>/generations/<cell>.jsonl`` when its
+    settings and prompts match, else generated (batches shared over ``procs``' ranks) and written atomically by
+    the main process. Every rank returns the same responses."""
+    from ..utils.distributed import Processes
+
+    procs = procs if procs is not None else Processes(None)
+    out = Path(output_dir)
+    if procs.is_main:
+        (out / "generations").mkdir(parents=True, exist_ok=True)
+    procs.barrier()
     generations: Dict[str, List[str]] = {}
     bon_grid: Dict[tuple, object] = {}
-    fingerprint = _sweep_fingerprint(model, tokenizer, reward, qheads)
-    with open_run(out, fingerprint, kind="sweep", overwrite=overwrite, state=state):
-        procs = Processes(state)
-        show_progress = show_progress and procs.is_main
+    for method, weight in tqdm(cells, desc="sweep", disable=not show_progress):
+        name = _cell_name(method, weight)
+        path = out / "generations" / f"{name}.jsonl"
+        settings = _cell_settings(method, weight, config, thresholds if method.transform == "srs" else None)
+        stored = _stored_cell(path, prompts, settings)
+        if stored is not None:
+            generations[name] = stored
+            continue
+        if method.decoder == "bon":
+            responses = _best_of_n_cell(bon_grid, cells, method, weight, model, tokenizer, reward, prompts, config, procs)
+        else:
+            responses = _generated_cell(method, weight, model, tokenizer, prompts, reward, config, qheads,
+                                        thresholds if method.transform == "srs" else None, procs)
         if procs.is_main:
-            (out / "generations").mkdir(parents=True, exist_ok=True)
-        procs.barrier()
-        for method, weight in tqdm(cells, desc="sweep", disable=not show_progress):
-            name = _cell_name(method, weight)
-            path = out / "generations" / f"{name}.jsonl"
-            settings = _cell_settings(method, weight, config, thresholds if method.transform == "srs" else None)
-            stored = _stored_cell(path, prompts, settings)
-            if stored is not None:
-                generations[name] = stored
-                continue
-            if method.decoder == "bon":
-                responses = _best_of_n_cell(bon_grid, cells, method, weight, model, tokenizer, reward, prompts, config,
-                                            procs)
-            else:
-                cell_thresholds = thresholds if method.transform == "srs" else None
+            atomic_write_jsonl(
+                path,
+                [{"id": i, "prompt": p, "response": r, **settings} for i, (p, r) in enumerate(zip(prompts, responses))],
+            )
+        generations[name] = responses
+    return generations
 
-                def one_batch(batch, method=method, weight=weight, cell_thresholds=cell_thresholds):
-                    return generate_responses(
-                        model,
-                        tokenizer,
-                        [prompts[i] for i in batch],
-                        indices=batch,
-                        method=method,
-                        reward=reward,
-                        qheads=qheads,
-                        weight=weight,
-                        k=config.k,
-                        bound=config.bound,
-                        alpha=config.alpha,
-                        thresholds=None if cell_thresholds is None else torch.as_tensor(cell_thresholds)[batch],
-                        max_new_tokens=config.max_new_tokens,
-                        batch_size=config.batch_size,
-                        seed=config.seed,
-                        show_progress=False,
-                    )
 
-                parts = procs.map(batch_grid(range(len(prompts)), config.batch_size), one_batch)
-                responses = [r for part in parts for r in part]
-            if procs.is_main:
-                atomic_write_jsonl(
-                    path,
-                    [{"id": i, "prompt": p, "response": r, **settings} for i, (p, r) in enumerate(zip(prompts, responses))],
-                )
-            generations[name] = responses
+def _generated_cell(method, weight, model, tokenizer, prompts, reward, config, qheads, thresholds, procs) -> List[str]:
+    """A guided (ARGS / CD) cell's responses: the single-process batches ``[0, B), [B, 2B), ...`` shared over the
+    ranks, each drawn with seeds keyed by its prompts' indices."""
+    from ..utils.distributed import batch_grid
 
-        if not procs.is_main:
-            return procs.broadcast(None)  # rank 0 scores the table (the metrics are cheap next to generation)
+    def one_batch(batch):
+        return generate_responses(
+            model,
+            tokenizer,
+            [prompts[i] for i in batch],
+            indices=batch,
+            method=method,
+            reward=reward,
+            qheads=qheads,
+            weight=weight,
+            k=config.k,
+            bound=config.bound,
+            alpha=config.alpha,
+            thresholds=None if thresholds is None else torch.as_tensor(thresholds)[batch],
+            max_new_tokens=config.max_new_tokens,
+            batch_size=config.batch_size,
+            seed=config.seed,
+            show_progress=False,
+        )
 
-        stats = dict(seed=config.seed)
-        table: List[Dict[str, object]] = []
-        per_prompt: Dict[str, Dict[str, List[float]]] = {}
-        base = generations["base"]
-        # Raw-reward cells first: a shaped cell's paired difference reads its vanilla cell's per-prompt scores.
-        for method, weight in sorted(cells, key=lambda cell: cell[0].decoder is not None and cell[0].transform != "raw"):
-            name = _cell_name(method, weight)
-            responses = generations[name]
-            row: Dict[str, object] = {"method": method.label, "decoder": method.decoder or "none", "weight": weight}
-            _with_ci(row, "diversity", diversity_scores(responses, **stats), "diversity")
-            _with_ci(row, "coherence", coherence_scores(prompts, responses, embedder=embedder, **stats), "coherence")
-            scored = {"reward": reward_scores(prompts, responses, reward, **stats)}
-            if gold_reward is not None:
-                scored["gold_reward"] = reward_scores(prompts, responses, gold_reward, **stats)
-            for column, result in scored.items():
-                _with_ci(row, column, result, "average_reward")
-            per_prompt[name] = {column: result["rewards"] for column, result in scored.items()}
-            if method.decoder is not None:
-                _with_ci(row, "win_tie_vs_base", win_tie_scores(prompts, responses, base, judge, **stats), "win_tie")
-                if method.transform != "raw":
-                    vanilla_name = _cell_name(parse_method(method.vanilla), weight)
-                    vanilla = generations[vanilla_name]
-                    _with_ci(row, "win_tie_vs_vanilla", win_tie_scores(prompts, responses, vanilla, judge, **stats), "win_tie")
-                    for column, values in per_prompt[name].items():
-                        diff = paired_bootstrap_ci(values, per_prompt[vanilla_name][column], seed=config.seed)
-                        row[f"{column}_vs_vanilla"] = diff["mean"]
-                        row[f"{column}_vs_vanilla_ci_low"] = diff["ci_low"]
-                        row[f"{column}_vs_vanilla_ci_high"] = diff["ci_high"]
-            table.append(row)
-        write_table(table, out)
-        procs.broadcast(table)
+    parts = procs.map(batch_grid(range(len(prompts)), config.batch_size), one_batch)
+    return [r for part in parts for r in part]
+
+
+def score_cells(cells: Sequence[Cell], generations: Dict[str, List[str]], prompts: List[str], reward,
+                config: SweepConfig, judge, embedder, gold_reward=None) -> List[Dict[str, object]]:
+    """The table: one row per cell (:func:`score_cell`), raw-reward cells first, since a shaped cell's paired
+    difference reads its vanilla cell's per-prompt scores."""
+    table: List[Dict[str, object]] = []
+    per_prompt: Dict[str, Dict[str, List[float]]] = {}
+    for method, weight in sorted(cells, key=lambda cell: cell[0].decoder is not None and cell[0].transform != "raw"):
+        table.append(score_cell(method, weight, generations, prompts, reward, config, judge, embedder, per_prompt,
+                                gold_reward=gold_reward))
     return table
+
+
+def score_cell(method: Method, weight: Optional[float], generations: Dict[str, List[str]], prompts: List[str], reward,
+               config: SweepConfig, judge, embedder, per_prompt: Dict[str, Dict[str, List[float]]],
+               gold_reward=None) -> Dict[str, object]:
+    """One row of the table: diversity, coherence, reward (and gold reward) with their bootstrap CIs; for a guided
+    method its win-tie rate against ``base``; for a shaped one its comparison with the vanilla method at the same
+    weight (:func:`~hf_stackshape.evaluation.compare.compare_to_baseline`). Records the cell's per-prompt
+    rewards in ``per_prompt``, where a shaped cell finds its vanilla cell's."""
+    from ..evaluation.compare import compare_to_baseline
+    from ..evaluation.scores import coherence_scores, diversity_scores, reward_scores
+
+    stats = dict(seed=config.seed)
+    name = _cell_name(method, weight)
+    responses = generations[name]
+    row: Dict[str, object] = {"method": method.label, "decoder": method.decoder or "none", "weight": weight}
+    _with_ci(row, "diversity", diversity_scores(responses, **stats), "diversity")
+    _with_ci(row, "coherence", coherence_scores(prompts, responses, embedder=embedder, **stats), "coherence")
+    scored = {"reward": reward_scores(prompts, responses, reward, **stats)}
+    if gold_reward is not None:
+        scored["gold_reward"] = reward_scores(prompts, responses, gold_reward, **stats)
+    for column, result in scored.items():
+        _with_ci(row, column, result, "average_reward")
+    per_prompt[name] = {column: result["rewards"] for column, result in scored.items()}
+    if method.decoder is not None:
+        row.update(compare_to_baseline({}, {}, prompts, responses, generations["base"], judge, **stats).columns("_vs_base"))
+        if method.transform != "raw":
+            vanilla_name = _cell_name(parse_method(method.vanilla), weight)
+            vs_vanilla = compare_to_baseline(per_prompt[name], per_prompt[vanilla_name], prompts, responses,
+                                             generations[vanilla_name], judge, **stats)
+            row.update(vs_vanilla.columns("_vs_vanilla"))
+    return row
 
 
 _METRICS = ["diversity", "coherence", "reward", "gold_reward", "win_tie_vs_base", "win_tie_vs_vanilla",

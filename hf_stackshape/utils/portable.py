@@ -56,6 +56,7 @@ _CORE = {
     "hf_stackshape.utils.runs": "srs_runs",
     "hf_stackshape.utils.memory": "srs_memory",
     "hf_stackshape.rewards.adapters": "srs_rewards",
+    "hf_stackshape.rewards.table": "srs_reward_table",
     "hf_stackshape.utils.kv_cache": "srs_prefix_cache",
     "hf_stackshape.utils.modeling": "srs_modeling",
     "hf_stackshape.utils.prompts": "srs_prompts",
