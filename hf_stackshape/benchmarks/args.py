@@ -31,6 +31,7 @@ import torch
 from transformers import LogitsProcessor, LogitsProcessorList
 
 from ..rewards.adapters import HFRewardModel
+from ..utils.modeling import decoder_stack
 
 DESCRIPTION = __doc__.split("\n\n")[0]
 
@@ -77,7 +78,7 @@ def reward_model_from_lm(lm, tokenizer, seed: int = 0, **reward_kwargs) -> HFRew
     with torch.device("meta"):  # no time spent on a random init that is thrown away
         rm = AutoModelForSequenceClassification.from_config(config)
     prefix = rm.base_model_prefix
-    setattr(rm, prefix, copy.deepcopy(getattr(lm, prefix)))
+    setattr(rm, prefix, copy.deepcopy(decoder_stack(lm)))
     generator = torch.Generator().manual_seed(seed)
     weight = torch.randn(1, config.hidden_size, generator=generator) / math.sqrt(config.hidden_size)
     rm.score = torch.nn.Linear(config.hidden_size, 1, bias=False)
@@ -137,7 +138,7 @@ def run(args: BenchArgs) -> dict:
     model, tok = load_smollm2()
     if args.rm_template not in ("plain", "chat"):
         raise ValueError(f"--rm_template must be 'plain' or 'chat', got {args.rm_template!r}.")
-    rm = reward_model_from_lm(model, tok, seed=args.seed, use_chat_template=args.rm_template == "chat")
+    rm = reward_model_from_lm(model, tok, seed=args.seed, chat_template=args.rm_template == "chat")
     chats = [
         tok.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
         for p in BENCH_PROMPTS

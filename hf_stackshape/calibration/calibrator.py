@@ -58,11 +58,13 @@ from transformers.utils import logging
 from ..rewards.adapters import HFRewardModel, as_reward_function, reward_fingerprint, score_groups
 from ..utils.dialogue import STOP_STRINGS, cut_all_at_new_turn, render_prompt
 from ..utils.distributed import Processes
+from ..utils.deprecation import move_renamed, renamed_fields, warn_renamed
 from ..utils.io import prompts_from_dataset
+from ..utils.prompts import encode_prompts
 from ..utils.runs import model_fingerprint, open_run, tokenizer_fingerprint
 from .config import CalibrationConfig
 from .store import ChunkStore, chunk_seed
-from .thresholds import REWARD_KEY, _short, recompute_thresholds, reward_record
+from .thresholds import REWARD_KEY, short_text, recompute_thresholds, reward_record
 
 logger = logging.get_logger(__name__)
 
@@ -106,6 +108,7 @@ class ThresholdCalibrator:
     def __init__(self, model, tokenizer, reward, config: Optional[CalibrationConfig] = None, **kwargs):
         config = config if config is not None else CalibrationConfig()
         if kwargs:
+            move_renamed(kwargs, renamed_fields(CalibrationConfig), "ThresholdCalibrator")
             unknown = set(kwargs) - {f.name for f in dataclasses.fields(CalibrationConfig)}
             if unknown:
                 raise ValueError(f"Unknown calibration settings {sorted(unknown)}; see CalibrationConfig.")
@@ -119,10 +122,10 @@ class ThresholdCalibrator:
                 raise ValueError("The tokenizer has neither a pad nor an eos token; set tokenizer.pad_token.")
             tokenizer.pad_token = tokenizer.eos_token
         has_template = bool(getattr(tokenizer, "chat_template", None))
-        if config.use_chat_template and not has_template:
-            raise ValueError("use_chat_template=True, but the tokenizer has no chat template; set it False.")
-        wanted = config.use_chat_template
-        self.use_chat_template = has_template if wanted is None else bool(wanted)
+        if config.chat_template and not has_template:
+            raise ValueError("chat_template=True, but the tokenizer has no chat template; set it False.")
+        wanted = config.chat_template
+        self.chat_template = has_template if wanted is None else bool(wanted)
         context = getattr(model.config, "max_position_embeddings", None)
         if config.max_prompt_length is not None:
             self.max_prompt_length = int(config.max_prompt_length)
@@ -164,10 +167,16 @@ class ThresholdCalibrator:
             cfg.eos_token_id = self.tokenizer.eos_token_id
         return cfg
 
+    @property
+    def use_chat_template(self) -> bool:
+        """Deprecated alias of :attr:`chat_template` (whether prompts are wrapped in the chat template)."""
+        warn_renamed("use_chat_template", "chat_template", "ThresholdCalibrator")
+        return self.chat_template
+
     def render_prompt(self, prompt: str):
         """``(text, used_chat_template)`` for ``prompt``: :func:`hf_stackshape.utils.dialogue.render_prompt` with this
-        run's ``use_chat_template`` and ``dialogue_prompts_as_text``."""
-        return render_prompt(self.tokenizer, prompt, self.use_chat_template, self.config.dialogue_prompts_as_text)
+        run's ``chat_template`` and ``dialogue_prompts_as_text``."""
+        return render_prompt(self.tokenizer, prompt, self.chat_template, self.config.dialogue_prompts_as_text)
 
     def format_prompt(self, prompt: str) -> str:
         """The text fed to the base model for ``prompt`` (the chat template's user turn when enabled; an HH-format
@@ -180,27 +189,19 @@ class ThresholdCalibrator:
         A chat-templated prompt is encoded without the tokenizer's special tokens (the template holds them), a
         text prompt with them."""
         rendered = [self.render_prompt(p) for p in prompts]
-        ids: List[List[int]] = [None] * len(rendered)  # type: ignore[list-item]
-        for templated in (True, False):
-            rows = [i for i, (_, chat) in enumerate(rendered) if chat is templated]
-            if rows:
-                encoded = self.tokenizer([rendered[i][0] for i in rows], add_special_tokens=not templated)["input_ids"]
-                for i, seq in zip(rows, encoded):
-                    ids[i] = seq
         budget = self.max_prompt_length
-        for i, seq in enumerate(ids):
-            if budget is not None and len(seq) > budget:
-                logger.warning(
-                    "Prompt %d (%r) has %d tokens, more than the budget of %d (context - max_new_tokens); "
-                    "keeping its last %d tokens.",
-                    first_index + i, _short(prompts[i]), len(seq), budget, budget,
-                )
-                ids[i] = seq[-budget:]
-        width = max(len(seq) for seq in ids)
-        pad = self.tokenizer.pad_token_id
-        input_ids = torch.tensor([[pad] * (width - len(s)) + list(s) for s in ids], dtype=torch.long)
-        mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in ids], dtype=torch.long)
-        return {"input_ids": input_ids, "attention_mask": mask}
+
+        def warn(row: int, index: int, length: int) -> None:
+            logger.warning(
+                "Prompt %d (%r) has %d tokens, more than the budget of %d (context - max_new_tokens); "
+                "keeping its last %d tokens.",
+                index, short_text(prompts[row]), length, budget, budget,
+            )
+
+        return encode_prompts(
+            self.tokenizer, [text for text, _ in rendered], budget, first_index,
+            add_special_tokens=[not templated for _, templated in rendered], on_truncate=warn,
+        )
 
     def _warn_reward_truncation(self, prompts: Sequence[str], first_index: int) -> None:
         reward = self.reward
@@ -213,7 +214,7 @@ class ThresholdCalibrator:
                     "Prompt %d (%r): %d prompt tokens + up to %d response tokens exceed the reward model's "
                     "max_length %d; the reward model sees the pair truncated from the left (the response end "
                     "is kept).",
-                    first_index + i, _short(prompts[i]), n, self.config.max_new_tokens, reward.max_length,
+                    first_index + i, short_text(prompts[i]), n, self.config.max_new_tokens, reward.max_length,
                 )
 
     @torch.no_grad()
@@ -246,7 +247,7 @@ class ThresholdCalibrator:
             if not all(math.isfinite(v) for v in values):
                 raise ValueError(
                     f"The reward returned a non-finite value for prompt {first_index + i} "
-                    f"({_short(prompt)!r}): {values}; fix the reward function."
+                    f"({short_text(prompt)!r}): {values}; fix the reward function."
                 )
             rows.append(
                 {
@@ -269,7 +270,7 @@ class ThresholdCalibrator:
         return {
             "format": _FORMAT_VERSION,
             "sampling": self.config.sampling_settings(),
-            "use_chat_template": self.use_chat_template,
+            "use_chat_template": self.chat_template,  # the manifest's key, unchanged
             "max_prompt_length": self.max_prompt_length,
             "model": model_fingerprint(self.model),
             "tokenizer": tokenizer_fingerprint(self.tokenizer),
@@ -380,7 +381,7 @@ class ThresholdCalibrator:
                 rows_by_chunk[k] = rows
         dataset = self._to_dataset([r for k in range(num_chunks) for r in rows_by_chunk[k]])
         if store is not None and rank == 0:
-            store.save_outputs(dataset, {**dataclasses.asdict(c), REWARD_KEY: reward_record(self.reward)})
+            store.save_outputs(dataset, {**c.to_dict(), REWARD_KEY: reward_record(self.reward)})
         return dataset
 
     def _to_dataset(self, rows: List[Dict[str, Any]]):

@@ -50,6 +50,7 @@ _LIB = "hf_stackshape"
 _CORE = {
     "hf_stackshape.core.shaping": "srs_shaping",
     "hf_stackshape.core.presets": "srs_presets",
+    "hf_stackshape.utils.deprecation": "srs_deprecation",
     "hf_stackshape.utils.io": "srs_io",
     "hf_stackshape.utils._version": "srs_version",
     "hf_stackshape.utils.distributed": "srs_distributed",
@@ -58,6 +59,9 @@ _CORE = {
     "hf_stackshape.rewards.adapters": "srs_rewards",
     "hf_stackshape.rewards.table": "srs_reward_table",
     "hf_stackshape.utils.kv_cache": "srs_prefix_cache",
+    "hf_stackshape.utils.modeling": "srs_modeling",
+    "hf_stackshape.utils.prompts": "srs_prompts",
+    "hf_stackshape.utils.dialogue": "srs_dialogue",
 }
 _GUIDANCE = {
     "hf_stackshape.guidance._base": "srs_guidance_base",
@@ -67,6 +71,7 @@ _HEAD = {
     "hf_stackshape.qhead.configuration_qhead": "configuration_qhead",
     "hf_stackshape.qhead.modeling_qhead": "modeling_qhead",
     "hf_stackshape.utils.io": "srs_io",
+    "hf_stackshape.utils.modeling": "srs_modeling",
     "hf_stackshape.core.presets": "srs_presets",
     # Not a library module: written from the card template (package data the flat copy cannot read).
     "hf_stackshape.qhead.qhead_card": "qhead_card",
@@ -88,8 +93,6 @@ GENERATE_METHODS: Dict[str, tuple] = {
         **_CORE,
         "hf_stackshape.utils.sampling": "srs_sampling",
         "hf_stackshape.core.methods": "srs_methods",
-        "hf_stackshape.utils.prompts": "srs_prompts",
-        "hf_stackshape.utils.dialogue": "srs_dialogue",
         "hf_stackshape.core.follower": "srs_follower",
         "hf_stackshape.bon": "srs_bon",
     }),

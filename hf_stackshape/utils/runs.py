@@ -68,6 +68,7 @@ __all__ = [
     "fingerprint_digest",
     "content_digest",
     "same_setting",
+    "manifest_differences",
     "path_setting",
     "register_legacy_fingerprint",
     "canonical_fingerprint",
@@ -361,7 +362,7 @@ def canonical_fingerprint(fingerprint: Any) -> Any:
     return fingerprint
 
 
-def _differences(old: Dict[str, Any], new: Dict[str, Any]) -> List[str]:
+def manifest_differences(old: Dict[str, Any], new: Dict[str, Any]) -> List[str]:
     """``key: old -> new`` for every differing (dotted) key of two manifests' fingerprints, run kind and version
     (registered legacy identities compare as their current form, :func:`canonical_fingerprint`)."""
     a, b = ({"run kind": m.get("kind"), "package version": m.get("package_version"),
@@ -371,6 +372,9 @@ def _differences(old: Dict[str, Any], new: Dict[str, Any]) -> List[str]:
         for key in sorted(set(a) | set(b))
         if not same_setting(a.get(key, _MISSING), b.get(key, _MISSING))
     ]
+
+
+_differences = manifest_differences  # the old private name, kept
 
 
 def same_setting(a: Any, b: Any) -> bool:
@@ -601,7 +605,7 @@ class Run:
                     f"{self.output}: the run manifest {self.manifest_path} is unreadable; start over with "
                     "--overwrite (overwrite=True) or write to another output."
                 )
-            changes = _differences(old, manifest)
+            changes = manifest_differences(old, manifest)
             if changes:
                 raise RunMismatchError(
                     f"{self.output} holds a {old.get('kind')} run made with other settings ("
