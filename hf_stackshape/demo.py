@@ -449,12 +449,24 @@ def train_cd_heads(model, tokenizer, reward, config: DemoConfig, probe_prompts: 
     timings["calibrate"] = time.time() - tick
     tick = time.time()
     folders = {t: out / f"head-{t}" for t in transforms}
-    metrics: Dict[str, Dict[str, float]] = {}
+    trained_tokens = None
+    if config.head_type == "q" and procs.is_main:
+        trained_tokens = {t for rs in calibration["responses"] for r in rs for t in tokenizer(r, add_special_tokens=False)["input_ids"]}
+
+    def diagnose(transform, metrics):
+        key = f"cd_head_{transform}"
+        if key not in diagnostics and procs.is_main:
+            diagnostics[key] = dict(metrics or {})
+            diagnostics[key].update(
+                head_candidate_spread(qheads[transform], model, tokenizer, probe_prompts[:2], k=config.k,
+                                      max_new_tokens=min(12, config.max_new_tokens), trained_tokens=trained_tokens)
+            )
+
     if procs.world == 1:
         for transform in transforms:
             logger.warning("Training the %s CD head (%s) ...", transform, config.head_type)
-            qheads[transform], metrics[transform] = _train_head(model, tokenizer, calibration, transform,
-                                                                folders[transform], config)
+            qheads[transform], metrics = _train_head(model, tokenizer, calibration, transform, folders[transform], config)
+            diagnose(transform, metrics)
     else:
         with contextlib.ExitStack() as runs:
             for transform in transforms:
@@ -468,19 +480,8 @@ def train_cd_heads(model, tokenizer, reward, config: DemoConfig, probe_prompts: 
             settings = dataclasses.asdict(config)
             procs.map_alone(_fit_head_alone, [(settings, t, str(folders[t]), child_device) for t in todo], device=device)
             for transform in transforms:
-                qheads[transform], metrics[transform] = _load_head(model, folders[transform])
-    trained_tokens = None
-    for transform in transforms:
-        key = f"cd_head_{transform}"
-        if key not in diagnostics and procs.is_main:
-            if config.head_type == "q" and trained_tokens is None:
-                trained_tokens = {t for rs in calibration["responses"] for r in rs
-                                  for t in tokenizer(r, add_special_tokens=False)["input_ids"]}
-            diagnostics[key] = dict(metrics[transform] or {})
-            diagnostics[key].update(
-                head_candidate_spread(qheads[transform], model, tokenizer, probe_prompts[:2], k=config.k,
-                                      max_new_tokens=min(12, config.max_new_tokens), trained_tokens=trained_tokens)
-            )
+                qheads[transform], metrics = _load_head(model, folders[transform])
+                diagnose(transform, metrics)
     timings["cd_heads"] = time.time() - tick
     return qheads
 
