@@ -123,4 +123,5 @@ if TYPE_CHECKING:  # pragma: no cover
     from .qhead.configuration_qhead import QHeadConfig
     from .qhead.modeling_qhead import QHeadModel
     from .qhead.trainer import QHeadTrainer, QHeadTrainerConfig
-    from .rewards.adapters import CallableReward, HFRewardModel, RewardFunction, load_reward
+    from .rewards.adapters import CallableReward, HFRewardModel, RewardFunction
+    from .rewards.registry import load_reward

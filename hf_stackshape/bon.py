@@ -31,7 +31,7 @@ from transformers.utils import logging
 from .core.follower import (
     BON_SAFEGUARDS,
     SELECTIONS,
-    _inverse_beta,
+    inverse_beta,
     effective_sample_size,
     follower_weights,
     sample_threshold,
@@ -39,8 +39,8 @@ from .core.follower import (
 )
 from .core.methods import parse_method
 from .core.shaping import RewardTransform, ThresholdSafeguards, get_safeguards, get_transform
-from .rewards.adapters import HFRewardModel, RewardFunction, as_reward_function
-from .utils.prompts import format_prompts, global_indices
+from .rewards.adapters import as_reward_function, score_groups
+from .utils.prompts import encode_prompts, format_prompts, global_indices
 
 logger = logging.get_logger(__name__)
 
@@ -115,17 +115,8 @@ def _concat(parts: List["BestOfNOutput"], with_candidates: bool) -> "BestOfNOutp
                          **tensors)
 
 
-def _score_groups(reward: RewardFunction, prompts: List[str], groups: List[List[str]]) -> torch.Tensor:
-    """``(P, N)`` rewards; an :class:`HFRewardModel` encodes each prompt's prefix once (``score_grouped``)."""
-    n = len(groups[0])
-    if isinstance(reward, HFRewardModel):
-        scored = reward.score_grouped(prompts, groups)
-    else:
-        scored = reward.score([p for p in prompts for _ in range(n)], [r for g in groups for r in g])
-    scored = torch.as_tensor(scored, dtype=torch.float32).reshape(-1)
-    if scored.numel() != len(prompts) * n:
-        raise ValueError(f"The reward returned {scored.numel()} values for {len(prompts) * n} responses.")
-    return scored.view(len(prompts), n)
+#: The grouped scorer of the rewards layer (:func:`hf_stackshape.rewards.score_groups`), under its old private name.
+_score_groups = score_groups
 
 
 class StackelbergBestOfN:
@@ -220,7 +211,7 @@ class StackelbergBestOfN:
         for key in ("num_return_sequences", "num_beams"):
             if key in generation_kwargs:
                 raise ValueError(f"Do not pass `{key}`: best-of-N sets it (num_return_sequences=n, num_beams=1).")
-        self.inverse_beta = _inverse_beta(beta)
+        self.inverse_beta = inverse_beta(beta)
         self.beta = float(beta)
         self.bound = float(bound)
         self.safeguards = get_safeguards(safeguards)
@@ -361,12 +352,7 @@ class StackelbergBestOfN:
             raise ValueError("The tokenizer has no pad token to batch prompts; set tokenizer.pad_token = tokenizer.eos_token.")
         texts = format_prompts(self.tokenizer, list(prompts), self.chat_template, self.dialogue_prompts_as_text)
         device = next(self.model.parameters()).device
-        old_side = self.tokenizer.padding_side
-        self.tokenizer.padding_side = "left"
-        try:
-            enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
-        finally:
-            self.tokenizer.padding_side = old_side
+        enc = encode_prompts(self.tokenizer, texts, None, list(indices)).to(device)  # budget None: no truncation
         sampling = self.generation_config()
         sampler = KeyedSampler.expand(
             [draw_key(self.seed, i, j, "sample") for i in indices for j in range(self.n)], sampling
@@ -418,7 +404,7 @@ class StackelbergBestOfN:
             batch = prompts[start : start + self.batch_size]
             batch_indices = indices[start : start + len(batch)]
             groups = self.sample(batch, batch_indices)
-            rewards = _score_groups(self.reward, batch, groups)
+            rewards = score_groups(self.reward, batch, groups)
             chosen = self.select(rewards, indices=batch_indices)
             responses = [g[i] for g, i in zip(groups, chosen["chosen_index"].tolist())]
             parts.append(BestOfNOutput(responses=responses, candidates=groups, rewards=rewards, indices=batch_indices,

@@ -146,24 +146,21 @@ def candidate_reward_range(
         ``{"median_range", "mean_range", "steps", "b_eff", "srs_slope_at_threshold", "raw_slope"}``.
     """
     from .guidance.args import ARGSLogitsProcessor
-    from .pipeline.generation import format_prompts
+    from .utils.prompts import encode_prompts, format_prompts, tokenizer_sides
 
     processor = ARGSLogitsProcessor(reward, tokenizer=tokenizer, k=k, weight=weight, transform="raw")
     recorder = _RangeRecorder(processor.transform)
     processor.transform = recorder
     texts = format_prompts(tokenizer, prompts)
-    old_side, tokenizer.padding_side = tokenizer.padding_side, "left"
-    try:
+    with tokenizer_sides(tokenizer, padding="left"):  # as before for the whole run (the encoder pads left anyway)
         for start in range(0, len(texts), batch_size):
-            enc = tokenizer(texts[start : start + batch_size], return_tensors="pt", padding=True, add_special_tokens=False)
+            enc = encode_prompts(tokenizer, texts[start : start + batch_size], None, start)  # budget None: no truncation
             enc = enc.to(next(model.parameters()).device)
             processor.set_prompt(enc, prompts=list(prompts[start : start + batch_size]))
             model.generate(
                 **enc, logits_processor=[processor], max_new_tokens=max_new_tokens, do_sample=False,
                 temperature=None, top_p=None, top_k=None, pad_token_id=tokenizer.pad_token_id,
             )
-    finally:
-        tokenizer.padding_side = old_side
     ranges = recorder.ranges or [math.nan]
     median = statistics.median(ranges)
     b_eff = min(bound, 1.01 * median)
@@ -193,12 +190,12 @@ def head_candidate_spread(
         ``{"median_value_spread", "median_logp_spread", "candidates_trained_fraction"}`` (the last one only with
         ``trained_tokens``).
     """
-    from .pipeline.generation import format_prompts
+    from .utils.prompts import encode_prompts, format_prompts
 
     value_spreads, logp_spreads, trained = [], [], []
     device = next(model.parameters()).device
-    for text in format_prompts(tokenizer, prompts):
-        ids = tokenizer(text, return_tensors="pt", add_special_tokens=False)["input_ids"].to(device)
+    for index, text in enumerate(format_prompts(tokenizer, prompts)):
+        ids = encode_prompts(tokenizer, [text], None, index)["input_ids"].to(device)
         for _ in range(max_new_tokens):
             out = model(ids)
             logp = out.logits[0, -1].float().log_softmax(-1)

@@ -11,7 +11,7 @@ from datasets import Dataset
 from hf_stackshape.calibration import (
     CalibrationConfig,
     ThresholdCalibrator,
-    _chunk_seed,
+    chunk_seed,
     map_thresholds,
     recompute_thresholds,
 )
@@ -70,7 +70,7 @@ def test_samples_pairing_and_thresholds_match_a_plain_reference(make, tiny_lm, t
         texts = [tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False,
                                                add_generation_prompt=True) for p in chunk]
         enc = tokenizer(texts, padding=True, add_special_tokens=False, return_tensors="pt")
-        torch.manual_seed(_chunk_seed(0, k))
+        torch.manual_seed(chunk_seed(0, k))
         out = tiny_lm.generate(**enc, do_sample=True, temperature=0.7, top_p=0.9, max_new_tokens=6,
                                num_return_sequences=3, pad_token_id=tokenizer.pad_token_id)
         expected = tokenizer.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)

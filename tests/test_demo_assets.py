@@ -74,7 +74,12 @@ def test_demo_prompts_splits_partition_the_file():
 def test_vader_reward_values():
     gold = vader_reward()
     assert isinstance(gold, CallableReward)
-    assert gold.name_or_path == "vader_compound"
+    # One VADER: the demo's gold judge is load_reward("vader"), one name and one pinned fingerprint.
+    from hf_stackshape.rewards import load_reward
+
+    assert gold.name_or_path == "vader"
+    assert gold.fingerprint() == load_reward("vader").fingerprint() == {
+        "type": "CallableReward", "name": "vader", "batched": False, "fn": {"version": "vader-compound/1"}}
     prompts = ["Hi"] * 3
     responses = ["I love this, it is wonderful!", "The train leaves at noon.", "I hate this, it is awful."]
     values = gold(prompts, responses)

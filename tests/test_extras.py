@@ -107,7 +107,7 @@ def test_vader_reward_names_the_metrics_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "vaderSentiment.vaderSentiment", None)
     from hf_stackshape import rewards
 
-    monkeypatch.setattr(rewards.adapters, "_VADER", None)
+    monkeypatch.setattr(rewards.builtin_rewards, "_VADER", None)
     with pytest.raises(ImportError, match=r"hf_stackshape\[metrics\]"):
         rewards.load_reward("vader").score(["p"], ["r"])
 

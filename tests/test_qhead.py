@@ -86,7 +86,7 @@ def test_save_load_round_trip(tmp_path, tiny_lm, backbone_dir, head_type):
     expected = qhead(ids).value
     qhead.save_pretrained(tmp_path / "head")
     files = sorted(os.listdir(tmp_path / "head"))
-    code = sorted(f"{stem}.py" for stem in ("configuration_qhead", "modeling_qhead", "qhead_card", "srs_io", "srs_presets"))
+    code = sorted(f"{stem}.py" for stem in ("configuration_qhead", "modeling_qhead", "qhead_card", "srs_io", "srs_modeling", "srs_presets"))
     assert files == sorted(["README.md", "config.json", "model.safetensors", *code])  # code: loads without the library
     from safetensors.torch import load_file
 

@@ -358,3 +358,133 @@ def test_overwrite_never_deletes_the_working_directory(tmp_path, monkeypatch):
             with open_run(output, FP, overwrite=True):
                 pass
     assert (tmp_path / "precious.txt").read_text() == "keep"
+
+
+# ------------------------------------------------------------------ legacy fingerprints (one VADER, pinned identities)
+
+# The built-in callable rewards as earlier versions wrote them, verbatim (23c5d14: flat modules `hf_stackshape.rewards`
+# and `hf_stackshape.demo_assets`; f1ed294: the layered package, before the identities were pinned).
+_OLD_SOURCES = {
+    "vader@23c5d14": ("hf_stackshape.rewards", "vader", '''
+_VADER = None
+
+
+def _vader_compound(response: str) -> float:
+    """VADER sentiment of the response: the ``compound`` score in [-1, 1]."""
+    global _VADER
+    if _VADER is None:
+        from ._extras import needs
+
+        _VADER = needs("vaderSentiment.vaderSentiment", "The 'vader' reward").SentimentIntensityAnalyzer()
+    return _VADER.polarity_scores(response)["compound"]
+''', "_vader_compound"),
+    "vader@f1ed294": ("hf_stackshape.rewards.adapters", "vader", '''
+_VADER = None
+
+
+def _vader_compound(response: str) -> float:
+    """VADER sentiment of the response: the ``compound`` score in [-1, 1]."""
+    global _VADER
+    if _VADER is None:
+        from ..utils._extras import needs
+
+        _VADER = needs("vaderSentiment.vaderSentiment", "The 'vader' reward").SentimentIntensityAnalyzer()
+    return _VADER.polarity_scores(response)["compound"]
+''', "_vader_compound"),
+    "demo_vader@23c5d14": ("hf_stackshape.demo_assets", "vader_compound", '''
+def vader_reward():
+    analyzer = object()
+
+    def vader_compound(response: str) -> float:
+        return analyzer.polarity_scores(response)["compound"]
+
+    return vader_compound
+''', "vader_reward()"),
+    "demo_vader@f1ed294": ("hf_stackshape.assets.demo", "vader_compound", None, "demo_vader@23c5d14"),
+    "length@23c5d14": ("hf_stackshape.rewards", "length", '''
+def _word_count(response: str) -> float:
+    """Number of whitespace words of the response."""
+    return float(len(response.split()))
+''', "_word_count"),
+    "length@f1ed294": ("hf_stackshape.rewards.adapters", "length", None, "length@23c5d14"),
+}
+
+
+def _old_fingerprint(key, tmp_path):
+    """``CallableReward(fn, name=...).fingerprint()`` of the old function, rebuilt from its verbatim source."""
+    import importlib.util
+
+    module, name, source, attr = _OLD_SOURCES[key]
+    if source is None:  # the same source as another version, in another module
+        _, _, source, attr = _OLD_SOURCES[attr]
+    path = tmp_path / f"old_{key.replace('@', '_')}.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    loaded = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(loaded)
+    fn = loaded.vader_reward() if attr == "vader_reward()" else getattr(loaded, attr)
+    fn.__module__ = module
+    return CallableReward(fn, name=name).fingerprint()
+
+
+@pytest.mark.parametrize("key", sorted(_OLD_SOURCES))
+def test_runs_recorded_with_an_old_builtin_reward_fingerprint_resume(key, tmp_path):
+    from hf_stackshape.assets.demo import vader_reward
+    from hf_stackshape.utils.runs import fingerprint_digest
+
+    old = _old_fingerprint(key, tmp_path)
+    assert old["fn"]["module"] == _OLD_SOURCES[key][0] and "source_sha256" in old["fn"]
+    current = (load_reward("length") if key.startswith("length") else load_reward("vader")).fingerprint()
+    assert old != current
+    out = tmp_path / "run"
+    with open_run(out, {"reward": old, "weight": 0.5}, kind="calibrate"):  # as the old version wrote it
+        (out / "chunk-00000.jsonl").write_text("{}\n")
+    with open_run(out, {"reward": current, "weight": 0.5}, kind="calibrate") as run:
+        assert run.resumed
+        # Results the old run stamped with its digest stay valid (the calibrator's chunks compare it).
+        assert run.digest == fingerprint_digest({"reward": old, "weight": 0.5}) != fingerprint_digest(run.fingerprint)
+    if "vader" in key:  # the demo's gold judge and load_reward("vader") are one reward
+        with open_run(out, {"reward": vader_reward().fingerprint(), "weight": 0.5}, kind="calibrate") as run:
+            assert run.resumed
+    # Another setting still differs, named as usual.
+    with pytest.raises(RunMismatchError, match="weight: 0.5 -> 1.0"):
+        open_run(out, {"reward": current, "weight": 1.0}, kind="calibrate").__enter__()
+
+
+def test_unrelated_fingerprints_still_mismatch(tmp_path):
+    from hf_stackshape.utils.runs import canonical_fingerprint, register_legacy_fingerprint
+
+    old_vader = _old_fingerprint("vader@23c5d14", tmp_path)
+    edited = json.loads(json.dumps(old_vader))
+    edited["fn"]["source_sha256"] = "0" * 24  # the old function with another body: other rewards
+    out = tmp_path / "run"
+    with open_run(out, {"reward": edited}, kind="generate"):
+        pass
+    with pytest.raises(RunMismatchError, match="reward.fn"):
+        open_run(out, {"reward": load_reward("vader").fingerprint()}, kind="generate").__enter__()
+    # An old "length" is not VADER, and an old VADER is not "length".
+    for old, new in ((_old_fingerprint("length@23c5d14", tmp_path), "vader"), (old_vader, "length")):
+        other = tmp_path / f"run-{new}"
+        with open_run(other, {"reward": old}, kind="generate"):
+            pass
+        with pytest.raises(RunMismatchError, match="reward"):
+            open_run(other, {"reward": load_reward(new).fingerprint()}, kind="generate").__enter__()
+    # The mechanism is generic but strict: dicts only, and never a fingerprint mapped to itself.
+    assert canonical_fingerprint({"a": [1, {"b": 2}]}) == {"a": [1, {"b": 2}]}
+    with pytest.raises(ValueError, match="dicts"):
+        register_legacy_fingerprint("old", {"a": 1})
+    with pytest.raises(ValueError, match="current one"):
+        register_legacy_fingerprint({"a": 1}, {"a": 1})
+
+
+def test_a_calibration_recorded_with_the_old_vader_is_accepted(tmp_path):
+    from hf_stackshape.calibration.thresholds import check_calibration_reward
+
+    for key, name in (("vader@23c5d14", "vader"), ("demo_vader@23c5d14", "vader_compound")):
+        folder = tmp_path / key
+        folder.mkdir()
+        record = {"reward": {"name": name, "fingerprint": _old_fingerprint(key, tmp_path)}}
+        (folder / "calibration_config.json").write_text(json.dumps(record))
+        check_calibration_reward(folder, load_reward("vader"), spec="vader")  # no error
+        with pytest.raises(ValueError, match="calibrated with the reward"):
+            check_calibration_reward(folder, load_reward("length"), spec="length")

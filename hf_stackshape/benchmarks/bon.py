@@ -52,7 +52,7 @@ def run(args: BenchArgs) -> dict:
 @torch.no_grad()
 def _run(args: BenchArgs) -> dict:
     from ..bon import StackelbergBestOfN
-    from ..pipeline.generation import format_prompts
+    from ..utils.prompts import encode_prompts, format_prompts
 
     model, tokenizer, reward, prompts = smollm2_with_reward(args.prompts, args.seed, reward_batch_size=64)
     bon = StackelbergBestOfN(
@@ -60,8 +60,7 @@ def _run(args: BenchArgs) -> dict:
         max_new_tokens=args.max_new_tokens, batch_size=args.prompts, seed=args.seed, show_progress=False,
     )
     # The plain baseline, as a user would write it: chat template, left padding, N samples per prompt.
-    enc = tokenizer(format_prompts(tokenizer, prompts), padding=True, add_special_tokens=False,
-                    return_tensors="pt").to(model.device)
+    enc = encode_prompts(tokenizer, format_prompts(tokenizer, prompts), None, 0).to(model.device)
     sampling = dict(do_sample=True, num_return_sequences=args.samples, max_new_tokens=args.max_new_tokens,
                     pad_token_id=tokenizer.pad_token_id)
     model.generate(**enc, **{**sampling, "max_new_tokens": 2})  # warm-up (first-call allocations)

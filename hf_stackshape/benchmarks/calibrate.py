@@ -105,7 +105,8 @@ def run(args: BenchArgs) -> dict:
 
 @torch.no_grad()
 def _run(args: BenchArgs) -> dict:
-    from ..calibration import ThresholdCalibrator, _chunk_seed
+    from ..calibration import ThresholdCalibrator, chunk_seed
+    from ..utils.prompts import encode_prompts, format_prompts
 
     model, tokenizer, reward, prompts = smollm2_with_reward(args.prompts, args.seed)
     calibrator = ThresholdCalibrator(
@@ -114,15 +115,13 @@ def _run(args: BenchArgs) -> dict:
     )
     # The plain baseline: what a user would write, chat template and all, with the calibrator's seed for
     # its single chunk so that both sides sample identical tokens.
-    texts = [tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False,
-                                           add_generation_prompt=True) for p in prompts]
-    enc = tokenizer(texts, padding=True, add_special_tokens=False, return_tensors="pt").to(model.device)
+    enc = encode_prompts(tokenizer, format_prompts(tokenizer, prompts), None, 0).to(model.device)
     # No top_k: both sides inherit the model's generation_config, as the calibrator does by default.
     sampling = dict(do_sample=True, temperature=0.7, top_p=0.9, max_new_tokens=args.max_new_tokens,
                     num_return_sequences=args.samples, pad_token_id=tokenizer.pad_token_id)
     model.generate(**enc, **{**sampling, "max_new_tokens": 2})  # warm-up (first-call allocations)
 
-    torch.manual_seed(_chunk_seed(args.seed, 0))
+    torch.manual_seed(chunk_seed(args.seed, 0))
     start = time.perf_counter()
     out = model.generate(**enc, **sampling)
     generate_s = time.perf_counter() - start

@@ -125,9 +125,9 @@ def load_tokenizer(folder: Optional[str] = None):
 
     folder = folder or os.environ.get("TOKENIZER_DIR") or os.environ.get("STACKSHAPE_TEST_TOKENIZER")
     if not folder:
-        from ..assets.defaults import _CACHE_VERSION, cache_root
+        from ..assets.defaults import CACHE_VERSION, cache_root
 
-        cached = cache_root() / f"smollm2-135m-instruct-{_CACHE_VERSION}"
+        cached = cache_root() / f"smollm2-135m-instruct-{CACHE_VERSION}"
         if (cached / "COMPLETE").is_file() and (cached / "tokenizer_config.json").is_file():
             folder = str(cached)
     if not folder:
@@ -213,10 +213,10 @@ class _Runner:
         self._heads = {}
 
     def inputs(self, batch: int):
-        from ..pipeline.generation import format_prompts
+        from ..utils.prompts import encode_prompts, format_prompts
 
         texts = format_prompts(self.tok, BENCH_PROMPTS[:batch])
-        return self.tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
+        return encode_prompts(self.tok, texts, None, 0).to(self.device)
 
     def head(self, kind: str):
         from ..qhead.modeling_qhead import QHeadModel

@@ -11,7 +11,9 @@ One idea per module:
 
 from .calibrator import ThresholdCalibrator
 from .config import CalibrationConfig
-from .store import chunk_seed as _chunk_seed  # noqa: F401 - kept for the benchmark and the tests
+from .store import chunk_seed
 from .thresholds import map_thresholds, recompute_thresholds
 
-__all__ = ["CalibrationConfig", "ThresholdCalibrator", "recompute_thresholds", "map_thresholds"]
+_chunk_seed = chunk_seed  # the old private name, kept
+
+__all__ = ["CalibrationConfig", "ThresholdCalibrator", "recompute_thresholds", "map_thresholds", "chunk_seed"]

@@ -55,14 +55,15 @@ import torch
 from tqdm.auto import tqdm
 from transformers.utils import logging
 
-from ..rewards.adapters import HFRewardModel, as_reward_function, reward_fingerprint
+from ..rewards.adapters import HFRewardModel, as_reward_function, reward_fingerprint, score_groups
 from ..utils.dialogue import STOP_STRINGS, cut_all_at_new_turn, render_prompt
 from ..utils.distributed import Processes
 from ..utils.io import prompts_from_dataset
+from ..utils.prompts import encode_prompts
 from ..utils.runs import model_fingerprint, open_run, tokenizer_fingerprint
 from .config import CalibrationConfig
 from .store import ChunkStore, chunk_seed
-from .thresholds import REWARD_KEY, _short, recompute_thresholds, reward_record
+from .thresholds import REWARD_KEY, short_text, recompute_thresholds, reward_record
 
 logger = logging.get_logger(__name__)
 
@@ -179,27 +180,19 @@ class ThresholdCalibrator:
         A chat-templated prompt is encoded without the tokenizer's special tokens (the template holds them), a
         text prompt with them."""
         rendered = [self.render_prompt(p) for p in prompts]
-        ids: List[List[int]] = [None] * len(rendered)  # type: ignore[list-item]
-        for templated in (True, False):
-            rows = [i for i, (_, chat) in enumerate(rendered) if chat is templated]
-            if rows:
-                encoded = self.tokenizer([rendered[i][0] for i in rows], add_special_tokens=not templated)["input_ids"]
-                for i, seq in zip(rows, encoded):
-                    ids[i] = seq
         budget = self.max_prompt_length
-        for i, seq in enumerate(ids):
-            if budget is not None and len(seq) > budget:
-                logger.warning(
-                    "Prompt %d (%r) has %d tokens, more than the budget of %d (context - max_new_tokens); "
-                    "keeping its last %d tokens.",
-                    first_index + i, _short(prompts[i]), len(seq), budget, budget,
-                )
-                ids[i] = seq[-budget:]
-        width = max(len(seq) for seq in ids)
-        pad = self.tokenizer.pad_token_id
-        input_ids = torch.tensor([[pad] * (width - len(s)) + list(s) for s in ids], dtype=torch.long)
-        mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in ids], dtype=torch.long)
-        return {"input_ids": input_ids, "attention_mask": mask}
+
+        def warn(row: int, index: int, length: int) -> None:
+            logger.warning(
+                "Prompt %d (%r) has %d tokens, more than the budget of %d (context - max_new_tokens); "
+                "keeping its last %d tokens.",
+                index, short_text(prompts[row]), length, budget, budget,
+            )
+
+        return encode_prompts(
+            self.tokenizer, [text for text, _ in rendered], budget, first_index,
+            add_special_tokens=[not templated for _, templated in rendered], on_truncate=warn,
+        )
 
     def _warn_reward_truncation(self, prompts: Sequence[str], first_index: int) -> None:
         reward = self.reward
@@ -212,7 +205,7 @@ class ThresholdCalibrator:
                     "Prompt %d (%r): %d prompt tokens + up to %d response tokens exceed the reward model's "
                     "max_length %d; the reward model sees the pair truncated from the left (the response end "
                     "is kept).",
-                    first_index + i, _short(prompts[i]), n, self.config.max_new_tokens, reward.max_length,
+                    first_index + i, short_text(prompts[i]), n, self.config.max_new_tokens, reward.max_length,
                 )
 
     @torch.no_grad()
@@ -237,23 +230,15 @@ class ThresholdCalibrator:
         # The authors' --stop_on_human: a response ends where a new user turn begins (hf_stackshape.utils.dialogue).
         responses = cut_all_at_new_turn(responses, self.config.stop_at_new_turn)
         self._warn_reward_truncation(prompts, first_index)
-        if isinstance(self.reward, HFRewardModel):
-            # The N samples of a prompt share its reward-model prefix: encode it once per prompt.
-            grouped = [responses[i * n : (i + 1) * n] for i in range(len(prompts))]
-            scored = self.reward.score_grouped(list(prompts), grouped)
-        else:
-            scored = self.reward.score([p for p in prompts for _ in range(n)], responses)
-        rewards = torch.as_tensor(scored, dtype=torch.float32).reshape(-1)
-        if rewards.numel() != len(responses):
-            raise ValueError(f"The reward returned {rewards.numel()} values for {len(responses)} responses.")
-        rewards = rewards.view(len(prompts), n)
+        # The N samples of a prompt share its reward-model prefix: an HFRewardModel encodes it once per prompt.
+        rewards = score_groups(self.reward, list(prompts), [responses[i * n : (i + 1) * n] for i in range(len(prompts))])
         rows = []
         for i, prompt in enumerate(prompts):
             values = rewards[i].tolist()
             if not all(math.isfinite(v) for v in values):
                 raise ValueError(
                     f"The reward returned a non-finite value for prompt {first_index + i} "
-                    f"({_short(prompt)!r}): {values}; fix the reward function."
+                    f"({short_text(prompt)!r}): {values}; fix the reward function."
                 )
             rows.append(
                 {

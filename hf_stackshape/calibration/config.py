@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, Optional
 
 from ..core.presets import get_preset
-from ..core.shaping import _check_positive, get_safeguards
+from ..core.shaping import check_positive, get_safeguards
 
 __all__ = ["CalibrationConfig"]
 
@@ -79,9 +79,9 @@ class CalibrationConfig:
     show_progress: bool = field(default=True, metadata={"help": "Show a tqdm progress bar."})
 
     def __post_init__(self):
-        _check_positive("beta", self.beta)
-        _check_positive("bound", self.bound)
-        _check_positive("temperature", self.temperature)
+        check_positive("beta", self.beta)
+        check_positive("bound", self.bound)
+        check_positive("temperature", self.temperature)
         for name in ("num_samples", "max_new_tokens", "chunk_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:

@@ -12,7 +12,7 @@ from typing import Any, Dict, Optional, Sequence
 import torch
 from transformers.utils import logging
 
-from ..core.shaping import _check_positive, solve_threshold
+from ..core.shaping import check_positive, solve_threshold
 from ..utils.io import prompts_from_dataset
 
 logger = logging.get_logger(__name__)
@@ -23,9 +23,13 @@ REWARD_KEY = "reward"
 __all__ = ["recompute_thresholds", "map_thresholds", "reward_record", "check_calibration_reward"]
 
 
-def _short(text: str, width: int = 60) -> str:
+def short_text(text: str, width: int = 60) -> str:
+    """``text`` on one line, cut to ``width`` characters with ``...`` (prompts quoted in messages)."""
     text = text.replace("\n", " ")
     return text if len(text) <= width else text[: width - 3] + "..."
+
+
+_short = short_text  # the old private name, kept
 
 
 def recompute_thresholds(
@@ -60,8 +64,8 @@ def recompute_thresholds(
     1.3642
     ```
     """
-    beta = _check_positive("beta", beta)
-    bound = _check_positive("bound", bound)
+    beta = check_positive("beta", beta)
+    bound = check_positive("bound", bound)
     if rewards_column not in dataset.column_names:
         raise ValueError(f"The dataset has no {rewards_column!r} column; columns: {dataset.column_names}.")
     rows = dataset[rewards_column]
@@ -88,7 +92,7 @@ def _rewards_tensor(rows: Sequence[Sequence[float]], prompts: Sequence[str]) -> 
     if bad.any():
         i = int(torch.nonzero(bad)[0])
         raise ValueError(
-            f"Prompt {i} ({_short(prompts[i])!r}) has a non-finite reward {rows[i]}; fix the reward function."
+            f"Prompt {i} ({short_text(prompts[i])!r}) has a non-finite reward {rows[i]}; fix the reward function."
         )
     return rewards
 
@@ -121,7 +125,7 @@ def map_thresholds(
     values = []
     for i, prompt in enumerate(prompts):
         if prompt not in table:
-            raise ValueError(f"Row {i} prompt {_short(prompt)!r} has no calibrated threshold; calibrate it.")
+            raise ValueError(f"Row {i} prompt {short_text(prompt)!r} has no calibrated threshold; calibrate it.")
         values.append(table[prompt])
     out = dataset.remove_columns(column) if column in dataset.column_names else dataset
     return out.add_column(column, values)
@@ -150,7 +154,7 @@ def check_calibration_reward(folder, reward, spec: Optional[str] = None) -> None
     """
     from ..rewards.adapters import reward_fingerprint
     from ..utils.io import read_json
-    from ..utils.runs import _differences
+    from ..utils.runs import manifest_differences
 
     path = os.path.join(os.fspath(folder), "calibration_config.json")
     record = None
@@ -164,7 +168,7 @@ def check_calibration_reward(folder, reward, spec: Optional[str] = None) -> None
         )
         return
     current = reward_fingerprint(reward)
-    changes = _differences({"fingerprint": record["fingerprint"]}, {"fingerprint": current})
+    changes = manifest_differences({"fingerprint": record["fingerprint"]}, {"fingerprint": current})
     if not changes:
         return
     ours = spec if spec is not None else getattr(reward, "name_or_path", type(reward).__name__)

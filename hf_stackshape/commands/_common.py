@@ -63,7 +63,7 @@ def load_base_model(name: Optional[str], dtype: str = "float32", device: Optiona
     except (OSError, ValueError) as err:
         if os.path.exists(os.path.expanduser(str(name))):
             raise
-        from ..rewards.adapters import not_found_error
+        from ..rewards.table import not_found_error
 
         raise not_found_error("base model", str(name), err, {"smollm2": "the embedded SmolLM2-135M-Instruct"}) from None
     model = model.to(device).eval()
@@ -87,7 +87,7 @@ def load_reward_spec(
 ):
     """A reward named on the command line, resolved by :func:`hf_stackshape.rewards.load_reward` (the same names
     as the Python API: 'demo', 'vader', 'length', 'module:function' with ``trust_remote_code``, an RM path / Hub id)."""
-    from ..rewards.adapters import load_reward
+    from ..rewards.registry import load_reward
 
     return load_reward(
         spec,
@@ -101,7 +101,7 @@ def load_reward_spec(
 def load_qhead(path: str, model):
     """A Q-head by folder or Hub id, sharing ``model`` as backbone when it is the head's; clear error on a typo."""
     from ..qhead.modeling_qhead import QHeadModel
-    from ..rewards.adapters import not_found_error
+    from ..rewards.table import not_found_error
 
     try:
         return QHeadModel.from_pretrained(path, backbone=model if _same_backbone(path, model) else None)

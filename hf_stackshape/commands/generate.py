@@ -107,10 +107,10 @@ ROW_FIELDS = ("id", "prompt", "response")
 
 def _read_rows(path: Path) -> List[dict]:
     """The finished rows of OUTPUT_FILE; a line that is not a JSON object is an error naming the line."""
-    from ..utils.io import _jsonl_lines
+    from ..utils.io import jsonl_lines
 
     rows = []
-    for number, row in _jsonl_lines(path, complete_lines_only=True):
+    for number, row in jsonl_lines(path, complete_lines_only=True):
         if not isinstance(row, dict) or not all(key in row for key in ROW_FIELDS):
             kind = "an object without id/prompt/response" if isinstance(row, dict) else f"a JSON {type(row).__name__}"
             raise ValueError(

@@ -82,10 +82,10 @@ class TrainQHeadArguments:
 
 def _jsonl_rows(path: str) -> List[Dict[str, Any]]:
     """The rows of a JSONL file; an unreadable line or a line that is not a JSON object names the file and line."""
-    from ..utils.io import _jsonl_lines
+    from ..utils.io import jsonl_lines
 
     rows = []
-    for number, row in _jsonl_lines(path, complete_lines_only=False):
+    for number, row in jsonl_lines(path, complete_lines_only=False):
         if not isinstance(row, dict):
             raise ValueError(
                 f"{path}: line {number} is a JSON {type(row).__name__}, not an object with prompt, responses, rewards."

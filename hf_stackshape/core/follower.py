@@ -16,6 +16,7 @@ import torch
 from .shaping import RewardTransform, ThresholdSafeguards, solve_threshold
 
 __all__ = [
+    "inverse_beta",
     "SELECTIONS",
     "BON_SAFEGUARDS",
     "follower_weights",
@@ -33,7 +34,7 @@ SELECTIONS = ("soft", "argmax")
 BON_SAFEGUARDS = ThresholdSafeguards(bound_clip=2.0)
 
 
-def _inverse_beta(beta: float) -> float:
+def inverse_beta(beta: float) -> float:
     """``1 / beta``; ``beta = inf`` (guidance weight 0) gives 0, i.e. the base policy (uniform selection)."""
     try:
         beta = float(beta)
@@ -42,6 +43,9 @@ def _inverse_beta(beta: float) -> float:
     if not beta > 0 or math.isnan(beta):
         raise ValueError(f"`beta` must be > 0 (or math.inf for no guidance), got {beta!r}.")
     return 0.0 if math.isinf(beta) else 1.0 / beta
+
+
+_inverse_beta = inverse_beta  # the old private name, kept
 
 
 def follower_weights(shaped: torch.Tensor, beta: float, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -68,7 +72,7 @@ def follower_weights(shaped: torch.Tensor, beta: float, mask: Optional[torch.Ten
 
     ```
     """
-    inverse = _inverse_beta(beta)
+    inverse = inverse_beta(beta)
     logits = torch.as_tensor(shaped).double() * inverse
     if mask is not None:
         mask = torch.as_tensor(mask, device=logits.device).bool()
@@ -96,7 +100,7 @@ def sample_threshold(
     """``m*(x)`` per prompt from its ``N`` sample rewards, float64 (:func:`~hf_stackshape.core.shaping.solve_threshold`
     with uniform weights; with ``beta = inf`` the follower ignores the reward and ``m*`` is the plain mean)."""
     u = torch.as_tensor(rewards).double()
-    if _inverse_beta(beta) == 0.0:
+    if inverse_beta(beta) == 0.0:
         keep = torch.ones_like(u, dtype=torch.bool) if mask is None else torch.as_tensor(mask).bool()
         return (u * keep).sum(-1) / keep.sum(-1)
     return solve_threshold(u, beta, bound, mask=mask, safeguards=safeguards)

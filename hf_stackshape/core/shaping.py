@@ -25,6 +25,7 @@ from typing import Dict, Optional, Type, Union
 import torch
 
 __all__ = [
+    "check_positive",
     "ThresholdSafeguards",
     "NO_SAFEGUARDS",
     "ARGS_SAFEGUARDS",
@@ -108,7 +109,8 @@ def get_safeguards(value: Union[str, ThresholdSafeguards, None]) -> ThresholdSaf
 # --------------------------------------------------------------------------------------------------
 
 
-def _check_positive(name: str, value: float) -> float:
+def check_positive(name: str, value: float) -> float:
+    """``value`` as a float; raises a ValueError naming ``name`` unless it is a positive finite number."""
     try:
         value = float(value)
     except (TypeError, ValueError):
@@ -116,6 +118,9 @@ def _check_positive(name: str, value: float) -> float:
     if not (value > 0 and math.isfinite(value)):
         raise ValueError(f"`{name}` must be a positive finite number, got {value!r}.")
     return value
+
+
+_check_positive = check_positive  # the old private name, kept for code that imported it
 
 
 def _prepare(
@@ -184,7 +189,7 @@ def effective_bound(
     mask: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
     """The reward bound actually used per prompt, ``B_eff`` (``B`` unless ``bound_clip`` is set)."""
-    bound = _check_positive("B", bound)
+    bound = check_positive("B", bound)
     guards = get_safeguards(safeguards)
     u, _, mask = _prepare(rewards, None, mask)
     lo, hi = _masked_min_max(u, mask)
@@ -195,7 +200,7 @@ def shaping_gamma(
     b_eff: torch.Tensor, beta: float, safeguards: Union[str, ThresholdSafeguards, None] = None
 ) -> torch.Tensor:
     """``gamma = exp(B_eff / beta)`` with the optional exponent and gamma caps."""
-    beta = _check_positive("beta", beta)
+    beta = check_positive("beta", beta)
     guards = get_safeguards(safeguards)
     exponent = torch.as_tensor(b_eff).double() / beta
     if guards.exponent_cap is not None:
@@ -226,8 +231,8 @@ def _clipped_bound(lo: torch.Tensor, hi: torch.Tensor, bound: float, guards: Thr
 
 def _threshold_problem(rewards, beta, bound, weights, mask, safeguards):
     """Validated inputs of the threshold equation: ``(u, p, mask, min u, max u, gamma[..., 1])``."""
-    beta = _check_positive("beta", beta)
-    bound = _check_positive("B", bound)
+    beta = check_positive("beta", beta)
+    bound = check_positive("B", bound)
     guards = get_safeguards(safeguards)
     u, p, mask = _prepare(rewards, weights, mask)
     lo, hi = _masked_min_max(u, mask)
@@ -444,7 +449,7 @@ class MinMaxTransform(RewardTransform):
     name = "minmax"
 
     def __init__(self, bound: float = 12.0, safeguards: Union[str, ThresholdSafeguards, None] = "args"):
-        self.bound = _check_positive("B", bound)
+        self.bound = check_positive("B", bound)
         self.safeguards = get_safeguards(safeguards)
 
     def transform(self, u, p, mask, threshold):
@@ -473,9 +478,9 @@ class _SigmoidTransform(RewardTransform):
         beta: float = 2.0,
         safeguards: Union[str, ThresholdSafeguards, None] = "args",
     ):
-        self.bound = _check_positive("B", bound)
-        self.alpha = _check_positive("alpha", alpha)
-        self.beta = _check_positive("beta", beta)
+        self.bound = check_positive("B", bound)
+        self.alpha = check_positive("alpha", alpha)
+        self.beta = check_positive("beta", beta)
         self.safeguards = get_safeguards(safeguards)
 
     def _b_eff(self, u, mask):
@@ -559,7 +564,7 @@ class CapTransform(RewardTransform):
     name = "cap"
 
     def __init__(self, cap: Optional[float] = None):
-        self.cap = None if cap is None else _check_positive("cap", cap)
+        self.cap = None if cap is None else check_positive("cap", cap)
 
     def transform(self, u, p, mask, threshold):
         lo, _ = _masked_min_max(u, mask)

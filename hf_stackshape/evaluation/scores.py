@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional, Sequence
 
-from ..rewards.adapters import load_reward
+from ..rewards.registry import load_reward
 from . import text_stats
 from .embeddings import SentenceEmbedder
 from .judges import Judge, load_judge

@@ -211,8 +211,8 @@ def score_samples(dataset, reward, column: str = "gold_rewards", prompt_column: 
                   responses_column: str = "responses"):
     """Add ``column``: another reward of each row's ``N`` responses (e.g. a gold reward of the calibrator's samples).
 
-    An :class:`~hf_stackshape.rewards.HFRewardModel` encodes each prompt's prefix once (``score_grouped``); any
-    other reward (a callable, ``"vader"`` through :func:`~hf_stackshape.rewards.load_reward`) scores the pairs.
+    Scored by :func:`~hf_stackshape.rewards.score_groups`: an :class:`~hf_stackshape.rewards.HFRewardModel` encodes
+    each prompt's prefix once (``score_grouped``); any other reward (a callable, ``"vader"`` through :func:`~hf_stackshape.rewards.load_reward`) scores the pairs.
 
     Examples:
 
@@ -222,15 +222,15 @@ def score_samples(dataset, reward, column: str = "gold_rewards", prompt_column: 
     >>> utility_from_dataset(calibration, betas=[1.0], gold_column="gold_rewards")  # doctest: +SKIP
     ```
     """
-    from ..bon import _score_groups
-    from ..rewards.adapters import load_reward
+    from ..rewards.adapters import score_groups
+    from ..rewards.registry import load_reward
 
     reward = load_reward(reward)
     prompts, groups = list(dataset[prompt_column]), [list(g) for g in dataset[responses_column]]
     sizes = sorted({len(g) for g in groups})
     if len(sizes) != 1 or sizes[0] < 1:
         raise ValueError(f"Every row needs the same number N >= 1 of responses, got sizes {sizes}.")
-    values = _score_groups(reward, prompts, groups).tolist()
+    values = score_groups(reward, prompts, groups).tolist()
     if column in dataset.column_names:
         dataset = dataset.remove_columns(column)
     return dataset.add_column(column, values)

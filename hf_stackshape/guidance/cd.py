@@ -24,7 +24,7 @@ from typing import Optional
 import torch
 from transformers.utils import logging
 
-from ..qhead.modeling_qhead import QHeadModel, backbone_decoder, last_hidden_state_module
+from ..qhead.modeling_qhead import QHeadModel
 from ..utils.checks import (
     check_k_and_weight,
     check_k_fits,
@@ -33,6 +33,7 @@ from ..utils.checks import (
     vocabulary_digest,
 )
 from ..utils.kv_cache import PrefixKVCache
+from ..utils.modeling import decoder_stack, last_hidden_state_module
 from ._base import GuidanceProcessor
 
 logger = logging.get_logger(__name__)
@@ -152,7 +153,7 @@ class CDLogitsProcessor(GuidanceProcessor):
             pad_token_id = tokenizer.pad_token_id
         self.pad_token_id = pad_token_id
         # KV cache of the head's own backbone over the accepted prefixes (shared with ARGS' reward scoring).
-        self._state = None if self.share_hidden_states else PrefixKVCache(backbone_decoder(qhead.backbone))
+        self._state = None if self.share_hidden_states else PrefixKVCache(decoder_stack(qhead.backbone))
         self._context = self._backbone_context(qhead.backbone if qhead.backbone is not None else base_model)
         self._mask: Optional[torch.Tensor] = None
         self._hidden: Optional[torch.Tensor] = None

@@ -151,14 +151,7 @@ def guided_generate(
         starts = range(0, len(prompts), size)
         for start in tqdm(starts, desc="guided_generate", disable=not show_progress):
             stop = start + size
-            side, tokenizer.padding_side = (
-                tokenizer.padding_side,
-                "left",
-            )  # generate continues the last column
-            try:
-                enc = encode_prompts(tokenizer, texts[start:stop], budget, start)
-            finally:
-                tokenizer.padding_side = side
+            enc = encode_prompts(tokenizer, texts[start:stop], budget, start)  # left padding: generate continues the last column
             enc = {key: enc[key].to(model.device) for key in ("input_ids", "attention_mask")}
             if is_args:
                 batch_thresholds = None if thresholds is None else thresholds[start:stop]

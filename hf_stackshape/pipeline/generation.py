@@ -165,8 +165,6 @@ def generate_responses(
     budget = prompt_budget(model, max_new_tokens, max_prompt_length)
     texts = format_prompts(tokenizer, prompts, chat_template, dialogue_as_text=dialogue_prompts_as_text)
     device = next(model.parameters()).device
-    old_side = tokenizer.padding_side
-    tokenizer.padding_side = "left"
     outputs: List[str] = []
     try:
         starts = range(0, len(texts), int(batch_size))
@@ -209,7 +207,6 @@ def generate_responses(
             if on_batch is not None:
                 on_batch(start, batch_out)
     finally:
-        tokenizer.padding_side = old_side
         if processor is not None:
             processor.close()  # frees the reward model's cache and removes CD's hooks on the base model
     return outputs

@@ -21,6 +21,7 @@ from transformers import AutoModelForCausalLM, PreTrainedModel
 from transformers.utils import ModelOutput, logging
 
 from ..utils.io import atomic_write_text
+from ..utils.modeling import decoder_stack, last_hidden_state_module, unwrap_peft
 from .configuration_qhead import QHeadConfig
 
 logger = logging.get_logger(__name__)
@@ -54,24 +55,9 @@ class QHeadOutput(ModelOutput):
     cache: Optional[Any] = None
 
 
-def backbone_decoder(backbone: nn.Module) -> nn.Module:
-    """The decoder (no LM head) of a causal LM, also through a peft wrapper (LoRA layers are injected in place)."""
-    model = backbone
-    if hasattr(model, "get_base_model"):  # peft.PeftModel
-        model = model.get_base_model()
-    return model.get_decoder() if hasattr(model, "get_decoder") else model
-
-
-def last_hidden_state_module(backbone: nn.Module) -> nn.Module:
-    """The module whose output is the decoder's last hidden state (the final norm), for forward hooks."""
-    decoder = backbone_decoder(backbone)
-    for name in ("norm", "final_layernorm", "ln_f", "final_layer_norm"):
-        if isinstance(getattr(decoder, name, None), nn.Module):
-            return getattr(decoder, name)
-    raise ValueError(
-        f"Cannot find the final norm of {type(decoder).__name__} to capture its last hidden state; pass "
-        "share_hidden_states=False to CDLogitsProcessor so the Q-head runs its own backbone pass."
-    )
+#: The decoder (no LM head) of a causal LM, also through a peft wrapper: the old name of
+#: :func:`hf_stackshape.utils.modeling.decoder_stack`, kept.
+backbone_decoder = decoder_stack
 
 
 class _ValueHead(nn.Module):
@@ -276,7 +262,7 @@ class QHeadModel(PreTrainedModel):
             )
         if position_ids is None and attention_mask is not None and attention_mask.ndim == 2 and cache is None:
             position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-        out = backbone_decoder(self.backbone)(
+        out = decoder_stack(self.backbone)(
             input_ids=input_ids,
             attention_mask=attention_mask,
             position_ids=position_ids,
@@ -335,7 +321,7 @@ class QHeadModel(PreTrainedModel):
         _write_portable_code(save_directory)
         if self.config.has_adapter:
             self.backbone.save_pretrained(os.path.join(save_directory, ADAPTER_FOLDER))
-        card = render_model_card(self.config, repo_id=repo_id, tags=_merge_tags(self.model_tags, tags))
+        card = render_model_card(self.config, repo_id=repo_id, tags=merge_tags(self.model_tags, tags))
         atomic_write_text(os.path.join(save_directory, "README.md"), str(card))
         if push_to_hub:
             self._upload_modified_files(
@@ -509,13 +495,17 @@ _PUSH_KWARGS = ("commit_message", "commit_description", "private", "token", "cre
 CARD_TAGS = ["hf_stackshape", "controlled-decoding", "stackelberg-reward-shaping"]
 
 
-def _merge_tags(*groups: Optional[List[str]]) -> List[str]:
+def merge_tags(*groups: Optional[List[str]]) -> List[str]:
+    """The tags of ``groups`` (each a tag, a list of tags or ``None``) in order, each once."""
     out: List[str] = []
     for group in groups:
         for tag in [group] if isinstance(group, str) else (group or []):
             if tag not in out:
                 out.append(tag)
     return out
+
+
+_merge_tags = merge_tags  # the old private name, kept
 
 
 def _init_linear(module: nn.Linear, config: QHeadConfig, generator: Optional[torch.Generator] = None) -> None:
@@ -535,7 +525,7 @@ def _backbone_device(backbone: nn.Module) -> torch.device:
 
 
 def _fill_config_from_backbone(config: QHeadConfig, backbone: nn.Module) -> None:
-    base = backbone.get_base_model() if hasattr(backbone, "get_base_model") else backbone
+    base = unwrap_peft(backbone)
     bconf = getattr(base, "config", None)
     if bconf is None:
         return
@@ -633,7 +623,7 @@ def render_model_card(
         library_name="hf_stackshape",
         base_model=base_id,
         datasets=[dataset_name] if dataset_name and is_hub_id(dataset_name) else None,
-        tags=_merge_tags(CARD_TAGS, [f"{config.head_type}-head", f"{transform}-shaping"], tags),
+        tags=merge_tags(CARD_TAGS, [f"{config.head_type}-head", f"{transform}-shaping"], tags),
         stackshape={
             "head_type": config.head_type,
             "transform": transform,

@@ -29,7 +29,8 @@ from transformers.utils import logging
 from ..core.shaping import get_transform
 from ..utils.dialogue import render_prompt
 from ..utils.io import atomic_write_text
-from .modeling_qhead import ADAPTER_FOLDER, QHeadModel, _merge_tags, render_model_card
+from ..utils.modeling import unwrap_peft
+from .modeling_qhead import ADAPTER_FOLDER, QHeadModel, merge_tags, render_model_card
 
 logger = logging.get_logger(__name__)
 
@@ -856,7 +857,7 @@ class QHeadTrainer(Trainer):
         model = self.accelerator.unwrap_model(self.model)
         repo_id = getattr(self, "hub_model_id", None) or self.args.hub_model_id
         card = render_model_card(
-            model.config, repo_id=repo_id, tags=_merge_tags(model.model_tags, self._tag_names, tags),
+            model.config, repo_id=repo_id, tags=merge_tags(model.model_tags, self._tag_names, tags),
             model_name=model_name, dataset_name=dataset_name,
         )
         atomic_write_text(os.path.join(folder, "README.md"), str(card))
@@ -964,7 +965,7 @@ def _load_processing_class(model: QHeadModel):
     from transformers import AutoTokenizer
 
     backbone = model.backbone
-    base = getattr(backbone, "get_base_model", lambda: backbone)()
+    base = unwrap_peft(backbone)
     name = model.config.backbone_name_or_path or getattr(base.config, "_name_or_path", None)
     if not name:
         raise ValueError("Cannot tell where the backbone came from to load its tokenizer; pass processing_class=.")

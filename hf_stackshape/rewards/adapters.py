@@ -22,6 +22,8 @@ from tqdm.auto import tqdm
 from transformers.utils import logging
 
 from ..utils.memory import map_batches
+from ..utils.prompts import tokenizer_sides
+from .table import REWARD_SPECS, builtin_entry, not_found_error
 
 logger = logging.get_logger(__name__)
 
@@ -32,9 +34,7 @@ __all__ = [
     "ShardedReward",
     "as_reward_function",
     "reward_fingerprint",
-    "load_reward",
-    "REWARD_SPECS",
-    "not_found_error",
+    "score_groups",
 ]
 
 
@@ -71,14 +71,6 @@ class RewardFunction:
         means other rewards, so a cached run is not reused. A subclass is identified by its module,
         qualified name and a digest of its source; override this to add what else changes its scores."""
         return {"type": "RewardFunction", "class": _code_identity(type(self)), "name": self.name_or_path}
-
-
-def _lazy_attr(path: str):
-    """``"package.module:name"`` imported on first use (entries of the named-reward table live in higher layers)."""
-    import importlib
-
-    module, _, name = path.partition(":")
-    return getattr(importlib.import_module(module), name)
 
 
 def _source_digest(obj) -> Optional[str]:
@@ -148,6 +140,7 @@ class CallableReward(RewardFunction):
     >>> length = CallableReward(lambda response: len(response.split()))
     >>> length(["Hi"], ["one two three"]).tolist()
     [3.0]
+
     ```
     """
 
@@ -315,12 +308,11 @@ class HFRewardModel(RewardFunction):
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         name = str(pretrained_model_name_or_path).strip()
-        if name.lower() == "demo":
-            # The demo reward model is an asset (a layer above the adapters): found by path, on first use.
-            load_demo_reward_model = _lazy_attr("hf_stackshape.assets.demo:load_demo_reward_model")
-            return load_demo_reward_model(dtype=dtype or torch.float32, device=device, **kwargs)
-        if name.lower() in _CALLABLE_REWARDS:
-            return load_reward(name)
+        entry = builtin_entry(name)
+        if entry is not None:
+            # The named-reward table (`.table`): its loaders are imported on first use (the demo reward model is
+            # an asset, a layer above the adapters); a callable reward's takes no loading arguments.
+            return entry.load(dtype=dtype or torch.float32, device=device, **kwargs)
         model_kwargs = dict(model_kwargs or {})
         if dtype is not None:
             model_kwargs["dtype"] = dtype
@@ -396,11 +388,9 @@ class HFRewardModel(RewardFunction):
         (the response end survives)."""
         texts = [self.format(p, r) for p, r in zip(prompts, responses)]
         tok = self.tokenizer
-        old_side, old_trunc = tok.padding_side, getattr(tok, "truncation_side", "right")
-        tok.padding_side, tok.truncation_side = self.padding_side, "left"
-        try:
+        with tokenizer_sides(tok, padding=self.padding_side, truncation="left"):
             # Chat templates already hold the special tokens; avoid a second BOS.
-            batch = tok(
+            return tok(
                 texts,
                 padding=True,
                 truncation=True,
@@ -408,9 +398,6 @@ class HFRewardModel(RewardFunction):
                 return_tensors="pt",
                 add_special_tokens=not self.use_chat_template,
             )
-        finally:
-            tok.padding_side, tok.truncation_side = old_side, old_trunc
-        return batch
 
     @torch.no_grad()
     def score_ids(self, input_ids: torch.Tensor, attention_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -649,101 +636,47 @@ def as_reward_function(obj) -> RewardFunction:
     )
 
 
+def score_groups(reward, prompts: Sequence[str], groups: Sequence[Sequence[str]]) -> torch.Tensor:
+    """Rewards of ``N`` responses per prompt, ``(len(prompts), N)`` float32: the one grouped scorer of
+    best-of-N (:class:`~hf_stackshape.bon.StackelbergBestOfN`), calibration
+    (:class:`~hf_stackshape.calibration.ThresholdCalibrator`, SRS's ``N`` samples per prompt for ``m*(x)``,
+    Wang et al., 2026) and :func:`~hf_stackshape.evaluation.utility.score_samples`.
 
-_VADER = None
-
-
-def _vader_compound(response: str) -> float:
-    """VADER sentiment of the response: the ``compound`` score in [-1, 1]."""
-    global _VADER
-    if _VADER is None:
-        from ..utils._extras import needs
-
-        _VADER = needs("vaderSentiment.vaderSentiment", "The 'vader' reward").SentimentIntensityAnalyzer()
-    return _VADER.polarity_scores(response)["compound"]
-
-
-def _word_count(response: str) -> float:
-    """Number of whitespace words of the response."""
-    return float(len(response.split()))
-
-
-#: Built-in reward names accepted by :func:`load_reward`, :meth:`HFRewardModel.from_pretrained` and the CLI.
-REWARD_SPECS = {
-    "demo": "the bundled demo reward model (SmolLM2-135M + LoRA, trained on VADER-labelled pairs; offline)",
-    "vader": "VADER compound sentiment of the response, in [-1, 1] (no model, offline)",
-    "length": "number of whitespace words of the response",
-}
-
-_CALLABLE_REWARDS = {"vader": (_vader_compound, "vader"), "length": (_word_count, "length")}
-
-
-def not_found_error(what: str, name: str, err: BaseException, names: Optional[dict] = None) -> OSError:
-    """The error for a ``from_pretrained`` name that is no local path and could not be loaded from the Hub.
-
-    It says that the local path does not exist (with its absolute form, to catch typos), that the Hub
-    lookup failed too (and that the Hub is offline when ``HF_HUB_OFFLINE`` is set), the Hub's own reason,
-    and the valid built-in ``names``.
-    """
-    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
-    reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    hub = "HF_HUB_OFFLINE is set, so it was not looked up on the Hub" if offline else f"not found on the Hub as a repo id ({reason})"
-    message = f"No {what} {name!r}: no local file or folder {os.path.abspath(os.path.expanduser(name))} exists, and {hub}."
-    if names:
-        message += " Built-in names: " + "; ".join(f"{k!r} ({v})" for k, v in names.items()) + "."
-    return OSError(message)
-
-
-def load_reward(spec, trust_remote_code: bool = False, **kwargs) -> RewardFunction:
-    """A reward from a short spec, so configs and the command line can name one.
+    A reward with a ``score_grouped(prompts, groups)`` method (an :class:`HFRewardModel`, which encodes each
+    prompt's prefix once) is called through it; any other scores the flattened pairs ``(prompts[i],
+    groups[i][j])`` with ``score``. Either way the result is checked to hold one reward per response.
 
     Args:
-        spec (`str` or reward):
-            ``"demo"`` (the bundled demo reward model), ``"vader"`` (VADER sentiment of the response) or
-            ``"length"`` (word count) (:data:`REWARD_SPECS`); ``"package.module:function"`` for a Python
-            callable ``fn(prompt, response)`` or ``fn(response)``; otherwise a local folder / Hub id of a
-            sequence-classification reward model (:meth:`HFRewardModel.from_pretrained`, which receives
-            ``kwargs``, as ``"demo"`` does). A non-string (a :class:`RewardFunction`, a callable, a
-            ``(model, tokenizer)`` pair) goes through :func:`as_reward_function`.
-        trust_remote_code (`bool`, *optional*, defaults to `False`):
-            A ``module:function`` spec imports and runs that module's code, so, like transformers' remote
-            code, it needs this explicit opt-in (CLI: ``--trust_remote_code``): a spec read from a config
-            file someone else wrote must not run code unnoticed.
+        reward: a :class:`RewardFunction` (anything :func:`as_reward_function` takes is wrapped first).
+        prompts (`list[str]`): one entry per prompt.
+        groups (`list[list[str]]`): ``groups[i]`` are the responses to ``prompts[i]``, the same number ``N`` for
+            every prompt.
 
     Examples:
 
     ```python
-    >>> from hf_stackshape.rewards import load_reward
-    >>> load_reward("length")(["Hi"], ["one two three"]).tolist()
-    [3.0]
-    >>> load_reward("builtins:len", trust_remote_code=True)(["Hi"], ["abcd"]).tolist()
-    [4.0]
+    >>> from hf_stackshape.rewards import CallableReward, score_groups
+    >>> score_groups(CallableReward(lambda r: len(r)), ["a", "b"], [["x", "yy"], ["zzz", ""]]).tolist()
+    [[1.0, 2.0], [3.0, 0.0]]
+
     ```
     """
-    if not isinstance(spec, str):
-        return as_reward_function(spec)
-    name = spec.strip()
-    if not name:
-        raise ValueError(
-            f"Reward spec must be one of {sorted(REWARD_SPECS)}, 'module:function' or a reward model path / Hub id, "
-            f"got {spec!r}."
-        )
-    if name.lower() in _CALLABLE_REWARDS:
-        fn, label = _CALLABLE_REWARDS[name.lower()]
-        return CallableReward(fn, name=label)
-    head = name.split(":", 1)[0]
-    if ":" in name and len(head) > 1 and "/" not in head and "\\" not in head and not head.startswith("."):
-        if not trust_remote_code:
-            raise ValueError(
-                f"The reward spec {name!r} imports the Python module {head!r} and runs its code. If you trust it, "
-                "pass trust_remote_code=True (command line: --trust_remote_code), as for transformers' remote code."
-            )
-        import importlib
-
-        module_name, attr = name.split(":", 1)
-        try:
-            fn = getattr(importlib.import_module(module_name), attr)
-        except (ImportError, AttributeError) as err:
-            raise ValueError(f"Cannot import the reward {name!r} ({err}); use 'package.module:function'.") from None
-        return as_reward_function(fn)
-    return HFRewardModel.from_pretrained(name, **kwargs)
+    reward = as_reward_function(reward)
+    if isinstance(prompts, str) or isinstance(groups, str) or any(isinstance(g, str) for g in groups):
+        raise ValueError("Pass a list of prompts and a list of response lists (one list per prompt).")
+    prompts, groups = list(prompts), [list(g) for g in groups]
+    if len(prompts) != len(groups):
+        raise ValueError(f"Got {len(prompts)} prompts but {len(groups)} response lists; they must pair up.")
+    sizes = sorted({len(g) for g in groups})
+    if len(sizes) > 1:
+        raise ValueError(f"Every prompt needs the same number of responses, got sizes {sizes}.")
+    n = sizes[0] if sizes else 0
+    grouped = getattr(reward, "score_grouped", None)
+    if callable(grouped):
+        scored = grouped(prompts, groups)
+    else:
+        scored = reward.score([p for p in prompts for _ in range(n)], [r for g in groups for r in g])
+    scored = torch.as_tensor(scored, dtype=torch.float32).reshape(-1)
+    if scored.numel() != len(prompts) * n:
+        raise ValueError(f"The reward returned {scored.numel()} values for {len(prompts) * n} responses.")
+    return scored.view(len(prompts), n)

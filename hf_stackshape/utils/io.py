@@ -44,6 +44,7 @@ __all__ = [
     "remove_temp_files",
     "read_json",
     "read_jsonl",
+    "jsonl_lines",
     "sha256_bytes",
     "prompts_from_dataset",
     "load_prompts",
@@ -229,7 +230,9 @@ def read_json(path: PathLike) -> Any:
         raise ValueError(f"{path}: invalid JSON at line {err.lineno}: {err.msg}.") from None
 
 
-def _jsonl_lines(path: PathLike, complete_lines_only: bool) -> List[Tuple[int, Any]]:
+def jsonl_lines(path: PathLike, complete_lines_only: bool) -> List[Tuple[int, Any]]:
+    """``(line number, row)`` for each row of a JSONL file; ``complete_lines_only`` ignores a torn last line (a
+    write cut short) with a log line."""
     with open(path, "rb") as handle:
         data = handle.read()
     if complete_lines_only and data and not data.endswith(b"\n"):
@@ -249,6 +252,9 @@ def _jsonl_lines(path: PathLike, complete_lines_only: bool) -> List[Tuple[int, A
     return rows
 
 
+_jsonl_lines = jsonl_lines  # the old private name, kept for code that imported it
+
+
 def read_jsonl(path: PathLike, complete_lines_only: bool = True) -> List[Any]:
     """Read a JSON Lines file (blank lines skipped); errors name the line number.
 
@@ -259,7 +265,7 @@ def read_jsonl(path: PathLike, complete_lines_only: bool = True) -> List[Any]:
             writers end every row with one) and is ignored. Pass `False` for hand-written files, whose last
             line often lacks it.
     """
-    return [row for _, row in _jsonl_lines(path, complete_lines_only)]
+    return [row for _, row in jsonl_lines(path, complete_lines_only)]
 
 
 def _prompt(value: Any, where: str) -> str:
@@ -294,7 +300,7 @@ def _load_file(path: Path, column: str) -> List[str]:
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
         # Hand-written files often lack the final newline: their last line counts.
-        rows = _jsonl_lines(path, complete_lines_only=False)
+        rows = jsonl_lines(path, complete_lines_only=False)
         return [_record_prompt(row, column, f"{path}: line {number}") for number, row in rows]
     if suffix == ".json":
         data = read_json(path)

@@ -42,6 +42,8 @@ import torch
 from transformers import DynamicCache
 from transformers.utils import logging
 
+from .modeling import decoder_stack
+
 logger = logging.get_logger(__name__)
 
 __all__ = ["CandidateStates", "PrefixKVCache", "prefix_cache_support", "resolve_backbone"]
@@ -64,17 +66,13 @@ class CandidateStates:
     prefix_hidden: torch.Tensor
 
 
-def resolve_backbone(model: torch.nn.Module) -> torch.nn.Module:
-    """The decoder stack of ``model``: ``model.<base_model_prefix>`` for ``*ForCausalLM`` /
-    ``*ForSequenceClassification`` heads, else ``model`` itself."""
-    prefix = getattr(model, "base_model_prefix", None)
-    inner = getattr(model, prefix, None) if prefix else None
-    return inner if isinstance(inner, torch.nn.Module) else model
+#: The decoder stack of ``model`` (:func:`hf_stackshape.utils.modeling.decoder_stack`; the old name, kept).
+resolve_backbone = decoder_stack
 
 
 def prefix_cache_support(model: torch.nn.Module) -> Optional[str]:
     """``None`` when :class:`PrefixKVCache` can drive ``model``, else the reason it cannot (for a log line)."""
-    backbone = resolve_backbone(model)
+    backbone = decoder_stack(model)
     config = getattr(backbone, "config", None)
     if config is None:
         return f"{type(model).__name__} has no config"
@@ -105,7 +103,8 @@ class PrefixKVCache:
     Args:
         model (`torch.nn.Module`):
             A decoder (``LlamaModel``) or a model wrapping one (``LlamaForCausalLM``,
-            ``LlamaForSequenceClassification``); the backbone is found through ``base_model_prefix``.
+            ``LlamaForSequenceClassification``, also under peft); the backbone is found by
+            :func:`~hf_stackshape.utils.modeling.decoder_stack`.
         readout_skip_ids (`Iterable[int]`, *optional*):
             Token ids never used as the read-out position of a group (e.g. the pad token, which
             sequence-classification heads skip when pooling).
@@ -123,7 +122,7 @@ class PrefixKVCache:
         reason = prefix_cache_support(model)
         if reason is not None:
             raise ValueError(f"PrefixKVCache cannot drive {type(model).__name__}: {reason}.")
-        self.backbone = resolve_backbone(model)
+        self.backbone = decoder_stack(model)
         self.readout_skip_ids = sorted({int(i) for i in (readout_skip_ids or [])})
         self.peak_nbytes = 0
         self.reset()

@@ -56,7 +56,11 @@ _CORE = {
     "hf_stackshape.utils.runs": "srs_runs",
     "hf_stackshape.utils.memory": "srs_memory",
     "hf_stackshape.rewards.adapters": "srs_rewards",
+    "hf_stackshape.rewards.table": "srs_reward_table",
     "hf_stackshape.utils.kv_cache": "srs_prefix_cache",
+    "hf_stackshape.utils.modeling": "srs_modeling",
+    "hf_stackshape.utils.prompts": "srs_prompts",
+    "hf_stackshape.utils.dialogue": "srs_dialogue",
 }
 _GUIDANCE = {
     "hf_stackshape.guidance._base": "srs_guidance_base",
@@ -66,6 +70,7 @@ _HEAD = {
     "hf_stackshape.qhead.configuration_qhead": "configuration_qhead",
     "hf_stackshape.qhead.modeling_qhead": "modeling_qhead",
     "hf_stackshape.utils.io": "srs_io",
+    "hf_stackshape.utils.modeling": "srs_modeling",
     "hf_stackshape.core.presets": "srs_presets",
     # Not a library module: written from the card template (package data the flat copy cannot read).
     "hf_stackshape.qhead.qhead_card": "qhead_card",
@@ -87,8 +92,6 @@ GENERATE_METHODS: Dict[str, tuple] = {
         **_CORE,
         "hf_stackshape.utils.sampling": "srs_sampling",
         "hf_stackshape.core.methods": "srs_methods",
-        "hf_stackshape.utils.prompts": "srs_prompts",
-        "hf_stackshape.utils.dialogue": "srs_dialogue",
         "hf_stackshape.core.follower": "srs_follower",
         "hf_stackshape.bon": "srs_bon",
     }),

@@ -7,7 +7,8 @@ before the response (the end of a prompt, where the question usually is, survive
 
 from __future__ import annotations
 
-from typing import List, Optional, Sequence
+from contextlib import contextmanager
+from typing import Callable, Iterator, List, Optional, Sequence, Union
 
 from transformers.utils import logging
 
@@ -15,7 +16,7 @@ from .dialogue import render_prompt
 
 logger = logging.get_logger(__name__)
 
-__all__ = ["format_prompts", "prompt_budget", "global_indices", "encode_prompts"]
+__all__ = ["format_prompts", "prompt_budget", "global_indices", "encode_prompts", "tokenizer_sides"]
 
 
 def format_prompts(
@@ -66,25 +67,82 @@ def global_indices(prompts, first_index: int, indices) -> List[int]:
     return indices
 
 
-def encode_prompts(tokenizer, texts: Sequence[str], budget: Optional[int], indices):
-    """Left-padded, left-truncated batch encoding; warns once per prompt that was cut. ``indices``: the prompts'
-    global indices (for the warning), or the index of the first one."""
+@contextmanager
+def tokenizer_sides(tokenizer, padding: Optional[str] = None, truncation: Optional[str] = None) -> Iterator:
+    """Set the tokenizer's ``padding_side`` / ``truncation_side`` for a block; both come back as they were on
+    leaving it, also when the block raises. ``None`` leaves a side as it is.
+
+    Examples:
+
+    ```python
+    >>> with tokenizer_sides(tokenizer, padding="left", truncation="left"):  # doctest: +SKIP
+    ...     batch = tokenizer(texts, padding=True, truncation=True, max_length=512)
+    ```
+    """
+    wanted = {"padding_side": padding, "truncation_side": truncation}
+    for name, side in wanted.items():
+        if side not in (None, "left", "right"):
+            raise ValueError(f"`{name.split('_')[0]}` must be 'left', 'right' or None, got {side!r}.")
+    wanted = {name: side for name, side in wanted.items() if side is not None}
+    old = {name: getattr(tokenizer, name, "right") for name in wanted}
+    try:
+        for name, side in wanted.items():
+            setattr(tokenizer, name, side)
+        yield tokenizer
+    finally:
+        for name, side in old.items():
+            setattr(tokenizer, name, side)
+
+
+def encode_prompts(
+    tokenizer,
+    texts: Sequence[str],
+    budget: Optional[int],
+    indices,
+    *,
+    add_special_tokens: Union[bool, Sequence[bool]] = False,
+    on_truncate: Optional[Callable[[int, int, int], None]] = None,
+):
+    """Left-padded, left-truncated batch encoding of formatted prompts (a ``BatchEncoding`` of tensors).
+
+    Args:
+        tokenizer: the base model's tokenizer (it needs a pad token for a batch of different lengths).
+        texts (`list[str]`): the base model's input texts (:func:`format_prompts`).
+        budget (`int` or `None`): keep at most the last ``budget`` tokens of each prompt (:func:`prompt_budget`);
+            ``None`` never truncates.
+        indices (`int` or `list[int]`): the prompts' global indices (for the warning), or the index of the first one.
+        add_special_tokens (`bool` or `list[bool]`, *optional*, defaults to `False`): add the tokenizer's special
+            tokens (BOS...) to each prompt. ``False`` suits chat-templated text, whose template holds them; one flag
+            per prompt mixes both, as the calibrator does (``not templated``: a plain-text prompt gets them). Special
+            tokens count toward ``budget``; a cut prompt keeps its last ``budget`` tokens whatever they are.
+        on_truncate (`Callable[[int, int, int], None]`, *optional*): called as ``on_truncate(row, index, length)``
+            for each prompt longer than ``budget`` (``row``: its position in ``texts``); the default logs one
+            warning per cut prompt.
+    """
+    texts = list(texts)
     if isinstance(indices, int):
         indices = range(indices, indices + len(texts))
-    if budget is not None:
-        lengths = [len(ids) for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
-        for i, n in enumerate(lengths):
-            if n > budget:
+    flags = [bool(add_special_tokens)] * len(texts) if isinstance(add_special_tokens, bool) else list(add_special_tokens)
+    if len(flags) != len(texts):
+        raise ValueError(f"`add_special_tokens` has {len(flags)} flags for {len(texts)} prompts; give one per prompt or a bool.")
+    rows: List[dict] = [None] * len(texts)  # type: ignore[list-item]
+    for special in (True, False):
+        group = [i for i, flag in enumerate(flags) if flag is special]
+        if group:
+            encoded = tokenizer([texts[i] for i in group], add_special_tokens=special)
+            for j, i in enumerate(group):
+                rows[i] = {key: values[j] for key, values in encoded.items()}
+    for i, row in enumerate(rows):
+        length = len(row["input_ids"])
+        if budget is not None and length > budget:
+            if on_truncate is not None:
+                on_truncate(i, indices[i], length)
+            else:
                 logger.warning(
                     "Prompt %d is %d tokens, more than the %d that fit before the response; its first %d tokens "
-                    "are dropped (left truncation).", indices[i], n, budget, n - budget,
+                    "are dropped (left truncation).", indices[i], length, budget, length - budget,
                 )
-    old = getattr(tokenizer, "truncation_side", "right")
-    tokenizer.truncation_side = "left"
-    try:
-        return tokenizer(
-            list(texts), return_tensors="pt", padding=True, add_special_tokens=False,
-            truncation=budget is not None, max_length=budget,
-        )
-    finally:
-        tokenizer.truncation_side = old
+            rows[i] = {key: values[-budget:] for key, values in row.items()}
+    columns = {key: [row[key] for row in rows] for key in (rows[0] if rows else {"input_ids": []})}
+    with tokenizer_sides(tokenizer, padding="left"):
+        return tokenizer.pad(columns, padding=True, return_tensors="pt")

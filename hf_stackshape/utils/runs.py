@@ -68,7 +68,10 @@ __all__ = [
     "fingerprint_digest",
     "content_digest",
     "same_setting",
+    "manifest_differences",
     "path_setting",
+    "register_legacy_fingerprint",
+    "canonical_fingerprint",
 ]
 
 PathLike = Union[str, os.PathLike]
@@ -324,15 +327,54 @@ def _flatten(obj: Any, prefix: str = "") -> Dict[str, Any]:
 _MISSING = "<missing>"
 
 
-def _differences(old: Dict[str, Any], new: Dict[str, Any]) -> List[str]:
-    """``key: old -> new`` for every differing (dotted) key of two manifests' fingerprints, run kind and version."""
+#: Identities that earlier versions recorded, each with the identity that replaced it (same outputs, a new
+#: spelling: a reward whose identity was pinned with ``version=`` after its code moved, say).
+_LEGACY_FINGERPRINTS: List[tuple] = []
+
+
+def register_legacy_fingerprint(old: Dict[str, Any], current: Dict[str, Any]) -> None:
+    """Declare that ``old``, an identity earlier versions wrote into run manifests (a reward's
+    ``fingerprint()``, say), means the same outputs as ``current``: a manifest holding ``old`` where a rerun
+    has ``current`` resumes (see :func:`canonical_fingerprint`), instead of being refused as other settings.
+
+    The module that owns an identity registers its own legacy spellings when it is imported (the built-in
+    rewards do, :mod:`hf_stackshape.rewards.builtins`), so a changed identity never needs a change here.
+    """
+    if not isinstance(old, dict) or not isinstance(current, dict):
+        raise ValueError("A legacy fingerprint and its current form must both be dicts.")
+    old, current = _jsonable(old), _jsonable(current)
+    if same_setting(old, current):
+        raise ValueError(f"The legacy fingerprint {old!r} is the current one; nothing to register.")
+    if not any(same_setting(old, o) and same_setting(current, c) for o, c in _LEGACY_FINGERPRINTS):
+        _LEGACY_FINGERPRINTS.append((old, current))
+
+
+def canonical_fingerprint(fingerprint: Any) -> Any:
+    """``fingerprint`` (JSON data) with every part that is a registered legacy identity
+    (:func:`register_legacy_fingerprint`) replaced by its current form, at any depth; what resuming compares."""
+    for old, current in _LEGACY_FINGERPRINTS:
+        if same_setting(fingerprint, old):
+            return current
+    if isinstance(fingerprint, dict):
+        return {k: canonical_fingerprint(v) for k, v in fingerprint.items()}
+    if isinstance(fingerprint, list):
+        return [canonical_fingerprint(v) for v in fingerprint]
+    return fingerprint
+
+
+def manifest_differences(old: Dict[str, Any], new: Dict[str, Any]) -> List[str]:
+    """``key: old -> new`` for every differing (dotted) key of two manifests' fingerprints, run kind and version
+    (registered legacy identities compare as their current form, :func:`canonical_fingerprint`)."""
     a, b = ({"run kind": m.get("kind"), "package version": m.get("package_version"),
-             **_flatten(m.get("fingerprint") or {})} for m in (old, new))
+             **_flatten(canonical_fingerprint(m.get("fingerprint") or {}))} for m in (old, new))
     return [
         f"{key}: {a.get(key, _MISSING)!r} -> {b.get(key, _MISSING)!r}"
         for key in sorted(set(a) | set(b))
         if not same_setting(a.get(key, _MISSING), b.get(key, _MISSING))
     ]
+
+
+_differences = manifest_differences  # the old private name, kept
 
 
 def same_setting(a: Any, b: Any) -> bool:
@@ -361,7 +403,8 @@ class Run:
         manifest_path (`Path`): ``<dir>/run.json`` or ``<file>.run.json``.
         kind (`str`): what wrote it (``"calibrate"``, ``"generate"``, ...).
         fingerprint (`dict`): the settings this run was opened with (plain JSON data).
-        digest (`str`): a short hash of ``fingerprint`` (e.g. to stamp the run's shards).
+        digest (`str`): a short hash of ``fingerprint`` (e.g. to stamp the run's shards); a resumed run keeps
+            the digest its manifest records, which differs only where the manifest holds a legacy identity.
         resumed (`bool`): a matching run existed, so its results may be reused.
         rank, world_size (`int`): this process and the number of processes sharing the run.
     """
@@ -562,7 +605,7 @@ class Run:
                     f"{self.output}: the run manifest {self.manifest_path} is unreadable; start over with "
                     "--overwrite (overwrite=True) or write to another output."
                 )
-            changes = _differences(old, manifest)
+            changes = manifest_differences(old, manifest)
             if changes:
                 raise RunMismatchError(
                     f"{self.output} holds a {old.get('kind')} run made with other settings ("
@@ -570,7 +613,10 @@ class Run:
                     + "). Start over with --overwrite (overwrite=True in Python), or write to another output."
                 )
             self.resumed = True
-            return {"resumed": True}
+            # The digest the run stamped its results with: a manifest that matches through a legacy identity
+            # (:func:`register_legacy_fingerprint`) has another digest than the rerun's fingerprint.
+            recorded = old.get("digest")
+            return {"resumed": True, "digest": recorded if isinstance(recorded, str) and recorded else None}
         if self._has_results():
             raise RunMismatchError(
                 f"{self.output} already holds files but no run manifest ({self.manifest_path.name}), so its "
@@ -704,6 +750,8 @@ class open_run:  # noqa: N801 - used as a function: ``with open_run(...) as run`
                 f"Ranks {ranks} opened {path} with other settings than rank 0; every rank must load the same "
                 "model, reward and settings (check the launch command)."
             )
+        if outcome.get("digest"):
+            run.digest = outcome["digest"]  # resumed: keep the results stamped with the manifest's digest
         if run.resumed and procs.is_main:
             logger.info("Resuming the %s run in %s (same settings).", kind, path)
         self.run = run

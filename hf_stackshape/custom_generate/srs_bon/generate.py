@@ -13,8 +13,8 @@ import math
 import torch
 from transformers import AutoTokenizer, GenerationMixin, LogitsProcessorList
 
-from .srs_bon import BON_SAFEGUARDS, StackelbergBestOfN, _score_groups
-from .srs_rewards import HFRewardModel
+from .srs_bon import BON_SAFEGUARDS, StackelbergBestOfN
+from .srs_rewards import HFRewardModel, score_groups
 from .srs_sampling import KeyedSampler, draw_key
 
 #: generate's sampling knobs: they shape the keyed draws instead of generate's own sampler.
@@ -98,7 +98,7 @@ def generate(
     new = out[:, input_ids.shape[1] :]
     texts = [t.strip() for t in tokenizer.batch_decode(new, skip_special_tokens=True)]
     groups = [texts[i * n : (i + 1) * n] for i in range(len(prompts))]
-    rewards = _score_groups(bon.reward, list(prompts), groups)
+    rewards = score_groups(bon.reward, list(prompts), groups)
     chosen = bon.select(rewards, indices=list(range(len(prompts))))["chosen_index"].to(out.device)
     rows = torch.arange(len(prompts), device=out.device) * n + chosen
     return out[rows]

@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 from typing import Dict, List, Tuple
 
-from ...rewards.adapters import RewardFunction, load_reward
+from ...rewards.adapters import RewardFunction
+from ...rewards.registry import load_reward
 from .base import Judge, Judgement, JudgementList, winner_of
 
 __all__ = ["RewardModelJudge"]
