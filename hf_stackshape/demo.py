@@ -312,14 +312,15 @@ def _fit_head(model, tokenizer, calibration, transform: str, folder: Path, confi
     return qhead, metrics
 
 
-def _fit_head_alone(settings: Dict[str, object], transform: str, folder: str, device: Optional[str]) -> Dict[str, float]:
+def _fit_head_alone(settings: Dict[str, object], calibration, transform: str, folder: str,
+                    device: Optional[str]) -> Dict[str, float]:
     """:func:`_fit_head` in a process of its own (a rank's single-process child, see :func:`train_cd_heads`): the
-    assets loaded and the calibration read back from ``<output_dir>/calibration`` as one process has them; the
-    head's metrics."""
-    config = DemoConfig(**settings)
-    model, tokenizer, reward, _ = load_demo_assets(device)
-    calibration = calibrate_demo(model, tokenizer, reward, config)
-    return _fit_head(model, tokenizer, calibration, transform, Path(folder), config)[1]
+    base model loaded as one process loads it, the calibration the ranks gathered (one process's, see
+    :meth:`~hf_stackshape.calibration.ThresholdCalibrator.calibrate`); the head's metrics."""
+    from .assets.defaults import load_smollm2
+
+    model, tokenizer = load_smollm2(device=device)
+    return _fit_head(model, tokenizer, calibration, transform, Path(folder), DemoConfig(**settings))[1]
 
 
 def _has_eval(trainer) -> bool:
@@ -431,7 +432,8 @@ def train_cd_heads(model, tokenizer, reward, config: DemoConfig, probe_prompts: 
     head in DDP there, which changes the order of the gradient sums, so the heads would differ from one
     process's. Instead each missing head is trained by one rank (round robin) in a child process with the launch
     variables removed (:meth:`~hf_stackshape.utils.distributed.Processes.map_alone`), by the same code, seeds and
-    calibration (read back from ``calibration/``) as one process; every rank then loads it from its folder."""
+    calibration (the one the ranks gathered, one process's) as one process; every rank then loads it from its
+    folder. (The children do not reopen ``calibration/``: two of them would contend for its lock.)"""
     from .utils.distributed import Processes, launch_device
     from .utils.runs import open_run
 
@@ -475,7 +477,8 @@ def train_cd_heads(model, tokenizer, reward, config: DemoConfig, probe_prompts: 
             device = launch_device(state) if state is not None else str(next(model.parameters()).device)
             child_device = "cuda:0" if device.startswith("cuda") else device  # only this rank's GPU is visible there
             settings = dataclasses.asdict(config)
-            procs.map_alone(_fit_head_alone, [(settings, t, str(folders[t]), child_device) for t in todo], device=device)
+            jobs = [(settings, calibration, t, str(folders[t]), child_device) for t in todo]
+            procs.map_alone(_fit_head_alone, jobs, device=device)
             for transform in transforms:
                 qheads[transform], metrics = _load_head(model, folders[transform])
                 diagnose(transform, metrics)
