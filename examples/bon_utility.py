@@ -47,7 +47,8 @@ def main(argv=None) -> dict:
     guide, gold = load_demo_reward_model(), vader_reward()
     prompts = demo_prompts("test")[: args.prompts]
     sampler = StackelbergBestOfN(
-        model, tokenizer, guide, n=n, beta=0.5, transform="srs", max_new_tokens=args.max_new_tokens, batch_size=8,
+        model, tokenizer, guide, num_samples=n, beta=0.5, transform="srs", max_new_tokens=args.max_new_tokens,
+        batch_size=8,
         seed=0,
     )
     samples = sampler.generate(prompts, return_candidates=True)

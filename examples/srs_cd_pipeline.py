@@ -93,7 +93,7 @@ def main(argv=None) -> dict:
     )
     calibrator = ThresholdCalibrator(model, tok, reward, calib_cfg)
     rollouts = calibrator.calibrate(train_prompts)
-    use_chat = calibrator.use_chat_template
+    use_chat = calibrator.chat_template
 
     # 2. Train one head on SRS-shaped rewards and one on raw rewards (same everything else).
     heads = {}
@@ -104,7 +104,7 @@ def main(argv=None) -> dict:
             "paper", output_dir=os.path.join(args.output_dir, f"qhead-{transform}"), transform=transform, bound=args.bound,
             alpha=args.alpha, beta=args.beta, seed=0,
             num_train_epochs=args.epochs, learning_rate=args.learning_rate, per_device_train_batch_size=8,
-            apply_chat_template=use_chat, save_strategy="no", report_to="none", logging_steps=5,
+            chat_template=use_chat, save_strategy="no", report_to="none", logging_steps=5,
             reward_model_name_or_path=args.reward_model, base_model_name_or_path="HuggingFaceTB/SmolLM2-135M-Instruct",
         )
         start = time.perf_counter()

@@ -59,6 +59,7 @@ _EXPORTS = {
     "plot_utility": "evaluation.utility",
     # batched generation by method name, sweeps
     "generate_responses": "pipeline.generation",
+    "DecodingSettings": "core.decoding",
     "parse_method": "pipeline.generation",
     "SweepConfig": "pipeline.sweep",
     "run_sweep": "pipeline.sweep",
@@ -118,6 +119,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .guidance.args import ARGSLogitsProcessor
     from .guidance.cd import CDLogitsProcessor
     from .guidance.guided import guided_generate
+    from .core.decoding import DecodingSettings
     from .pipeline.generation import generate_responses, parse_method
     from .pipeline.sweep import SweepConfig, plot_sweep, run_sweep
     from .qhead.configuration_qhead import QHeadConfig

@@ -40,6 +40,7 @@ from .core.follower import (
 from .core.methods import parse_method
 from .core.shaping import RewardTransform, ThresholdSafeguards, get_safeguards, get_transform
 from .rewards.adapters import as_reward_function, score_groups
+from .utils.deprecation import renamed_kwargs, warn_renamed
 from .utils.prompts import encode_prompts, format_prompts, global_indices
 
 logger = logging.get_logger(__name__)
@@ -137,7 +138,8 @@ class StackelbergBestOfN:
         model (`PreTrainedModel`): the base policy, a causal LM (any device and dtype).
         tokenizer (`PreTrainedTokenizerBase`): its tokenizer (left padding is set while generating).
         reward: the guiding reward ``r_U``: a [`RewardFunction`], a ``(model, tokenizer)`` pair or a callable.
-        n (`int`, *optional*, defaults to 16): samples ``N`` per prompt.
+        num_samples (`int`, *optional*, defaults to 16): samples ``N`` per prompt (formerly ``n``, a deprecated
+            alias that still works with a ``FutureWarning``).
         beta (`float`, *optional*, defaults to 1.0):
             KL strength of the follower (``1 / beta`` is the guidance weight); ``math.inf`` picks uniformly.
         transform (`str` or [`RewardTransform`], *optional*, defaults to `"srs"`):
@@ -172,18 +174,19 @@ class StackelbergBestOfN:
     >>> from hf_stackshape import StackelbergBestOfN, load_smollm2
     >>> from hf_stackshape.assets.demo import load_demo_reward_model
     >>> model, tokenizer = load_smollm2()  # doctest: +SKIP
-    >>> bon = StackelbergBestOfN(model, tokenizer, load_demo_reward_model(), n=8, beta=0.5)  # doctest: +SKIP
+    >>> bon = StackelbergBestOfN(model, tokenizer, load_demo_reward_model(), num_samples=8, beta=0.5)  # doctest: +SKIP
     >>> out = bon.generate(["How do I bake bread?"])  # doctest: +SKIP
     >>> out.responses[0], out.diagnostics()[0]["threshold"]  # doctest: +SKIP
     ```
     """
 
+    @renamed_kwargs(n="num_samples")
     def __init__(
         self,
         model,
         tokenizer,
         reward,
-        n: int = 16,
+        num_samples: int = 16,
         beta: float = 1.0,
         transform: Union[str, RewardTransform] = "srs",
         selection: str = "soft",
@@ -199,8 +202,10 @@ class StackelbergBestOfN:
         stop_at_new_turn: bool = False,
         **generation_kwargs,
     ):
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ValueError(f"`n` (samples per prompt) must be an integer >= 1, got {n!r}.")
+        if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
+            raise ValueError(
+                f"`num_samples` (samples N per prompt; formerly `n`) must be an integer >= 1, got {num_samples!r}."
+            )
         if selection not in SELECTIONS:
             raise ValueError(f"`selection` must be one of {list(SELECTIONS)}, got {selection!r}.")
         for name, value in (("max_new_tokens", max_new_tokens), ("batch_size", batch_size)):
@@ -221,7 +226,7 @@ class StackelbergBestOfN:
         self.model = model
         self.tokenizer = tokenizer
         self.reward = as_reward_function(reward)
-        self.n = n
+        self.num_samples = num_samples
         self.selection = selection
         self.max_new_tokens = max_new_tokens
         self.batch_size = batch_size
@@ -232,6 +237,12 @@ class StackelbergBestOfN:
         self.show_progress = show_progress
         self.generation_kwargs = {k: v for k, v in generation_kwargs.items() if v is not None}
 
+    @property
+    def n(self) -> int:
+        """Deprecated alias of :attr:`num_samples`."""
+        warn_renamed("n", "num_samples", "StackelbergBestOfN")
+        return self.num_samples
+
     @classmethod
     def from_method(cls, method, model, tokenizer, reward, weight: Optional[float] = None, **kwargs):
         """Build the best-of-N of a method name: ``"bon"`` (raw, argmax), ``"soft-bon"`` (raw, soft),
@@ -240,7 +251,7 @@ class StackelbergBestOfN:
         Examples:
 
         ```python
-        >>> bon = StackelbergBestOfN.from_method("srs-bon", model, tokenizer, reward, weight=2.0, n=8)  # doctest: +SKIP
+        >>> bon = StackelbergBestOfN.from_method("srs-bon", model, tokenizer, reward, weight=2.0, num_samples=8)  # doctest: +SKIP
         >>> out = bon.generate(prompts)  # doctest: +SKIP
         ```
         """
@@ -324,7 +335,7 @@ class StackelbergBestOfN:
         cfg.update(
             do_sample=True,
             num_beams=1,
-            num_return_sequences=self.n,
+            num_return_sequences=self.num_samples,
             max_new_tokens=self.max_new_tokens,
             **self.generation_kwargs,
         )
@@ -355,17 +366,17 @@ class StackelbergBestOfN:
         enc = encode_prompts(self.tokenizer, texts, None, list(indices)).to(device)  # budget None: no truncation
         sampling = self.generation_config()
         sampler = KeyedSampler.expand(
-            [draw_key(self.seed, i, j, "sample") for i in indices for j in range(self.n)], sampling
+            [draw_key(self.seed, i, j, "sample") for i in indices for j in range(self.num_samples)], sampling
         )
         # Greedy over the sampler's draws: generate(do_sample=True) would draw from the global RNG, batch-wide.
         greedy = copy.deepcopy(sampling)
         greedy.update(do_sample=False, num_return_sequences=1, temperature=None, top_k=None, top_p=None, min_p=None)
-        enc = {key: value.repeat_interleave(self.n, dim=0) for key, value in enc.items()}
+        enc = {key: value.repeat_interleave(self.num_samples, dim=0) for key, value in enc.items()}
         stop = {"tokenizer": self.tokenizer} if self.stop_at_new_turn else {}  # for the stop strings
         out = self.model.generate(**enc, generation_config=greedy, logits_processor=[sampler], **stop)
         decoded = self.tokenizer.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
         decoded = [t.strip() for t in cut_all_at_new_turn(decoded, self.stop_at_new_turn)]
-        return [decoded[i * self.n : (i + 1) * self.n] for i in range(len(texts))]
+        return [decoded[i * self.num_samples : (i + 1) * self.num_samples] for i in range(len(texts))]
 
     def generate(
         self,
@@ -399,7 +410,7 @@ class StackelbergBestOfN:
         indices = global_indices(prompts, first_index, indices)
         parts = []
         starts = range(0, len(prompts), self.batch_size)
-        label = f"best-of-{self.n} {self.transform.name}/{self.selection}"
+        label = f"best-of-{self.num_samples} {self.transform.name}/{self.selection}"
         for start in tqdm(starts, desc=label, disable=not self.show_progress, leave=False):
             batch = prompts[start : start + self.batch_size]
             batch_indices = indices[start : start + len(batch)]
@@ -415,12 +426,15 @@ class StackelbergBestOfN:
 
     def reselect(self, samples: BestOfNOutput) -> BestOfNOutput:
         """Select again, with this instance's transform, ``beta`` and selection, among the samples of an earlier
-        :meth:`generate` (``return_candidates=True``, same ``n``, ``seed`` and sampling): what :meth:`generate`
-        would return, without sampling or scoring again."""
+        :meth:`generate` (``return_candidates=True``, same ``num_samples``, ``seed`` and sampling): what
+        :meth:`generate` would return, without sampling or scoring again."""
         if samples.candidates is None:
             raise ValueError("`samples` has no candidates; produce it with generate(..., return_candidates=True).")
-        if samples.rewards.shape[-1] != self.n:
-            raise ValueError(f"`samples` holds {samples.rewards.shape[-1]} samples per prompt, this best-of-N n={self.n}.")
+        if samples.rewards.shape[-1] != self.num_samples:
+            raise ValueError(
+                f"`samples` holds {samples.rewards.shape[-1]} samples per prompt, this best-of-N "
+                f"num_samples={self.num_samples}."
+            )
         indices = samples.indices if samples.indices is not None else list(range(len(samples.responses)))
         chosen = self.select(samples.rewards, indices=indices)
         responses = [g[i] for g, i in zip(samples.candidates, chosen["chosen_index"].tolist())]
@@ -428,6 +442,7 @@ class StackelbergBestOfN:
                              indices=list(indices), **chosen)
 
 
+@renamed_kwargs(n="num_samples")
 def best_of_n_grid(
     model,
     tokenizer,
@@ -451,7 +466,8 @@ def best_of_n_grid(
         weights (`list[float]`): guidance weights ``1 / beta`` (0: a uniform choice).
         indices (`list[int]`, *optional*): the prompts' global indices (default ``0..P-1``), the keys of their
             random draws (e.g. one rank's share of a multi-process sweep).
-        kwargs: the other [`StackelbergBestOfN`] settings (``n``, ``bound``, ``alpha``, ``seed``, ``max_new_tokens``...).
+        kwargs: the other [`StackelbergBestOfN`] settings (``num_samples``, ``bound``, ``alpha``, ``seed``,
+            ``max_new_tokens``...).
 
     Returns:
         `dict` from ``(method label, weight)`` (labels as :func:`~hf_stackshape.pipeline.generation.parse_method` gives them:

@@ -343,6 +343,31 @@ def _apply_defaults(parser: argparse.ArgumentParser, values: Dict[str, Any], sou
     parser.set_defaults(**values)
 
 
+def _renamed_options(argv: List[str], config: Dict[str, Any], renames: Dict[str, str], source: str):
+    """``argv`` and ``config`` with each deprecated option (:func:`hf_stackshape.utils.deprecation.deprecated_field`)
+    replaced by its new name, with a ``FutureWarning``; the old and new name both given is an error."""
+    from .utils.deprecation import warn_renamed
+
+    argv, config = list(argv), dict(config)
+    flags = {"--" + a[2:].split("=", 1)[0].replace("-", "_") for a in argv if a.startswith("--")}
+    for old, new in renames.items():
+        spellings = {f"--{old}", f"--{old.replace('_', '-')}"}
+        used = [i for i, a in enumerate(argv) if a.split("=", 1)[0] in spellings]
+        if used:
+            if f"--{new}" in flags:
+                raise CLIError(f"--{old} is the deprecated name of --{new}; pass only --{new}.")
+            warn_renamed(f"--{old}", f"--{new}")
+            for i in used:
+                argv[i] = f"--{new}" + argv[i][len(argv[i].split("=", 1)[0]):]
+        keys = [k for k in config if str(k).replace("-", "_") == old]
+        if keys:
+            if any(str(k).replace("-", "_") == new for k in config):
+                raise CLIError(f"{source}: {old} is the deprecated name of {new}; set only {new}.")
+            warn_renamed(old, new, source)
+            config[new] = config.pop(keys[0])
+    return argv, config
+
+
 def parse_command_args(command: str, module, argv: List[str]):
     """Parse ``argv`` into the command's dataclasses, with ``--config``/``--preset`` defaults.
 
@@ -360,6 +385,11 @@ def parse_command_args(command: str, module, argv: List[str]):
         pre.add_argument(option, action="store_true", dest=option.lstrip("-").replace("-", "_"))
     known, rest = pre.parse_known_args(argv)
     config = _load_config_file(known.config) if known.config else {}
+    from .utils.deprecation import renamed_fields
+
+    renames = renamed_fields(*module.DATACLASSES)
+    if renames:  # old option names (deprecated aliases) mean the new ones, before any default applies
+        rest, config = _renamed_options(rest, config, renames, f"--config {known.config}")
     preset = known.preset or config.pop("preset", None)
     config.pop("preset", None)
     fields = [f.name for dtype in module.DATACLASSES for f in dataclasses.fields(dtype) if f.init]

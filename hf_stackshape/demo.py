@@ -289,7 +289,7 @@ def _fit_head(model, tokenizer, calibration, transform: str, folder: Path, confi
         num_train_epochs=config.qhead_epochs,
         per_device_train_batch_size=16,
         learning_rate=1e-3,
-        apply_chat_template=True,
+        chat_template=True,
         precompute_hidden_states=True,
         save_strategy="no",
         report_to=[],

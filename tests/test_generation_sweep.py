@@ -117,7 +117,7 @@ def test_sweep_table_cis_plot_and_resume(tiny_lm, tokenizer, tmp_path, monkeypat
     calls = []
 
     def counting(*args, **kwargs):
-        calls.append((kwargs["method"].label, kwargs["weight"]))
+        calls.append((kwargs["method"].label, kwargs["settings"].weight))
         return real(*args, **kwargs)
 
     monkeypatch.setattr(sweep_module, "generate_responses", counting)

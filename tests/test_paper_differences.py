@@ -103,7 +103,7 @@ def _calibrator(tiny_lm, tokenizer, **kwargs):
 
 def test_paper_calibration_renders_hh_prompts_as_text_and_cuts_rollouts_at_human(tiny_lm, tokenizer):
     paper = CalibrationConfig.from_preset("paper")
-    assert paper.dialogue_prompts_as_text and paper.stop_at_new_turn and paper.use_chat_template
+    assert paper.dialogue_prompts_as_text and paper.stop_at_new_turn and paper.chat_template
     assert not CalibrationConfig().dialogue_prompts_as_text and not CalibrationConfig().stop_at_new_turn
 
     ours = _calibrator(tiny_lm, tokenizer, use_chat_template=True)

@@ -427,7 +427,8 @@ CALIBRATE_TABLE = [
     ("beta", ["--beta", "2"], "fresh"),
     ("bound", ["--bound", "3"], "fresh"),
     ("safeguards", ["--safeguards", "none"], "fresh"),
-    ("use_chat_template", ["--use_chat_template", "false"], ("refused", "use_chat_template")),
+    ("chat_template", ["--chat_template", "false"], ("refused", "use_chat_template")),  # the manifest's key
+    ("use_chat_template", ["--use_chat_template", "false"], ("refused", "use_chat_template")),  # deprecated alias
     ("max_prompt_length", ["--max_prompt_length", "8"], ("refused", "max_prompt_length")),
     ("chunk_size", ["--chunk_size", "3"], ("refused", "sampling.chunk_size")),
     ("seed", ["--seed", "1"], ("refused", "sampling.seed")),
@@ -587,7 +588,13 @@ def test_train_qhead_fingerprint_pins_every_option_but_the_no_effect_ones(assets
     backbone = AutoModelForCausalLM.from_pretrained(assets.lm)
     fp = run_fingerprint(args, config, "digest", backbone, tokenizer)
     trainer_fields = {f.name for f in fields(QHeadTrainerConfig) if f.init}
-    assert set(fp["training"]) == trainer_fields - NO_EFFECT_TRAINING_KEYS
+    # A renamed option is recorded under its old key (chat_template as apply_chat_template: earlier runs resume);
+    # its deprecated alias is no option of its own.
+    renamed = QHeadTrainerConfig.RENAMED_FIELDS
+    recorded_as = {new: old for old, new in renamed.items()}
+    options = trainer_fields - NO_EFFECT_TRAINING_KEYS - set(renamed)
+    assert set(fp["training"]) == {recorded_as.get(name, name) for name in options}
+    assert fp["training"]["apply_chat_template"] is None and "chat_template" not in fp["training"]
     assert NO_EFFECT_TRAINING_KEYS - trainer_fields <= {"overwrite_output_dir", "logging_dir"}  # absent in some versions
     assert set(fp["head"]) == {f.name for f in fields(TrainQHeadArguments)} - NO_EFFECT_HEAD_KEYS
     assert NO_EFFECT_HEAD_KEYS <= {f.name for f in fields(TrainQHeadArguments)}

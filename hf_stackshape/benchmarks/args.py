@@ -138,7 +138,7 @@ def run(args: BenchArgs) -> dict:
     model, tok = load_smollm2()
     if args.rm_template not in ("plain", "chat"):
         raise ValueError(f"--rm_template must be 'plain' or 'chat', got {args.rm_template!r}.")
-    rm = reward_model_from_lm(model, tok, seed=args.seed, use_chat_template=args.rm_template == "chat")
+    rm = reward_model_from_lm(model, tok, seed=args.seed, chat_template=args.rm_template == "chat")
     chats = [
         tok.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
         for p in BENCH_PROMPTS

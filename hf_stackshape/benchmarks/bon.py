@@ -56,7 +56,8 @@ def _run(args: BenchArgs) -> dict:
 
     model, tokenizer, reward, prompts = smollm2_with_reward(args.prompts, args.seed, reward_batch_size=64)
     bon = StackelbergBestOfN(
-        model, tokenizer, reward, n=args.samples, beta=1.0 / args.weight, transform="srs", selection="soft",
+        model, tokenizer, reward, num_samples=args.samples, beta=1.0 / args.weight, transform="srs",
+        selection="soft",
         max_new_tokens=args.max_new_tokens, batch_size=args.prompts, seed=args.seed, show_progress=False,
     )
     # The plain baseline, as a user would write it: chat template, left padding, N samples per prompt.

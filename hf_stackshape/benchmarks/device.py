@@ -249,7 +249,8 @@ class _Runner:
             from ..bon import StackelbergBestOfN
 
             bon = StackelbergBestOfN.from_method(
-                "bon" if method == "bon" else "srs-bon", self.policy, self.tok, self.reward, weight=2.0, n=self.args.n,
+                "bon" if method == "bon" else "srs-bon", self.policy, self.tok, self.reward, weight=2.0,
+                num_samples=self.args.n,
                 max_new_tokens=tokens, min_new_tokens=tokens, batch_size=batch, seed=self.args.seed,
                 show_progress=False,
             )

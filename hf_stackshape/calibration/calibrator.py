@@ -58,6 +58,7 @@ from transformers.utils import logging
 from ..rewards.adapters import HFRewardModel, as_reward_function, reward_fingerprint, score_groups
 from ..utils.dialogue import STOP_STRINGS, cut_all_at_new_turn, render_prompt
 from ..utils.distributed import Processes
+from ..utils.deprecation import move_renamed, renamed_fields, warn_renamed
 from ..utils.io import prompts_from_dataset
 from ..utils.prompts import encode_prompts
 from ..utils.runs import model_fingerprint, open_run, tokenizer_fingerprint
@@ -106,6 +107,7 @@ class ThresholdCalibrator:
     def __init__(self, model, tokenizer, reward, config: Optional[CalibrationConfig] = None, **kwargs):
         config = config if config is not None else CalibrationConfig()
         if kwargs:
+            move_renamed(kwargs, renamed_fields(CalibrationConfig), "ThresholdCalibrator")
             unknown = set(kwargs) - {f.name for f in dataclasses.fields(CalibrationConfig)}
             if unknown:
                 raise ValueError(f"Unknown calibration settings {sorted(unknown)}; see CalibrationConfig.")
@@ -119,10 +121,10 @@ class ThresholdCalibrator:
                 raise ValueError("The tokenizer has neither a pad nor an eos token; set tokenizer.pad_token.")
             tokenizer.pad_token = tokenizer.eos_token
         has_template = bool(getattr(tokenizer, "chat_template", None))
-        if config.use_chat_template and not has_template:
-            raise ValueError("use_chat_template=True, but the tokenizer has no chat template; set it False.")
-        wanted = config.use_chat_template
-        self.use_chat_template = has_template if wanted is None else bool(wanted)
+        if config.chat_template and not has_template:
+            raise ValueError("chat_template=True, but the tokenizer has no chat template; set it False.")
+        wanted = config.chat_template
+        self.chat_template = has_template if wanted is None else bool(wanted)
         context = getattr(model.config, "max_position_embeddings", None)
         if config.max_prompt_length is not None:
             self.max_prompt_length = int(config.max_prompt_length)
@@ -164,10 +166,16 @@ class ThresholdCalibrator:
             cfg.eos_token_id = self.tokenizer.eos_token_id
         return cfg
 
+    @property
+    def use_chat_template(self) -> bool:
+        """Deprecated alias of :attr:`chat_template` (whether prompts are wrapped in the chat template)."""
+        warn_renamed("use_chat_template", "chat_template", "ThresholdCalibrator")
+        return self.chat_template
+
     def render_prompt(self, prompt: str):
         """``(text, used_chat_template)`` for ``prompt``: :func:`hf_stackshape.utils.dialogue.render_prompt` with this
-        run's ``use_chat_template`` and ``dialogue_prompts_as_text``."""
-        return render_prompt(self.tokenizer, prompt, self.use_chat_template, self.config.dialogue_prompts_as_text)
+        run's ``chat_template`` and ``dialogue_prompts_as_text``."""
+        return render_prompt(self.tokenizer, prompt, self.chat_template, self.config.dialogue_prompts_as_text)
 
     def format_prompt(self, prompt: str) -> str:
         """The text fed to the base model for ``prompt`` (the chat template's user turn when enabled; an HH-format
@@ -261,7 +269,7 @@ class ThresholdCalibrator:
         return {
             "format": _FORMAT_VERSION,
             "sampling": self.config.sampling_settings(),
-            "use_chat_template": self.use_chat_template,
+            "use_chat_template": self.chat_template,  # the manifest's key, unchanged
             "max_prompt_length": self.max_prompt_length,
             "model": model_fingerprint(self.model),
             "tokenizer": tokenizer_fingerprint(self.tokenizer),
@@ -372,7 +380,7 @@ class ThresholdCalibrator:
                 rows_by_chunk[k] = rows
         dataset = self._to_dataset([r for k in range(num_chunks) for r in rows_by_chunk[k]])
         if store is not None and rank == 0:
-            store.save_outputs(dataset, {**dataclasses.asdict(c), REWARD_KEY: reward_record(self.reward)})
+            store.save_outputs(dataset, {**c.to_dict(), REWARD_KEY: reward_record(self.reward)})
         return dataset
 
     def _to_dataset(self, rows: List[Dict[str, Any]]):

@@ -6,14 +6,15 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional
 
-from ..core.presets import get_preset
+from ..core.presets import FromPresetMixin
 from ..core.shaping import check_positive, get_safeguards
+from ..utils.deprecation import deprecated_field, resolve_renamed_fields
 
 __all__ = ["CalibrationConfig"]
 
 
 @dataclass
-class CalibrationConfig:
+class CalibrationConfig(FromPresetMixin):
     """Settings of a :class:`~hf_stackshape.calibration.ThresholdCalibrator` run (``HfArgumentParser``-friendly,
     TRL style).
 
@@ -26,6 +27,11 @@ class CalibrationConfig:
     call ``generate`` with only the temperature and top-p: ``top_k=None`` keeps the model's own top-k (e.g. 20
     for Qwen3, transformers' 50 when the model sets none), ``0`` disables it.
 
+    ``CalibrationConfig.from_preset("paper", **overrides)`` (:class:`~hf_stackshape.core.presets.FromPresetMixin`)
+    gives the authors' rollouts for SRS-CD (N = 10, temperature 0.7, top-p 0.9, the model's top-k, 128 new tokens,
+    the chat template except on prompts that already hold HH-RLHF turns, each rollout cut at the next "Human:"
+    turn; B = 15, beta = 0.667, CD safeguards); an unknown override is an error naming it.
+
     Examples:
 
     ```python
@@ -35,6 +41,11 @@ class CalibrationConfig:
     (4, 0.7, 0.9, None, 15.0)
     ```
     """
+
+    _preset_component = "calibration"
+    #: Deprecated field names (``utils.deprecation``): the old name warns and means the new one.
+    RENAMED_FIELDS = {"use_chat_template": "chat_template"}
+    _preset_settings_name = "calibration"
 
     num_samples: int = field(default=10, metadata={"help": "Responses N sampled per prompt."})
     max_new_tokens: int = field(default=128, metadata={"help": "New tokens per sampled response."})
@@ -49,7 +60,7 @@ class CalibrationConfig:
     safeguards: str = field(
         default="cd", metadata={"help": "Numerical safeguards of the threshold: 'cd', 'args' or 'none'."}
     )
-    use_chat_template: Optional[bool] = field(
+    chat_template: Optional[bool] = field(
         default=None,
         metadata={"help": "Wrap prompts in the tokenizer's chat template (unset: when it has one)."},
     )
@@ -77,8 +88,11 @@ class CalibrationConfig:
         metadata={"help": "Remove the whole old run in output_dir and start fresh instead of refusing changed settings."},
     )
     show_progress: bool = field(default=True, metadata={"help": "Show a tqdm progress bar."})
+    #: Deprecated alias of ``chat_template`` (warns; ``None`` once moved there).
+    use_chat_template: Optional[bool] = deprecated_field("chat_template")
 
     def __post_init__(self):
+        resolve_renamed_fields(self)
         check_positive("beta", self.beta)
         check_positive("bound", self.bound)
         check_positive("temperature", self.temperature)
@@ -102,20 +116,14 @@ class CalibrationConfig:
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"`{name}` must be True or False, got {getattr(self, name)!r}.")
 
-    @classmethod
-    def from_preset(cls, name: str = "paper", **overrides) -> "CalibrationConfig":
-        """A config from a named preset (:func:`hf_stackshape.core.presets.get_preset`), ``overrides`` on top.
-
-        ``"paper"``: the authors' rollouts for SRS-CD (N = 10, temperature 0.7, top-p 0.9, the model's top-k,
-        128 new tokens, the chat template except on prompts that already hold HH-RLHF turns, each rollout cut at
-        the next "Human:" turn; B = 15, beta = 0.667, CD safeguards).
-        """
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(overrides) - names
-        if unknown:
-            raise ValueError(f"Unknown calibration settings {sorted(unknown)}; see CalibrationConfig.")
-        values = {k: v for k, v in get_preset(name, "calibration").items() if k in names}
-        return cls(**{**values, **overrides})
+    def to_dict(self) -> Dict[str, Any]:
+        """The settings as recorded in ``calibration_config.json``: every field, ``chat_template`` under the key
+        the file has always used (``use_chat_template``), in the same place."""
+        record = {}
+        for f in dataclasses.fields(self):
+            if f.name not in self.RENAMED_FIELDS:
+                record["use_chat_template" if f.name == "chat_template" else f.name] = getattr(self, f.name)
+        return record
 
     def sampling_settings(self) -> Dict[str, Any]:
         """The fields that determine the samples (part of the run's fingerprint). The dialogue switches

@@ -100,6 +100,13 @@ class GenerateArguments(EvalPromptSourceArguments):
         default=None, metadata={"help": "Named settings, e.g. 'paper' (the authors' scripts); explicit options win."}
     )
 
+    def decoding_settings(self):
+        """The decoding settings these options name (:class:`~hf_stackshape.core.decoding.DecodingSettings`,
+        built from the fields of the same names; validated there)."""
+        from ..core.decoding import DecodingSettings
+
+        return DecodingSettings.from_options(self)
+
 
 #: Row keys that are not settings.
 ROW_FIELDS = ("id", "prompt", "response")
@@ -144,6 +151,7 @@ def row_settings(args: GenerateArguments, method, decoder: Dict[str, Any], qhead
     """Everything that made a row, flat (the keys :mod:`hf_stackshape.commands.evaluate` groups rows by)."""
     from ..utils.runs import path_setting
 
+    decoding = args.decoding_settings()
     settings: Dict[str, Any] = {"method": method.label, "weight": decoder["weight"], "k": decoder.get("k")}
     if method.decoder == "cd" and qhead is not None:
         shaping = dict(getattr(qhead.config, "shaping", {}) or {})
@@ -167,18 +175,18 @@ def row_settings(args: GenerateArguments, method, decoder: Dict[str, Any], qhead
     if method.decoder == "cd":
         settings["cd_temperature"] = decoder.get("temperature")
     if method.decoder == "bon":
-        settings["num_samples"] = int(args.num_samples)
+        settings["num_samples"] = int(decoding.num_samples)
     settings.update(
         model=_model_name(args),
-        seed=int(args.seed),
-        max_new_tokens=int(args.max_new_tokens),
-        do_sample=bool(args.do_sample),
-        temperature=float(args.temperature) if args.do_sample else None,
-        preset=args.preset,
+        seed=int(decoding.seed),
+        max_new_tokens=int(decoding.max_new_tokens),
+        do_sample=bool(decoding.do_sample),
+        temperature=float(decoding.temperature) if decoding.do_sample else None,
+        preset=decoding.preset,
     )
     # Listed only when on, so the runs made before these switches existed keep their settings.
     for key in ("dialogue_prompts_as_text", "stop_at_new_turn"):
-        if getattr(args, key):
+        if getattr(decoding, key):
             settings[key] = True
     return settings
 
@@ -215,7 +223,7 @@ def input_digests(args: GenerateArguments) -> Dict[str, str]:
 
 def run(args: GenerateArguments) -> int:
     from ..calibration.thresholds import check_calibration_reward
-    from ..pipeline.generation import check_generation, decoder_settings, generate_responses, parse_method
+    from ..pipeline.generation import check_generation, generate_responses, parse_method
     from ..rewards import reward_fingerprint
     from ..utils.distributed import Processes, launch_device, launch_state
     from ..utils.io import append_jsonl
@@ -229,10 +237,8 @@ def run(args: GenerateArguments) -> int:
     if method.decoder == "cd" and not args.qhead:
         raise ValueError(f"Method {args.method!r} needs --qhead (a Q-head folder from `stackshape train-qhead`).")
     prompts = args.load_prompts()
-    decoder = decoder_settings(
-        method, args.preset, weight=args.weight, k=args.k, bound=args.bound, alpha=args.alpha, beta=args.beta,
-        temperature=args.cd_temperature,
-    )
+    decoding = args.decoding_settings()
+    decoder = decoding.resolve(method)
     state = launch_state()  # torchrun / accelerate launch: prompts are shared over the ranks
     model, tokenizer = load_base_model(args.model, args.dtype, launch_device(state))
     device = str(next(model.parameters()).device)
@@ -247,10 +253,7 @@ def run(args: GenerateArguments) -> int:
     # Every argument is checked before the run is opened: a bad value writes nothing (no manifest either).
     check_generation(
         model, tokenizer, method, reward=reward, qheads={method.transform: qhead} if qhead is not None else None,
-        weight=args.weight, k=args.k, bound=args.bound, alpha=args.alpha, beta=args.beta,
-        cd_temperature=args.cd_temperature, num_samples=args.num_samples, max_new_tokens=args.max_new_tokens,
-        batch_size=args.batch_size, do_sample=args.do_sample, temperature=args.temperature, seed=args.seed,
-        preset=args.preset, max_prompt_length=args.max_prompt_length,
+        settings=decoding,
     )
     settings = row_settings(args, method, decoder, qhead)
     fingerprint = {
@@ -259,8 +262,8 @@ def run(args: GenerateArguments) -> int:
         "tokenizer": tokenizer_fingerprint(tokenizer),
         "reward": reward_fingerprint(reward) if reward is not None else None,
         "qhead": model_fingerprint(qhead.head if hasattr(qhead, "head") else qhead) if qhead is not None else None,
-        "max_prompt_length": args.max_prompt_length,
-        "top_p": 1.0,
+        "max_prompt_length": decoding.max_prompt_length,
+        "top_p": decoding.top_p,
     }
     inputs = input_digests(args)
     if inputs:  # only when the run reads input folders, so runs without any keep their old fingerprint
@@ -270,22 +273,7 @@ def run(args: GenerateArguments) -> int:
         method=method,
         reward=reward,
         qheads={method.transform: qhead} if qhead is not None else None,
-        weight=args.weight,
-        k=args.k,
-        bound=args.bound,
-        alpha=args.alpha,
-        beta=args.beta,
-        cd_temperature=args.cd_temperature,
-        num_samples=args.num_samples,
-        max_new_tokens=args.max_new_tokens,
-        max_prompt_length=args.max_prompt_length,
-        batch_size=args.batch_size,
-        do_sample=args.do_sample,
-        temperature=args.temperature,
-        seed=args.seed,
-        preset=args.preset,
-        dialogue_prompts_as_text=args.dialogue_prompts_as_text,
-        stop_at_new_turn=args.stop_at_new_turn,
+        settings=decoding,
     )
     with open_run(out_path, fingerprint, kind="generate", overwrite=args.overwrite, single_file=True, state=state):
         procs = Processes(state)

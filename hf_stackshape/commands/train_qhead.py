@@ -152,10 +152,14 @@ def run_fingerprint(
 
     from ..utils.runs import model_fingerprint, tokenizer_fingerprint
 
+    # A renamed option keeps the key it has always had in the fingerprint (``chat_template`` is recorded as
+    # ``apply_chat_template``), and its deprecated alias is not an option of its own: earlier runs still resume.
+    renamed = getattr(config, "RENAMED_FIELDS", {})
+    recorded_as = {new: old for old, new in renamed.items()}
     training = {
-        f.name: getattr(config, f.name)
+        recorded_as.get(f.name, f.name): getattr(config, f.name)
         for f in fields(config)
-        if f.init and f.name not in NO_EFFECT_TRAINING_KEYS and not f.name.startswith("_")
+        if f.init and f.name not in NO_EFFECT_TRAINING_KEYS and f.name not in renamed and not f.name.startswith("_")
     }
     head = {k: v for k, v in asdict(args).items() if k not in NO_EFFECT_HEAD_KEYS}
     return {
@@ -189,11 +193,11 @@ def run(args: TrainQHeadArguments, config: QHeadTrainerConfig) -> int:
     use_chat = calib.get("use_chat_template")
     if use_chat is None:
         use_chat = bool(tokenizer.chat_template) if calib else None
-    if config.apply_chat_template is None:
-        config.apply_chat_template = use_chat
-    elif use_chat is not None and bool(config.apply_chat_template) != bool(use_chat):
+    if config.chat_template is None:
+        config.chat_template = use_chat
+    elif use_chat is not None and bool(config.chat_template) != bool(use_chat):
         logger.warning(
-            f"--apply_chat_template {config.apply_chat_template} differs from the calibration's use_chat_template "
+            f"--chat_template {config.chat_template} differs from the calibration's use_chat_template "
             f"{use_chat}: the head reads prompts formatted unlike the rollouts were generated."
         )
     # HH-format prompts are read as the calibration rendered them (text or chat template): the calibration wins.

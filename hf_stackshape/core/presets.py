@@ -12,9 +12,19 @@ This module is plain data: no model, tokenizer or I/O, so every component can im
 from __future__ import annotations
 
 import copy
-from typing import Any, Dict, List
+import inspect
+from typing import Any, Dict, Iterable, List, Optional
 
-__all__ = ["PRESETS", "PRESET_COMPONENTS", "get_preset", "PAPER_VS_DEFAULTS", "paper_vs_defaults_markdown"]
+__all__ = [
+    "PRESETS",
+    "PRESET_COMPONENTS",
+    "get_preset",
+    "preset_settings",
+    "FromPresetMixin",
+    "UnknownSettingsError",
+    "PAPER_VS_DEFAULTS",
+    "paper_vs_defaults_markdown",
+]
 
 #: Components a preset configures; each maps to keyword arguments of that component.
 PRESET_COMPONENTS = ("args", "cd", "calibration", "qhead_model", "qhead_trainer", "generation", "metrics", "judge")
@@ -52,7 +62,7 @@ _PAPER: Dict[str, Dict[str, Any]] = {
         "beta": 0.667,
         "bound": 15.0,
         "safeguards": "cd",
-        "use_chat_template": True,
+        "chat_template": True,
         "dialogue_prompts_as_text": True,
         "stop_at_new_turn": True,
     },
@@ -136,6 +146,93 @@ def get_preset(name: str, component: str) -> Dict[str, Any]:
     if component not in PRESET_COMPONENTS:
         raise ValueError(f"Unknown preset component {component!r}; choose one of {list(PRESET_COMPONENTS)}.")
     return copy.deepcopy(PRESETS[key].get(component, {}))
+
+
+class UnknownSettingsError(ValueError, TypeError):
+    """Settings a component does not take. A ``ValueError`` (bad input) that is also a ``TypeError``, what a
+    constructor raises on an unexpected keyword, so code that caught either keeps working."""
+
+
+def preset_settings(
+    name: str,
+    component: str,
+    overrides: Optional[Dict[str, Any]] = None,
+    accepted: Optional[Iterable[str]] = None,
+    *,
+    what: str = "",
+    owner: str = "",
+) -> Dict[str, Any]:
+    """Preset ``name``'s keyword arguments for ``component`` with ``overrides`` on top: the one mechanism behind
+    every ``from_preset`` (:class:`FromPresetMixin`).
+
+    Args:
+        name, component: as :func:`get_preset`.
+        overrides (`dict`, *optional*): explicit settings; they win over the preset.
+        accepted (*optional*): the setting names the component takes. When given, an override outside them is an
+            :class:`UnknownSettingsError` naming every such key, and preset keys outside them are left out. When
+            ``None`` (a constructor with ``**kwargs``, e.g. a ``PretrainedConfig``), the constructor checks.
+        what, owner: how the error names the settings and where to look (``"Unknown {what} settings [...]; see
+            {owner}."``).
+
+    Examples:
+
+    ```python
+    >>> from hf_stackshape.core.presets import preset_settings
+    >>> preset_settings("paper", "cd", {"k": 5})
+    {'k': 5, 'weight': 1.5, 'temperature': 0.7}
+    ```
+    """
+    overrides = dict(overrides or {})
+    values = get_preset(name, component)
+    if accepted is not None:
+        accepted = set(accepted)
+        unknown = sorted(set(overrides) - accepted)
+        if unknown:
+            raise UnknownSettingsError(f"Unknown {what or owner} settings {unknown}; see {owner or what}.")
+        values = {key: value for key, value in values.items() if key in accepted}
+    values.update(overrides)
+    return values
+
+
+class FromPresetMixin:
+    """``from_preset(name, *args, **overrides)`` for a class configured by one preset component.
+
+    A class sets ``_preset_component`` (a key of :data:`PRESET_COMPONENTS`) and, optionally,
+    ``_preset_settings_name`` (how an unknown-settings error names its settings; default the class name).
+    The settings it takes are its constructor's keyword parameters (a dataclass's fields); a constructor with
+    ``**kwargs`` (a ``PretrainedConfig``) checks unknown keys itself.
+    """
+
+    _preset_component: str = ""
+    _preset_settings_name: Optional[str] = None
+
+    @classmethod
+    def preset_setting_names(cls) -> Optional[frozenset]:
+        """The names ``from_preset`` accepts as overrides (``None``: whatever the constructor accepts)."""
+        parameters = list(inspect.signature(cls.__init__).parameters.values())[1:]
+        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+            return None
+        kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        return frozenset(p.name for p in parameters if p.kind in kinds)
+
+    @classmethod
+    def from_preset(cls, name: str = "paper", *args: Any, **overrides: Any):
+        """An instance with preset ``name``'s settings (:func:`get_preset`; ``"paper"``: the authors' scripts,
+        Wang et al., 2026), ``overrides`` on top. Positional ``args`` go to the constructor first (e.g. a
+        processor's reward model or Q-head). An override the class does not take raises
+        :class:`UnknownSettingsError` naming it."""
+        if not cls._preset_component:
+            raise TypeError(f"{cls.__name__} names no preset component (`_preset_component`).")
+        renames = getattr(cls, "RENAMED_FIELDS", None)
+        if renames:  # deprecated field names (utils.deprecation) mean their new ones
+            from ..utils.deprecation import move_renamed
+
+            move_renamed(overrides, renames, cls.__name__)
+        kwargs = preset_settings(
+            name, cls._preset_component, overrides, cls.preset_setting_names(),
+            what=cls._preset_settings_name or cls.__name__, owner=cls.__name__,
+        )
+        return cls(*args, **kwargs)
 
 
 #: "setting | paper (authors' scripts) | our default | why": the README's table, kept next to the preset.

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import sys
 import weakref
-from typing import Any, Optional
+from typing import Optional
 
 from transformers import LogitsProcessor, LogitsProcessorList
 from transformers.generation.configuration_utils import GenerationMode
 from transformers.utils import logging
 
-from ..core.presets import get_preset
+from ..core.presets import FromPresetMixin
 
 logger = logging.get_logger(__name__)
 
@@ -55,7 +55,7 @@ def _calling_processor_list(max_depth: int = 6) -> Optional[LogitsProcessorList]
     return None
 
 
-class GuidanceProcessor(LogitsProcessor):
+class GuidanceProcessor(FromPresetMixin, LogitsProcessor):
     """Base class of [`ARGSLogitsProcessor`] and [`CDLogitsProcessor`] (see the module docstring).
 
     Subclasses set ``_preset_component`` (the component of :mod:`hf_stackshape.core.presets`) and implement
@@ -65,14 +65,6 @@ class GuidanceProcessor(LogitsProcessor):
     # Per-row state (KV caches matched by token history, per-prompt inputs) assumes generate's static batch.
     supports_continuous_batching = False
     _preset_component: str = ""
-
-    @classmethod
-    def from_preset(cls, name: str, *args: Any, **overrides: Any):
-        """Build the processor with preset ``name``'s settings (e.g. ``"paper"``: the authors' scripts);
-        ``overrides`` win over the preset. Positional ``args`` are the processor's own (reward model, Q-head)."""
-        kwargs = get_preset(name, cls._preset_component)
-        kwargs.update(overrides)
-        return cls(*args, **kwargs)
 
     def reset(self) -> None:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 from transformers import LogitsProcessorList
 from transformers.utils import logging
 
+from ..utils.deprecation import renamed_kwargs
 from ..utils.prompts import encode_prompts, format_prompts, prompt_budget
 from ._base import GuidanceProcessor
 
@@ -44,13 +45,14 @@ def _prompt_budget(model, processor, generation_config, max_prompt_length: Optio
     return budget
 
 
+@renamed_kwargs(apply_chat_template="chat_template")
 def guided_generate(
     model,
     tokenizer,
     prompts: Sequence[str],
     processor: GuidanceProcessor,
     *,
-    apply_chat_template: Optional[bool] = None,
+    chat_template: Optional[bool] = None,
     thresholds: Optional[torch.Tensor] = None,
     max_prompt_length: Optional[int] = None,
     batch_size: Optional[int] = None,
@@ -74,7 +76,7 @@ def guided_generate(
         tokenizer (`PreTrainedTokenizerBase`): its tokenizer (a pad token is required).
         prompts (`list[str]`): raw user prompts.
         processor ([`ARGSLogitsProcessor`] or [`CDLogitsProcessor`]): the guidance.
-        apply_chat_template (`bool`, *optional*): format prompts with the chat template; defaults to whether the
+        chat_template (`bool`, *optional*; formerly ``apply_chat_template``, deprecated): format prompts with the chat template; defaults to whether the
             tokenizer has one. Without it the prompts are tokenized as they are.
         thresholds (`torch.Tensor` of shape `(len(prompts),)`, *optional*): per-prompt ``m*(x)`` for ARGS.
         max_prompt_length (`int`, *optional*): prompt token budget; defaults to the context minus
@@ -141,7 +143,7 @@ def guided_generate(
     if generation_config.pad_token_id is None:
         generate_kwargs.setdefault("pad_token_id", tokenizer.pad_token_id)
     budget = _prompt_budget(model, processor, generation_config, max_prompt_length)
-    texts = format_prompts(tokenizer, prompts, apply_chat_template)
+    texts = format_prompts(tokenizer, prompts, chat_template)
     before = LogitsProcessorList(generate_kwargs.pop("logits_processor", None) or [])
     procs = LogitsProcessorList([*before, processor])
     size = len(prompts) if batch_size is None else int(batch_size)

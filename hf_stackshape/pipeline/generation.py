@@ -17,6 +17,8 @@ Everything here is a thin adapter over :class:`~hf_stackshape.guidance.args.ARGS
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import torch
@@ -24,6 +26,7 @@ from tqdm.auto import tqdm
 from transformers import LogitsProcessorList
 from transformers.utils import logging
 
+from ..core.decoding import DecodingSettings
 from ..core.methods import DECODER_KEYS, METHOD_EXAMPLES, Method, decoder_settings, parse_method
 from ..utils.dialogue import cut_all_at_new_turn, stop_strings_kwargs
 from ..utils.prompts import encode_prompts, format_prompts, global_indices, prompt_budget
@@ -39,6 +42,8 @@ __all__ = [
     "prompt_budget",
     "generate_responses",
     "check_generation",
+    "DecodingSettings",
+    "GenerationPlan",
     # re-exported from the method registry and the prompt encoder, where they live
     "DECODER_KEYS",
     "encode_prompts",
@@ -68,6 +73,62 @@ def _build_processor(method: Method, settings: Dict[str, Any], *, reward, qheads
     return None
 
 
+#: The keyword arguments of :func:`generate_responses` that are :class:`DecodingSettings` fields.
+_SETTING_KEYWORDS = tuple(f.name for f in dataclasses.fields(DecodingSettings))
+
+
+@dataclass
+class GenerationPlan:
+    """A method's decoder, built with its settings: the ARGS / CD ``processor`` (``None`` for the base policy)
+    or the best-of-N ``bon``, and ``decoder``, the settings it resolved to (:meth:`DecodingSettings.resolve`)."""
+
+    model: Any
+    tokenizer: Any
+    method: Method
+    settings: DecodingSettings
+    decoder: Dict[str, Any]
+    processor: Any = None
+    bon: Any = None
+
+    def close(self) -> None:
+        """Free the processor's caches and hooks (the reward model's cache, CD's hooks on the base model)."""
+        if self.processor is not None:
+            self.processor.close()
+
+
+def _plan(model, tokenizer, method, settings: DecodingSettings, *, reward=None, qheads=None) -> GenerationPlan:
+    """Build ``method``'s decoder with ``settings``; raises the decoder's own ``ValueError`` on a bad value."""
+    method = method if isinstance(method, Method) else parse_method(method)
+    decoder = settings.resolve(method)
+    plan = GenerationPlan(model, tokenizer, method, settings, decoder)
+    if method.decoder == "bon":
+        plan.bon = _build_best_of_n(method, decoder, settings, reward=reward, model=model, tokenizer=tokenizer)
+    else:
+        plan.processor = _build_processor(
+            method, decoder, reward=reward, qheads=qheads, tokenizer=tokenizer, model=model,
+            temperature=float(settings.temperature) if settings.do_sample else 1.0,
+        )
+    return plan
+
+
+def _build_best_of_n(method: Method, decoder: Dict[str, Any], settings: DecodingSettings, *, reward, model, tokenizer,
+                     show_progress: bool = True):
+    """Best-of-N methods through :class:`~hf_stackshape.bon.StackelbergBestOfN` (``beta = 1 / weight``)."""
+    from ..bon import StackelbergBestOfN
+
+    if reward is None:
+        raise ValueError(f"Method {method.name!r} needs a reward model (--reward_model).")
+    options = {key: decoder[key] for key in ("beta", "bound", "alpha")}
+    if settings.do_sample:
+        options.update(temperature=settings.temperature, top_p=settings.top_p)
+    return StackelbergBestOfN.from_method(
+        method, model, tokenizer, reward, num_samples=int(settings.num_samples),
+        max_new_tokens=int(settings.max_new_tokens), batch_size=int(settings.batch_size), seed=int(settings.seed), chat_template=settings.chat_template,
+        show_progress=show_progress, dialogue_prompts_as_text=settings.dialogue_prompts_as_text,
+        stop_at_new_turn=settings.stop_at_new_turn, **options,
+    )
+
+
 @torch.no_grad()
 def generate_responses(
     model,
@@ -83,13 +144,13 @@ def generate_responses(
     beta: Optional[float] = None,
     cd_temperature: Optional[float] = None,
     thresholds: Optional[torch.Tensor] = None,
-    num_samples: int = 8,
-    max_new_tokens: int = 128,
-    batch_size: int = 8,
-    do_sample: bool = False,
-    temperature: float = 1.0,
-    top_p: float = 1.0,
-    seed: int = 0,
+    num_samples: Optional[int] = None,
+    max_new_tokens: Optional[int] = None,
+    batch_size: Optional[int] = None,
+    do_sample: Optional[bool] = None,
+    temperature: Optional[float] = None,
+    top_p: Optional[float] = None,
+    seed: Optional[int] = None,
     chat_template: Optional[bool] = None,
     show_progress: bool = True,
     on_batch=None,
@@ -97,10 +158,16 @@ def generate_responses(
     max_prompt_length: Optional[int] = None,
     first_index: int = 0,
     indices: Optional[Sequence[int]] = None,
-    dialogue_prompts_as_text: bool = False,
-    stop_at_new_turn: bool = False,
+    dialogue_prompts_as_text: Optional[bool] = None,
+    stop_at_new_turn: Optional[bool] = None,
+    settings: Optional[DecodingSettings] = None,
 ) -> List[str]:
     """Generate one response per prompt with ``method``, in batches (left padding), and decode them.
+
+    Every setting is a field of ``settings`` (:class:`~hf_stackshape.core.decoding.DecodingSettings`); the keyword
+    arguments of the same names still work (``None``: not given, the settings' default), but not together with
+    ``settings``. The work is two steps: the method's decoder is built once with the settings (:func:`_plan`,
+    which :func:`check_generation` also runs), then run over the prompts in batches (:func:`_run`).
 
     Args:
         model, tokenizer: the base policy (a causal LM) and its tokenizer.
@@ -135,33 +202,32 @@ def generate_responses(
             already holds ``Human:`` / ``Assistant:`` turns (:mod:`hf_stackshape.utils.dialogue`; the paper preset).
         stop_at_new_turn (`bool`, *optional*, defaults to `False`): stop a response where a new ``Human:`` /
             ``User:`` turn begins and cut that turn off (a base model continuing an HH dialogue writes one).
+        chat_template (`bool`, *optional*): wrap prompts in the tokenizer's chat template (default: when it has one).
+        settings ([`DecodingSettings`], *optional*): all of the settings above in one typed object.
 
     Returns:
         `list[str]`: the decoded responses (special tokens skipped), in prompt order.
     """
     method = method if isinstance(method, Method) else parse_method(method)
     indices = global_indices(prompts, first_index, indices)
-    if int(batch_size) < 1:
-        raise ValueError(f"`batch_size` must be >= 1, got {batch_size!r}.")
-    if int(max_new_tokens) < 1:
-        raise ValueError(f"`max_new_tokens` must be >= 1, got {max_new_tokens!r}.")
-    if method.decoder == "bon":
-        settings = decoder_settings(method, preset, weight=weight, beta=beta, bound=bound, alpha=alpha)
-        return _best_of_n(model, tokenizer, prompts, method, reward, settings, num_samples, max_new_tokens,
-                          batch_size, do_sample, temperature, top_p, seed, chat_template, show_progress, on_batch,
-                          indices, dialogue_prompts_as_text, stop_at_new_turn)
-    settings = decoder_settings(
-        method, preset, weight=weight, k=k, bound=bound, alpha=alpha, beta=beta, temperature=cd_temperature
-    )
-    processor = _build_processor(
-        method,
-        settings,
-        reward=reward,
-        qheads=qheads,
-        tokenizer=tokenizer,
-        model=model,
-        temperature=float(temperature) if do_sample else 1.0,
-    )
+    keywords = {name: value for name, value in locals().items() if name in _SETTING_KEYWORDS}
+    settings = DecodingSettings.merge(settings, **keywords)
+    plan = _plan(model, tokenizer, method, settings, reward=reward, qheads=qheads)
+    return _run(plan, prompts, indices, thresholds=thresholds, on_batch=on_batch, show_progress=show_progress)
+
+
+def _run(plan: GenerationPlan, prompts: Sequence[str], indices: List[int], *, thresholds=None, on_batch=None,
+         show_progress: bool = True) -> List[str]:
+    """Run a plan over ``prompts`` (global ``indices``) in batches, calling ``on_batch`` after each; closes the
+    plan's processor at the end."""
+    if plan.bon is not None:
+        plan.bon.show_progress = show_progress
+        return plan.bon.generate(list(prompts), on_batch=on_batch, indices=indices).responses
+    model, tokenizer, method, processor = plan.model, plan.tokenizer, plan.method, plan.processor
+    s = plan.settings
+    batch_size, max_new_tokens, max_prompt_length, seed = s.batch_size, s.max_new_tokens, s.max_prompt_length, s.seed
+    do_sample, temperature, top_p, chat_template = s.do_sample, s.temperature, s.top_p, s.chat_template
+    dialogue_prompts_as_text, stop_at_new_turn = s.dialogue_prompts_as_text, s.stop_at_new_turn
     budget = prompt_budget(model, max_new_tokens, max_prompt_length)
     texts = format_prompts(tokenizer, prompts, chat_template, dialogue_as_text=dialogue_prompts_as_text)
     device = next(model.parameters()).device
@@ -212,25 +278,6 @@ def generate_responses(
     return outputs
 
 
-def _best_of_n(model, tokenizer, prompts, method, reward, settings, num_samples, max_new_tokens, batch_size,
-               do_sample, temperature, top_p, seed, chat_template, show_progress, on_batch, indices,
-               dialogue_prompts_as_text=False, stop_at_new_turn=False) -> List[str]:
-    """Best-of-N methods through :class:`~hf_stackshape.bon.StackelbergBestOfN` (``beta = 1 / weight``)."""
-    from ..bon import StackelbergBestOfN
-
-    if reward is None:
-        raise ValueError(f"Method {method.name!r} needs a reward model (--reward_model).")
-    options = {key: settings[key] for key in ("beta", "bound", "alpha")}
-    if do_sample:
-        options.update(temperature=temperature, top_p=top_p)
-    bon = StackelbergBestOfN.from_method(
-        method, model, tokenizer, reward, n=int(num_samples), max_new_tokens=int(max_new_tokens),
-        batch_size=int(batch_size), seed=int(seed), chat_template=chat_template, show_progress=show_progress,
-        dialogue_prompts_as_text=dialogue_prompts_as_text, stop_at_new_turn=stop_at_new_turn, **options,
-    )
-    return bon.generate(list(prompts), on_batch=on_batch, indices=indices).responses
-
-
 def check_generation(
     model,
     tokenizer,
@@ -243,54 +290,27 @@ def check_generation(
     alpha: Optional[float] = None,
     beta: Optional[float] = None,
     cd_temperature: Optional[float] = None,
-    num_samples: int = 8,
-    max_new_tokens: int = 128,
-    batch_size: int = 8,
-    do_sample: bool = False,
-    temperature: float = 1.0,
-    top_p: float = 1.0,
-    seed: int = 0,
+    num_samples: Optional[int] = None,
+    max_new_tokens: Optional[int] = None,
+    batch_size: Optional[int] = None,
+    do_sample: Optional[bool] = None,
+    temperature: Optional[float] = None,
+    top_p: Optional[float] = None,
+    seed: Optional[int] = None,
     preset: Optional[str] = None,
     max_prompt_length: Optional[int] = None,
+    settings: Optional[DecodingSettings] = None,
 ) -> None:
     """Validate the settings of :func:`generate_responses` without generating anything: build the method's
     decoder (the ARGS / CD logits processor, or the best-of-N) with them, then release it.
 
     A resumable command calls it before it opens its run (:func:`hf_stackshape.utils.runs.open_run`), so that a bad
     value (``--weight -1``, ``--weight nan``, ``--k 0``...) fails before any manifest or result is written and
-    the corrected command starts cleanly. Raises the decoder's own ``ValueError`` naming the value.
+    the corrected command starts cleanly. Raises the decoder's own ``ValueError`` naming the value. Takes the
+    settings as ``settings`` or as the keyword arguments of :func:`generate_responses`.
     """
-    from ..utils.checks import check_temperature
-
     method = method if isinstance(method, Method) else parse_method(method)
-    for name, value in (("batch_size", batch_size), ("max_new_tokens", max_new_tokens)):
-        if isinstance(value, bool) or int(value) != value or int(value) < 1:
-            raise ValueError(f"`{name}` must be an integer >= 1, got {value!r}.")
-    if do_sample:
-        check_temperature(temperature)
-        if not (0.0 < float(top_p) <= 1.0):
-            raise ValueError(f"`top_p` must be in (0, 1], got {top_p!r}.")
-    prompt_budget(model, max_new_tokens, max_prompt_length)
-    if method.decoder == "bon":
-        from ..bon import StackelbergBestOfN
-
-        if reward is None:
-            raise ValueError(f"Method {method.name!r} needs a reward model (--reward_model).")
-        settings = decoder_settings(method, preset, weight=weight, beta=beta, bound=bound, alpha=alpha)
-        options = {key: settings[key] for key in ("beta", "bound", "alpha")}
-        if do_sample:
-            options.update(temperature=temperature, top_p=top_p)
-        StackelbergBestOfN.from_method(
-            method, model, tokenizer, reward, n=int(num_samples), max_new_tokens=int(max_new_tokens),
-            batch_size=int(batch_size), seed=int(seed), show_progress=False, **options,
-        )
-        return
-    settings = decoder_settings(
-        method, preset, weight=weight, k=k, bound=bound, alpha=alpha, beta=beta, temperature=cd_temperature
-    )
-    processor = _build_processor(
-        method, settings, reward=reward, qheads=qheads, tokenizer=tokenizer, model=model,
-        temperature=float(temperature) if do_sample else 1.0,
-    )
-    if processor is not None:
-        processor.close()
+    keywords = {name: value for name, value in locals().items() if name in _SETTING_KEYWORDS}
+    settings = DecodingSettings.merge(settings, **keywords)
+    prompt_budget(model, settings.max_new_tokens, settings.max_prompt_length)
+    _plan(model, tokenizer, method, settings, reward=reward, qheads=qheads).close()

@@ -34,6 +34,7 @@ from transformers.utils import logging
 
 from ..utils.io import atomic_write_bytes, atomic_write_json, atomic_write_jsonl, read_jsonl, sha256_bytes
 from ..utils.plotting import save_figure
+from ..core.decoding import DecodingSettings
 from .generation import Method, generate_responses, parse_method
 
 logger = logging.get_logger(__name__)
@@ -79,6 +80,13 @@ class SweepConfig:
         for w in self.weights:
             if not (isinstance(w, (int, float)) and math.isfinite(w) and w >= 0):
                 raise ValueError(f"Every weight (1/beta) must be a finite number >= 0, got {w!r}.")
+        self.decoding_settings()  # the generation settings, validated with messages naming the value
+
+    def decoding_settings(self, weight: Optional[float] = None) -> DecodingSettings:
+        """The decoding settings of a cell at ``weight`` (:class:`~hf_stackshape.core.decoding.DecodingSettings`
+        built from this config's fields of the same names: ``k``, ``bound``, ``alpha``, ``num_samples``,
+        ``max_new_tokens``, ``batch_size``, ``seed``; greedy)."""
+        return DecodingSettings.from_options(self, weight=weight)
 
 
 def _cell_name(method: Method, weight: Optional[float]) -> str:
@@ -89,9 +97,7 @@ def _cell_settings(method: Method, weight: Optional[float], config: SweepConfig,
     """What makes a cell's generations: the method, its resolved decoder settings, the threshold source (per-step
     or a digest of the calibrated ``m*(x)``), the generation length and, for sampled (best-of-N) cells, N and
     the seed."""
-    from .generation import decoder_settings
-
-    decoder = decoder_settings(method, weight=weight, k=config.k, bound=config.bound, alpha=config.alpha)
+    decoder = config.decoding_settings(weight).resolve(method)
     settings: Dict[str, object] = {"method": method.label, **decoder, "max_new_tokens": int(config.max_new_tokens)}
     if method.decoder == "args" and method.transform == "srs":
         if thresholds is None:
@@ -121,7 +127,7 @@ def _best_of_n_cell(grid, cells, method, weight, model, tokenizer, reward, promp
         def one_batch(batch):
             out = best_of_n_grid(
                 model, tokenizer, reward, [prompts[i] for i in batch], methods=methods, weights=weights, indices=batch,
-                n=config.num_samples, bound=config.bound, alpha=config.alpha, max_new_tokens=config.max_new_tokens,
+                num_samples=config.num_samples, bound=config.bound, alpha=config.alpha, max_new_tokens=config.max_new_tokens,
                 batch_size=len(batch), seed=config.seed, show_progress=False,
             )
             return {key: result.responses for key, result in out.items()}
@@ -308,14 +314,8 @@ def _generated_cell(method, weight, model, tokenizer, prompts, reward, config, q
             method=method,
             reward=reward,
             qheads=qheads,
-            weight=weight,
-            k=config.k,
-            bound=config.bound,
-            alpha=config.alpha,
             thresholds=None if thresholds is None else torch.as_tensor(thresholds)[batch],
-            max_new_tokens=config.max_new_tokens,
-            batch_size=config.batch_size,
-            seed=config.seed,
+            settings=config.decoding_settings(weight),
             show_progress=False,
         )
 

@@ -7,6 +7,8 @@ from typing import Any, Dict, Optional
 
 from transformers import PretrainedConfig
 
+from ..core.presets import FromPresetMixin
+
 __all__ = ["QHeadConfig", "HEAD_TYPES", "INIT_SCHEMES"]
 
 #: ``value``: one value per prefix ``V(x, y_<=t)``; ``q``: one value per next token ``Q(x, y_<t, v)``.
@@ -16,7 +18,7 @@ HEAD_TYPES = ("value", "q")
 INIT_SCHEMES = ("normal", "orthogonal")
 
 
-class QHeadConfig(PretrainedConfig):
+class QHeadConfig(FromPresetMixin, PretrainedConfig):
     r"""Configuration of a [`QHeadModel`]: a head on the last hidden state of a causal-LM backbone.
 
     Only the head is described (and saved); the backbone is re-attached by id or local path at load time.
@@ -73,6 +75,10 @@ class QHeadConfig(PretrainedConfig):
     """
 
     model_type = "stackshape_qhead"
+    #: ``QHeadConfig.from_preset(name, **overrides)``: the preset's ``qhead_model`` settings, ``overrides`` (any
+    #: argument above) on top; ``"paper"`` is the authors' value function (``H -> 8192 -> H -> 1``, tanh,
+    #: orthogonal init).
+    _preset_component = "qhead_model"
 
     def __init__(
         self,
@@ -116,16 +122,3 @@ class QHeadConfig(PretrainedConfig):
         self.training_settings = dict(training_settings) if training_settings else {}
         self.training_metrics = dict(training_metrics) if training_metrics else {}
         super().__init__(**kwargs)
-
-    @classmethod
-    def from_preset(cls, name: str = "paper", **overrides: Any) -> "QHeadConfig":
-        """A config from a named preset's ``qhead_model`` settings (``hf_stackshape.core.presets``), then ``overrides``.
-
-        Args:
-            name (`str`): the preset; ``"paper"`` is the authors' value function (``H -> 8192 -> H -> 1``, tanh,
-                orthogonal init).
-            overrides: any [`QHeadConfig`] argument (e.g. ``hidden_size``), applied after the preset.
-        """
-        from ..core.presets import get_preset
-
-        return cls(**{**get_preset(name, "qhead_model"), **overrides})

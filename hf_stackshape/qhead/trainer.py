@@ -26,7 +26,9 @@ import torch
 from transformers import PreTrainedTokenizerBase, Trainer, TrainingArguments
 from transformers.utils import logging
 
+from ..core.presets import FromPresetMixin
 from ..core.shaping import get_transform
+from ..utils.deprecation import deprecated_field, resolve_renamed_fields
 from ..utils.dialogue import render_prompt
 from ..utils.io import atomic_write_text
 from ..utils.modeling import unwrap_peft
@@ -53,7 +55,7 @@ PROCESSED_COLUMNS = ("input_ids", "response_start", "target")
 
 
 @dataclass
-class QHeadTrainerConfig(TrainingArguments):
+class QHeadTrainerConfig(FromPresetMixin, TrainingArguments):
     r"""Configuration of the [`QHeadTrainer`]: only the Q-head specific fields; every other field is a
     `transformers.TrainingArguments` field. Parseable by `transformers.HfArgumentParser`.
 
@@ -104,8 +106,8 @@ class QHeadTrainerConfig(TrainingArguments):
         dialogue_prompts_as_text (`bool`, *optional*): a prompt that already holds ``Human:`` / ``Assistant:``
             turns is read as text, without the chat template, as the calibrator's ``dialogue_prompts_as_text``
             generated it (``stackshape train-qhead`` follows the calibration's setting; the ``paper`` preset: on).
-        apply_chat_template (`bool`, *optional*): format prompts with the tokenizer's chat template
-            (``add_generation_prompt=True``), as the rollouts were generated (the calibrator's ``use_chat_template``);
+        chat_template (`bool`, *optional*): format prompts with the tokenizer's chat template
+            (``add_generation_prompt=True``), as the rollouts were generated (the calibrator's ``chat_template``);
             CD must then be given chat-formatted prompts too. ``None``: when the tokenizer has a chat template
             (``stackshape train-qhead`` follows the calibration's setting).
         dataset_num_proc (`int`, *optional*): worker processes of the tokenising `Dataset.map` (as in TRL).
@@ -117,7 +119,26 @@ class QHeadTrainerConfig(TrainingArguments):
             an epoch takes ~0.85 s instead of ~15 s, so 15 epochs (the paper's setting) run about 10x faster.
         reward_model_name_or_path (`str`, *optional*): recorded in the saved head's config and model card.
         base_model_name_or_path (`str`, *optional*): recorded in the saved head's config and model card.
+
+    ``QHeadTrainerConfig.from_preset(name, **overrides)`` (:class:`~hf_stackshape.core.presets.FromPresetMixin`)
+    takes a preset's ``qhead_trainer`` settings. ``"paper"``: the authors' ``train_value_function.py`` (the
+    ``consistency`` loss with weight 1.0, Adam without weight decay (AdamW with weight decay 0) at a constant lr
+    1e-4, batch 64, 15 epochs, grad clip 1, early stopping with patience 5) on ``srs`` targets (``B = 15``,
+    ``alpha = 1``, ``beta = 0.667``, CD safeguards).
+
+    Examples:
+
+    ```python
+    >>> from hf_stackshape import QHeadTrainerConfig
+    >>> args = QHeadTrainerConfig.from_preset("paper", output_dir="qhead", report_to="none")
+    >>> args.loss_type, args.consistency_weight, args.early_stopping_patience
+    ('consistency', 1.0, 5)
+    ```
     """
+
+    _preset_component = "qhead_trainer"
+    #: Deprecated field names (``utils.deprecation``): the old name warns and means the new one.
+    RENAMED_FIELDS = {"apply_chat_template": "chat_template"}
 
     learning_rate: float = field(default=1e-4, metadata={"help": "The initial learning rate for AdamW."})
     logging_steps: float = field(default=10, metadata={"help": "Log every X update steps."})
@@ -165,7 +186,7 @@ class QHeadTrainerConfig(TrainingArguments):
     dataset_num_proc: Optional[int] = field(
         default=None, metadata={"help": "Worker processes for tokenising the rollouts (Dataset.map)."}
     )
-    apply_chat_template: Optional[bool] = field(
+    chat_template: Optional[bool] = field(
         default=None,
         metadata={"help": "Format prompts with the chat template, as the rollouts were generated (default: follow "
                   "the calibration's setting; without one, when the tokenizer has a chat template)."},
@@ -175,8 +196,11 @@ class QHeadTrainerConfig(TrainingArguments):
     )
     reward_model_name_or_path: Optional[str] = field(default=None, metadata={"help": "Reward model id (card)."})
     base_model_name_or_path: Optional[str] = field(default=None, metadata={"help": "Base model id (card)."})
+    #: Deprecated alias of ``chat_template`` (warns; ``None`` once moved there).
+    apply_chat_template: Optional[bool] = deprecated_field("chat_template")
 
     def __post_init__(self):
+        resolve_renamed_fields(self)
         if self.loss_type not in LOSS_TYPES:
             raise ValueError(f"`loss_type` must be one of {LOSS_TYPES}, got {self.loss_type!r}.")
         if self.consistency_weight < 0:
@@ -206,28 +230,6 @@ class QHeadTrainerConfig(TrainingArguments):
                 self.save_total_limit = 1
         get_transform(self.transform)  # fail early on an unknown name
         super().__post_init__()
-
-    @classmethod
-    def from_preset(cls, name: str = "paper", **overrides: Any) -> "QHeadTrainerConfig":
-        """A config from a named preset's ``qhead_trainer`` settings (``hf_stackshape.core.presets``), then ``overrides``.
-
-        ``"paper"``: the authors' ``train_value_function.py`` (the ``consistency`` loss with weight 1.0, Adam without
-        weight decay at a constant lr 1e-4, batch 64, 15 epochs, grad clip 1, early stopping with patience 5) on
-        ``srs`` targets (``B = 15``, ``alpha = 1``, ``beta = 0.667``, CD safeguards).
-
-        Examples:
-
-        ```python
-        >>> from hf_stackshape import QHeadTrainerConfig
-        >>> args = QHeadTrainerConfig.from_preset("paper", output_dir="qhead", report_to="none")
-        >>> args.loss_type, args.consistency_weight, args.early_stopping_patience
-        ('consistency', 1.0, 5)
-        ```
-        """
-        from ..core.presets import get_preset
-
-        # AdamW with weight decay 0 (the preset) is the authors' Adam.
-        return cls(**{**get_preset(name, "qhead_trainer"), **overrides})
 
     def shaping_transform(self):
         """The configured reward transform (``get_transform`` with this config's settings)."""
@@ -660,7 +662,7 @@ class QHeadTrainer(Trainer):
             return dataset
         dataset = self._shape(dataset, name)
         args, tok = self._args_for_prep, self._tokenizer
-        chat = args.apply_chat_template
+        chat = args.chat_template
         if chat is None:
             chat = bool(getattr(tok, "chat_template", None))
         self._prompt_format = "chat template" if chat else "raw text"  # the card's usage snippet follows it

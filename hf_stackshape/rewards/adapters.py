@@ -21,6 +21,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers.utils import logging
 
+from ..utils.deprecation import renamed_kwargs
 from ..utils.memory import map_batches
 from ..utils.prompts import tokenizer_sides
 from .table import REWARD_SPECS, builtin_entry, not_found_error
@@ -208,7 +209,8 @@ class HFRewardModel(RewardFunction):
             How a pair becomes text. Default: the tokenizer's chat template (a user turn with the prompt,
             an assistant turn with the response) when it has one, else ``"{prompt}\\n{response}"``.
             A string is formatted with ``prompt`` and ``response``; a callable gets ``(prompt, response)``.
-        use_chat_template (`bool`, *optional*): force (``True``) or forbid (``False``) the chat template.
+        chat_template (`bool`, *optional*): force (``True``) or forbid (``False``) the chat template (formerly
+            ``use_chat_template``, a deprecated alias that warns; the attribute keeps that name).
         batch_size (`int`, *optional*, defaults to 16): pairs per forward pass; a batch that runs out of
             accelerator memory is retried in halves (:func:`~hf_stackshape.utils.memory.map_batches`).
         max_length (`int`, *optional*):
@@ -230,12 +232,13 @@ class HFRewardModel(RewardFunction):
     ```
     """
 
+    @renamed_kwargs(use_chat_template="chat_template")
     def __init__(
         self,
         model,
         tokenizer,
         template: Optional[Union[str, Callable[[str, str], str]]] = None,
-        use_chat_template: Optional[bool] = None,
+        chat_template: Optional[bool] = None,
         batch_size: int = 16,
         max_length: Optional[int] = None,
         device: Optional[Union[str, torch.device]] = None,
@@ -271,9 +274,9 @@ class HFRewardModel(RewardFunction):
             # Sequence-classification heads find the last real token through pad_token_id.
             model.config.pad_token_id = tokenizer.pad_token_id
         has_template = bool(getattr(tokenizer, "chat_template", None))
-        if use_chat_template and not has_template:
-            raise ValueError("use_chat_template=True but the reward tokenizer has no chat template; pass template=.")
-        self.use_chat_template = has_template if use_chat_template is None else bool(use_chat_template)
+        if chat_template and not has_template:
+            raise ValueError("chat_template=True but the reward tokenizer has no chat template; pass template=.")
+        self.use_chat_template = has_template if chat_template is None else bool(chat_template)
         if template is not None:
             self.use_chat_template = False
         self.template = template if template is not None else "{prompt}\n{response}"

@@ -50,6 +50,7 @@ _LIB = "hf_stackshape"
 _CORE = {
     "hf_stackshape.core.shaping": "srs_shaping",
     "hf_stackshape.core.presets": "srs_presets",
+    "hf_stackshape.utils.deprecation": "srs_deprecation",
     "hf_stackshape.utils.io": "srs_io",
     "hf_stackshape.utils._version": "srs_version",
     "hf_stackshape.utils.distributed": "srs_distributed",

@@ -14,6 +14,7 @@ import torch
 from transformers import AutoTokenizer, GenerationMixin, LogitsProcessorList
 
 from .srs_bon import BON_SAFEGUARDS, StackelbergBestOfN
+from .srs_deprecation import move_renamed
 from .srs_rewards import HFRewardModel, score_groups
 from .srs_sampling import KeyedSampler, draw_key
 
@@ -34,7 +35,7 @@ def generate(
     model,
     *args,
     reward_model=None,
-    n=16,
+    num_samples=None,
     weight=None,
     beta=1.0,
     transform="srs",
@@ -47,8 +48,13 @@ def generate(
     reward_model_kwargs=None,
     **kwargs,
 ):
-    """Sample ``n`` responses per prompt with ``model.generate`` and return the selected one per prompt, as token
-    ids ``(batch, prompt + new tokens)`` padded with the pad token (see README.md for every argument)."""
+    """Sample ``num_samples`` responses per prompt with ``model.generate`` and return the selected one per prompt, as
+    token ids ``(batch, prompt + new tokens)`` padded with the pad token (see README.md for every argument).
+    ``n`` is a deprecated alias of ``num_samples`` (``FutureWarning``)."""
+    given = {"num_samples": num_samples} if num_samples is not None else {}
+    if "n" in kwargs:
+        given["n"] = kwargs.pop("n")
+    num_samples = move_renamed(given, {"n": "num_samples"}, "srs-bon generate", stacklevel=3).get("num_samples", 16)
     if reward_model is None:
         raise ValueError("srs-bon needs reward_model=: a reward model's Hub id or folder, or a callable.")
     for key in ("num_return_sequences", "num_beams", "return_dict_in_generate"):
@@ -62,7 +68,7 @@ def generate(
     if weight is not None:
         beta = math.inf if weight == 0 else 1.0 / float(weight)
     bon = StackelbergBestOfN(
-        model, tokenizer, reward_model, n=n, beta=beta, transform=transform, selection=selection, bound=bound,
+        model, tokenizer, reward_model, num_samples=num_samples, beta=beta, transform=transform, selection=selection, bound=bound,
         alpha=alpha, safeguards=safeguards, seed=seed, show_progress=False,
     )
     input_ids = kwargs.get("input_ids", args[0] if args else kwargs.get("inputs"))
@@ -81,14 +87,14 @@ def generate(
     # (hf_stackshape.utils.sampling): the batch a prompt shares never changes its samples.
     sampling = copy.deepcopy(kwargs.pop("generation_config", None) or model.generation_config)
     sampling.update(**{key: kwargs.pop(key) for key in _SAMPLING_KEYS if key in kwargs})
-    keys = [draw_key(int(seed), i, j, "sample") for i in range(input_ids.shape[0]) for j in range(n)]
+    keys = [draw_key(int(seed), i, j, "sample") for i in range(input_ids.shape[0]) for j in range(num_samples)]
     sampler = KeyedSampler.expand(keys, sampling)
     processors = LogitsProcessorList(kwargs.pop("logits_processor", None) or [])
     processors.append(sampler)
     kwargs.pop("inputs", None)
     kwargs.pop("do_sample", None)
-    kwargs["input_ids"] = input_ids.repeat_interleave(n, dim=0)
-    kwargs["attention_mask"] = attention_mask.repeat_interleave(n, dim=0)
+    kwargs["input_ids"] = input_ids.repeat_interleave(num_samples, dim=0)
+    kwargs["attention_mask"] = attention_mask.repeat_interleave(num_samples, dim=0)
     if kwargs.get("pad_token_id") is None and model.generation_config.pad_token_id is None:
         kwargs["pad_token_id"] = tokenizer.pad_token_id
     greedy = copy.deepcopy(sampling)
@@ -97,8 +103,8 @@ def generate(
     out = GenerationMixin.generate(model, generation_config=greedy, logits_processor=processors, **kwargs)
     new = out[:, input_ids.shape[1] :]
     texts = [t.strip() for t in tokenizer.batch_decode(new, skip_special_tokens=True)]
-    groups = [texts[i * n : (i + 1) * n] for i in range(len(prompts))]
+    groups = [texts[i * num_samples : (i + 1) * num_samples] for i in range(len(prompts))]
     rewards = score_groups(bon.reward, list(prompts), groups)
     chosen = bon.select(rewards, indices=list(range(len(prompts))))["chosen_index"].to(out.device)
-    rows = torch.arange(len(prompts), device=out.device) * n + chosen
+    rows = torch.arange(len(prompts), device=out.device) * num_samples + chosen
     return out[rows]

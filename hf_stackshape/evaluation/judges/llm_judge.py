@@ -17,7 +17,7 @@ from typing import Dict, List, Optional, Union
 from tqdm.auto import tqdm
 from transformers.utils import logging
 
-from ...core.presets import get_preset
+from ...core.presets import FromPresetMixin
 from .base import Judge, JudgeError, Judgement, JudgementList, winner_of
 from .cache import JudgementCache
 from .client import DEFAULT_BASE_URL, OPENAI_HOST, EndpointClient, RetryableError, resolve_api_key
@@ -62,7 +62,7 @@ def _in_daemon_threads(fn, jobs, workers: int):
 API_ERROR_POLICIES = ("tie", "drop")
 
 
-class LLMJudge(Judge):
+class LLMJudge(FromPresetMixin, Judge):
     """An LLM judge behind any OpenAI-compatible chat endpoint (OpenAI, vLLM, TGI, ``transformers serve``...),
     reached through huggingface_hub's ``InferenceClient``; the paper used gpt-4.1 at temperature 0.
 
@@ -130,6 +130,10 @@ class LLMJudge(Judge):
     >>> win_tie_scores(prompts, srs_answers, vanilla_answers, judge)["win_tie"]  # doctest: +SKIP
     ```
     """
+
+    #: ``LLMJudge.from_preset(name, **overrides)`` (:class:`~hf_stackshape.core.presets.FromPresetMixin`): the
+    #: preset's ``judge`` settings, ``overrides`` on top (``base_url``, ``api_key``, ``cache_file``...).
+    _preset_component = "judge"
 
     def __init__(
         self,
@@ -219,12 +223,6 @@ class LLMJudge(Judge):
         self.on_error = on_error
         self.show_progress = show_progress
         self.client = EndpointClient(base_url, api_key, timeout=float(timeout))
-
-    @classmethod
-    def from_preset(cls, name: str = "paper", **overrides) -> "LLMJudge":
-        """An LLM judge with preset ``name``'s settings (:func:`hf_stackshape.core.presets.get_preset`), ``overrides``
-        on top (``base_url``, ``api_key``, ``cache_file``...)."""
-        return cls(**{**get_preset(name, "judge"), **overrides})
 
     def close(self) -> None:
         """Close the HTTP connections."""
