@@ -90,3 +90,18 @@ def test_an_independent_layer_may_not_import_its_sibling(package_copy):
 def test_the_copy_is_clean_before_it_is_broken(package_copy):
     # The failures above come from the deliberate edits, not from copying.
     assert _lint(package_copy).returncode == 0
+
+
+def test_the_readme_module_table_shows_every_layer():
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
+    layers = next(c for c in config["contracts"] if c["type"] == "layers")["layers"]
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    table = readme.split("## The pipeline, module by module", 1)[1].split("\n## ", 1)[0]
+    missing = []
+    for line in layers:
+        for name in (n.strip() for n in line.replace("|", ":").split(":")):
+            if name.startswith("_"):  # private plumbing (the old-path aliases)
+                continue
+            if f"`hf_stackshape/{name}/" not in table and f"`hf_stackshape/{name}.py`" not in table:
+                missing.append(name)
+    assert not missing, f"the README's module table does not show {missing}"
