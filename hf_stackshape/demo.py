@@ -22,6 +22,7 @@ interrupted demo resumes where it stopped, and a rerun with other settings into 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import math
@@ -230,95 +231,142 @@ def _seed(seed: int) -> None:
     set_seed(int(seed))
 
 
-def _train_head(model, tokenizer, calibration, transform: str, folder: Path, config: DemoConfig):
-    """Train (or reuse, when its run manifest matches) the CD head of one transform."""
-    from .assets.defaults import smollm2_path
-    from .qhead.modeling_qhead import QHeadModel
-    from .qhead.trainer import QHeadTrainer, QHeadTrainerConfig
-    from .utils.runs import open_run
-
-    head_fp = {
+def _head_fingerprint(transform: str, config: DemoConfig) -> Dict[str, object]:
+    return {
         "transform": transform, "head_type": config.head_type, "epochs": config.qhead_epochs, "seed": config.seed,
         "calibration": {k: getattr(config, k) for k in ("num_train_prompts", "num_samples", "calibration_max_new_tokens")},
     }
-    with open_run(folder, head_fp, kind="demo-head"):
+
+
+#: The head's validation metrics, saved in its folder with it (a reused head reports them too).
+_HEAD_METRICS = "eval_metrics.json"
+
+
+def _load_head(model, folder: Path):
+    """A finished head of ``folder`` on the backbone ``model``, and its saved metrics (``{}`` for a head saved
+    before they were)."""
+    from .qhead.modeling_qhead import QHeadModel
+    from .utils.io import read_json
+
+    metrics_path = folder / "head" / _HEAD_METRICS
+    metrics = read_json(metrics_path) if metrics_path.is_file() else {}
+    return QHeadModel.from_pretrained(str(folder / "head"), backbone=model), metrics
+
+
+def _train_head(model, tokenizer, calibration, transform: str, folder: Path, config: DemoConfig):
+    """Train (or reuse, when its run manifest matches) the CD head of one transform; ``(head, metrics)``."""
+    from .utils.runs import open_run
+
+    with open_run(folder, _head_fingerprint(transform, config), kind="demo-head"):
         if (folder / "head" / "config.json").is_file():
-            return QHeadModel.from_pretrained(str(folder / "head"), backbone=model), None
-        _seed(config.seed)
-        qhead = QHeadModel.from_backbone(
-            model,
-            head_type=config.head_type,
-            seed=config.seed,
-            backbone_name_or_path=str(smollm2_path()),
-            base_model_name_or_path="HuggingFaceTB/SmolLM2-135M-Instruct",
-            reward_model_name_or_path="hf_stackshape demo RM (SmolLM2-135M-Instruct + LoRA, VADER-labelled pairs)",
-        )
-        args = QHeadTrainerConfig(
-            output_dir=str(folder / "work"),
-            transform=transform,
-            bound=_BOUND_CD,
-            alpha=_ALPHA_CD,
-            beta=_BETA_CD,
-            safeguards="cd",
-            num_train_epochs=config.qhead_epochs,
-            per_device_train_batch_size=16,
-            learning_rate=1e-3,
-            chat_template=True,
-            precompute_hidden_states=True,
-            save_strategy="no",
-            report_to=[],
-            logging_steps=10,
-            seed=config.seed,
-            data_seed=config.seed,
-            disable_tqdm=True,
-        )
-        trainer = QHeadTrainer(qhead, args, train_dataset=calibration, processing_class=tokenizer)
-        trainer.train()
-        metrics = {k: v for k, v in trainer.evaluate().items() if isinstance(v, (int, float))} if _has_eval(trainer) else {}
-        # Saved next to its place and renamed, so an interrupted save is never taken for a finished head.
-        partial = folder / "head.partial"
-        shutil.rmtree(partial, ignore_errors=True)
-        trainer.save_model(str(partial))
-        shutil.rmtree(folder / "head", ignore_errors=True)
-        os.replace(partial, folder / "head")
-        shutil.rmtree(folder / "work", ignore_errors=True)
-        return qhead, metrics
+            return _load_head(model, folder)
+        return _fit_head(model, tokenizer, calibration, transform, folder, config)
+
+
+def _fit_head(model, tokenizer, calibration, transform: str, folder: Path, config: DemoConfig):
+    """Train the CD head of one transform into ``folder/head`` (with its validation metrics); ``(head, metrics)``."""
+    from .assets.defaults import smollm2_path
+    from .qhead.modeling_qhead import QHeadModel
+    from .qhead.trainer import QHeadTrainer, QHeadTrainerConfig
+    from .utils.io import atomic_write_json
+
+    _seed(config.seed)
+    qhead = QHeadModel.from_backbone(
+        model,
+        head_type=config.head_type,
+        seed=config.seed,
+        backbone_name_or_path=str(smollm2_path()),
+        base_model_name_or_path="HuggingFaceTB/SmolLM2-135M-Instruct",
+        reward_model_name_or_path="hf_stackshape demo RM (SmolLM2-135M-Instruct + LoRA, VADER-labelled pairs)",
+    )
+    args = QHeadTrainerConfig(
+        output_dir=str(folder / "work"),
+        transform=transform,
+        bound=_BOUND_CD,
+        alpha=_ALPHA_CD,
+        beta=_BETA_CD,
+        safeguards="cd",
+        num_train_epochs=config.qhead_epochs,
+        per_device_train_batch_size=16,
+        learning_rate=1e-3,
+        chat_template=True,
+        precompute_hidden_states=True,
+        save_strategy="no",
+        report_to=[],
+        logging_steps=10,
+        seed=config.seed,
+        data_seed=config.seed,
+        disable_tqdm=True,
+    )
+    trainer = QHeadTrainer(qhead, args, train_dataset=calibration, processing_class=tokenizer)
+    trainer.train()
+    metrics = {k: v for k, v in trainer.evaluate().items() if isinstance(v, (int, float))} if _has_eval(trainer) else {}
+    # Saved next to its place and renamed, so an interrupted save is never taken for a finished head.
+    partial = folder / "head.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    trainer.save_model(str(partial))
+    atomic_write_json(partial / _HEAD_METRICS, metrics)
+    shutil.rmtree(folder / "head", ignore_errors=True)
+    os.replace(partial, folder / "head")
+    shutil.rmtree(folder / "work", ignore_errors=True)
+    return qhead, metrics
+
+
+def _fit_head_alone(settings: Dict[str, object], calibration, transform: str, folder: str,
+                    device: Optional[str]) -> Dict[str, float]:
+    """:func:`_fit_head` in a process of its own (a rank's single-process child, see :func:`train_cd_heads`): the
+    base model loaded as one process loads it, the calibration the ranks gathered (one process's, see
+    :meth:`~hf_stackshape.calibration.ThresholdCalibrator.calibrate`); the head's metrics."""
+    from .assets.defaults import load_smollm2
+
+    model, tokenizer = load_smollm2(device=device)
+    return _fit_head(model, tokenizer, calibration, transform, Path(folder), DemoConfig(**settings))[1]
 
 
 def _has_eval(trainer) -> bool:
     return getattr(trainer, "eval_dataset", None) is not None
 
 
-def run_demo(config: DemoConfig) -> Dict[str, object]:
+def run_demo(config: DemoConfig, state=None) -> Dict[str, object]:
     """Run the demo; returns ``{"table", "diagnostics", "plot", "results", "timings", "seconds"}``.
 
     The table is :func:`~hf_stackshape.pipeline.sweep.run_sweep`'s: every number with its 95% bootstrap interval over
     prompts, shaped methods with the paired interval of their difference to vanilla at the same weight
     (:func:`~hf_stackshape.evaluation.compare.compare_to_baseline`). The steps: load the bundled assets, calibrate
     and train the CD heads (:func:`train_cd_heads`), sweep (:func:`sweep_demo`), explain (:func:`diagnose_args`).
+
+    Under ``torchrun`` / ``accelerate launch`` (``state``, an accelerate ``PartialState``; default
+    ``torch.distributed`` when initialised): calibration and the sweep share their batches over the ranks, each
+    CD head is trained by one rank in a single-process child (:func:`train_cd_heads`), and rank 0 writes the
+    diagnostics and the plot (``plot`` is ``None`` on the other ranks). The files and the table are those of one
+    process, and a run started on one world size resumes on another.
     """
     from .assets.demo import demo_prompts
     from .pipeline.sweep import plot_sweep
+    from .utils.distributed import Processes, launch_device
     from .utils.io import atomic_write_json, read_json
     from .utils.runs import open_run
 
     start = time.time()
     out = Path(config.output_dir)
     timings: Dict[str, float] = {}
-    with open_run(out, config.fingerprint(), kind="demo", overwrite=config.overwrite):
+    plot = None
+    with open_run(out, config.fingerprint(), kind="demo", overwrite=config.overwrite, state=state):
+        main = Processes(state).is_main
         tick = time.time()
-        model, tokenizer, reward, gold = load_demo_assets()
+        model, tokenizer, reward, gold = load_demo_assets(None if state is None else launch_device(state))
         timings["load"] = time.time() - tick
         test_prompts = demo_prompts("test")[: config.num_prompts]
         diagnostics_path = out / "diagnostics.json"
         diagnostics = read_json(diagnostics_path) if diagnostics_path.is_file() else {}
-        qheads = train_cd_heads(model, tokenizer, reward, config, test_prompts, diagnostics, timings)
+        qheads = train_cd_heads(model, tokenizer, reward, config, test_prompts, diagnostics, timings, state=state)
         tick = time.time()
-        table = sweep_demo(model, tokenizer, reward, gold, qheads, test_prompts, config)
+        table = sweep_demo(model, tokenizer, reward, gold, qheads, test_prompts, config, state=state)
         timings["sweep"] = time.time() - tick
-        diagnose_args(model, tokenizer, reward, test_prompts, config, diagnostics, timings)
-        atomic_write_json(diagnostics_path, diagnostics)
-        plot = plot_sweep(table, out / "figure2.png", title="SmolLM2-135M-Instruct, demo RM, VADER gold")
+        if main:
+            diagnose_args(model, tokenizer, reward, test_prompts, config, diagnostics, timings)
+            atomic_write_json(diagnostics_path, diagnostics)
+            plot = plot_sweep(table, out / "figure2.png", title="SmolLM2-135M-Instruct, demo RM, VADER gold")
     return {
         "table": table,
         "diagnostics": diagnostics,
@@ -329,14 +377,14 @@ def run_demo(config: DemoConfig) -> Dict[str, object]:
     }
 
 
-def load_demo_assets():
+def load_demo_assets(device: Optional[str] = None):
     """``(model, tokenizer, reward, gold)``: the bundled SmolLM2-135M-Instruct, the demo reward model (guiding) and
-    VADER (the gold judge, independent of the guiding reward)."""
+    VADER (the gold judge, independent of the guiding reward); the models on ``device`` (default: CPU)."""
     from .assets.defaults import load_smollm2
     from .assets.demo import load_demo_reward_model, vader_reward
 
-    model, tokenizer = load_smollm2()
-    reward = load_demo_reward_model()
+    model, tokenizer = load_smollm2(device=device)
+    reward = load_demo_reward_model(device=device)
     gold = vader_reward()
     return model, tokenizer, reward, gold
 
@@ -349,8 +397,9 @@ def cd_transforms(methods: Sequence[str]) -> List[str]:
     return list(dict.fromkeys(t for m in methods if parse_method(m).decoder == "cd" for t in (parse_method(m).transform, "raw")))
 
 
-def calibrate_demo(model, tokenizer, reward, config: DemoConfig):
-    """Calibrate ``m*(x)`` on the training prompts with the authors' CD shaping (resumes from ``calibration/``)."""
+def calibrate_demo(model, tokenizer, reward, config: DemoConfig, state=None):
+    """Calibrate ``m*(x)`` on the training prompts with the authors' CD shaping (resumes from ``calibration/``;
+    chunks shared over the ranks of ``state``)."""
     from .assets.demo import demo_prompts
     from .calibration import CalibrationConfig, ThresholdCalibrator
 
@@ -368,42 +417,76 @@ def calibrate_demo(model, tokenizer, reward, config: DemoConfig):
             seed=config.seed,
             output_dir=str(Path(config.output_dir) / "calibration"),
         ),
-    ).calibrate(demo_prompts("train")[: config.num_train_prompts])
+    ).calibrate(demo_prompts("train")[: config.num_train_prompts], state=state)
 
 
 def train_cd_heads(model, tokenizer, reward, config: DemoConfig, probe_prompts: Sequence[str],
-                   diagnostics: Dict[str, object], timings: Dict[str, float]) -> Dict[str, object]:
+                   diagnostics: Dict[str, object], timings: Dict[str, float], state=None) -> Dict[str, object]:
     """Calibrate, then train (or reuse) a CD head per transform of :func:`cd_transforms`; ``{transform: head}``.
 
-    Each new head's training metrics and its spread over the top-k candidates on two ``probe_prompts``
-    (:func:`head_candidate_spread`) go to ``diagnostics["cd_head_<transform>"]``; the seconds to ``timings``."""
+    Each head's validation metrics (saved with it, so a reused head reports them too) and its spread over the
+    top-k candidates on two ``probe_prompts`` (:func:`head_candidate_spread`) go to
+    ``diagnostics["cd_head_<transform>"]`` (on rank 0); the seconds to ``timings``.
+
+    Under ``torchrun`` (``state`` or an initialised ``torch.distributed``): ``transformers.Trainer`` would wrap the
+    head in DDP there, which changes the order of the gradient sums, so the heads would differ from one
+    process's. Instead each missing head is trained by one rank (round robin) in a child process with the launch
+    variables removed (:meth:`~hf_stackshape.utils.distributed.Processes.map_alone`), by the same code, seeds and
+    calibration (the one the ranks gathered, one process's) as one process; every rank then loads it from its
+    folder. (The children do not reopen ``calibration/``: two of them would contend for its lock.)"""
+    from .utils.distributed import Processes, launch_device
+    from .utils.runs import open_run
+
     transforms = cd_transforms(config.methods)
     qheads = {}
     if not transforms:
         return qheads
+    procs = Processes(state)
     out = Path(config.output_dir)
     tick = time.time()
-    calibration = calibrate_demo(model, tokenizer, reward, config)
+    calibration = calibrate_demo(model, tokenizer, reward, config, state=state)
     timings["calibrate"] = time.time() - tick
     tick = time.time()
+    folders = {t: out / f"head-{t}" for t in transforms}
     trained_tokens = None
-    if config.head_type == "q":
+    if config.head_type == "q" and procs.is_main:
         trained_tokens = {t for rs in calibration["responses"] for r in rs for t in tokenizer(r, add_special_tokens=False)["input_ids"]}
-    for transform in transforms:
-        logger.warning("Training the %s CD head (%s) ...", transform, config.head_type)
-        qheads[transform], metrics = _train_head(model, tokenizer, calibration, transform, out / f"head-{transform}", config)
+
+    def diagnose(transform, metrics):
         key = f"cd_head_{transform}"
-        if key not in diagnostics:
+        if key not in diagnostics and procs.is_main:
             diagnostics[key] = dict(metrics or {})
             diagnostics[key].update(
                 head_candidate_spread(qheads[transform], model, tokenizer, probe_prompts[:2], k=config.k,
                                       max_new_tokens=min(12, config.max_new_tokens), trained_tokens=trained_tokens)
             )
+
+    if procs.world == 1:
+        for transform in transforms:
+            logger.warning("Training the %s CD head (%s) ...", transform, config.head_type)
+            qheads[transform], metrics = _train_head(model, tokenizer, calibration, transform, folders[transform], config)
+            diagnose(transform, metrics)
+    else:
+        with contextlib.ExitStack() as runs:
+            for transform in transforms:
+                runs.enter_context(open_run(folders[transform], _head_fingerprint(transform, config), kind="demo-head",
+                                            state=state))
+            todo = procs.broadcast([t for t in transforms if not (folders[t] / "head" / "config.json").is_file()])
+            if todo and procs.is_main:
+                logger.warning("Training the %s CD heads (%s), one per rank ...", ", ".join(todo), config.head_type)
+            device = launch_device(state) if state is not None else str(next(model.parameters()).device)
+            child_device = "cuda:0" if device.startswith("cuda") else device  # only this rank's GPU is visible there
+            settings = dataclasses.asdict(config)
+            jobs = [(settings, calibration, t, str(folders[t]), child_device) for t in todo]
+            procs.map_alone(_fit_head_alone, jobs, device=device)
+            for transform in transforms:
+                qheads[transform], metrics = _load_head(model, folders[transform])
+                diagnose(transform, metrics)
     timings["cd_heads"] = time.time() - tick
     return qheads
 
 
-def sweep_demo(model, tokenizer, reward, gold, qheads, test_prompts: Sequence[str], config: DemoConfig):
+def sweep_demo(model, tokenizer, reward, gold, qheads, test_prompts: Sequence[str], config: DemoConfig, state=None):
     """The demo's sweep (:func:`~hf_stackshape.pipeline.sweep.run_sweep` into ``<output_dir>/sweep``): every method
     and its vanilla counterpart over ``1/beta``, VADER as the gold reward and judge."""
     from .pipeline.sweep import SweepConfig, run_sweep
@@ -420,7 +503,7 @@ def sweep_demo(model, tokenizer, reward, gold, qheads, test_prompts: Sequence[st
     )
     _seed(config.seed)
     return run_sweep(model, tokenizer, test_prompts, reward, sweep, Path(config.output_dir) / "sweep", gold_reward=gold,
-                     qheads=qheads)
+                     qheads=qheads, state=state)
 
 
 def diagnose_args(model, tokenizer, reward, test_prompts: Sequence[str], config: DemoConfig,

@@ -4,7 +4,8 @@ Calibrates thresholds, trains vanilla and SRS CD heads, runs vanilla ARGS / SRS-
 over a grid of 1/beta on held-out bundled prompts, and prints the results table (paper layout, 95% bootstrap
 intervals over prompts; shaped minus vanilla with paired intervals), the diagnostics that explain the result, and
 the plot path. Rerunning the command resumes from what is already in --output_dir; other settings into the
-same folder are refused (--overwrite starts over).
+same folder are refused (--overwrite starts over). Under torchrun / accelerate launch the ranks share the
+calibration, the CD heads and the sweep, and rank 0 prints what one process prints.
 """
 
 from __future__ import annotations
@@ -45,8 +46,12 @@ def format_diagnostics(diagnostics: Dict[str, Dict[str, float]]) -> List[str]:
 def run(config: DemoConfig) -> int:
     from ..demo import run_demo
     from ..pipeline.sweep import format_table
+    from ..utils.distributed import launch_state
 
-    result = run_demo(config)
+    state = launch_state()  # torchrun / accelerate launch: the stages share their work over the ranks
+    result = run_demo(config, state=state)
+    if state is not None and not state.is_main_process:
+        return 0
     print()
     print("Stackelberg reward shaping demo: SmolLM2-135M-Instruct base, bundled demo RM, VADER gold judge")
     print("(reward = guiding RM; gold = VADER compound; win-tie judged by VADER; 1/beta = guidance weight)")
