@@ -8,7 +8,6 @@ or two sibling modules import each other.
 import os
 import shutil
 import subprocess
-import sys
 import tomllib
 from pathlib import Path
 

@@ -5,7 +5,7 @@ The steps, each callable on its own:
 1. plan: :func:`group_rows` groups rows by their full settings (every column except the id and the texts);
    :func:`baseline_from_group`, :func:`baseline_from_rows` and :func:`baseline_from_column` name the baseline;
 2. score: :class:`Scorer` gives each group's per-sample metrics with their seeded 95% bootstrap intervals
-   (:func:`score_groups`);
+   (:func:`score_method_groups`);
 3. compare: :func:`compare_groups` pairs each group's rows with the baseline's by prompt and reports the paired
    difference of every metric and the judge's win-tie rate (:func:`~hf_stackshape.evaluation.compare.compare_to_baseline`,
    the comparison of Wang et al., 2026, section 5).
@@ -30,7 +30,7 @@ logger = logging.get_logger(__name__)
 
 __all__ = [
     "Columns", "Baseline", "Scorer", "PER_SAMPLE", "row_settings", "group_rows", "baseline_from_group",
-    "baseline_from_rows", "baseline_from_column", "score_groups", "compare_groups", "evaluate_groups", "format_report",
+    "baseline_from_rows", "baseline_from_column", "score_method_groups", "compare_groups", "evaluate_groups", "format_report",
 ]
 
 #: Per-sample metric name -> (key of the per-sample list, key of the mean) in :mod:`hf_stackshape.evaluation.scores`.
@@ -193,7 +193,7 @@ class Scorer:
         return summary, per_sample
 
 
-def score_groups(rows: List[dict], groups, scorer: Scorer, samples: List[dict], columns: Columns = Columns()):
+def score_method_groups(rows: List[dict], groups, scorer: Scorer, samples: List[dict], columns: Columns = Columns()):
     """Score every group; returns ``(results by label, per-sample scores by group key)`` and writes each row's
     scores and group label into ``samples``."""
     results: "OrderedDict[str, Dict[str, Any]]" = OrderedDict()
@@ -266,7 +266,7 @@ def evaluate_groups(rows: List[dict], groups, scorer: Scorer, baseline: Optional
         info["metrics"], baseline_scores = scorer.score(b_prompts, [r[columns.response] for r in baseline.rows])
     if judge is not None:
         info["judge"] = judge_label
-    results, per_group_scores = score_groups(rows, groups, scorer, samples, columns)
+    results, per_group_scores = score_method_groups(rows, groups, scorer, samples, columns)
     if baseline is not None and baseline.key is not None:
         baseline_scores = per_group_scores[baseline.key]
         info["metrics"] = {k: v for k, v in results[groups[baseline.key]["label"]].items() if k not in ("settings", "files")}
